@@ -1,0 +1,32 @@
+"""Azure OpenAI: OpenAI's wire format behind a deployment URL, an `api-version` and an `api-key`."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from adapters.base import Target
+from adapters.openai import OpenAIAdapter
+
+DEFAULT_API_VERSION = "2024-10-21"
+
+
+class AzureAdapter(OpenAIAdapter):
+    def _deployment_url(self, target: Target, operation: str) -> str:
+        version = target.api_version or DEFAULT_API_VERSION
+        return (
+            f"{target.base_url}/openai/deployments/{quote(target.model, safe='')}/{operation}"
+            f"?api-version={quote(version, safe='')}"
+        )
+
+    def chat_url(self, target: Target) -> str:
+        return self._deployment_url(target, "chat/completions")
+
+    def embeddings_url(self, target: Target) -> str:
+        return self._deployment_url(target, "embeddings")
+
+    def headers(self, target: Target) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if target.api_key:
+            headers["api-key"] = target.api_key
+        headers.update(target.headers)
+        return headers

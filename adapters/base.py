@@ -1,0 +1,208 @@
+"""The one interface every provider adapter implements: pure translation, no I/O.
+
+An adapter turns a validated OpenAI request into the provider's HTTP request, and the provider's
+answer (a JSON body, or a stream of SSE events) back into OpenAI's shapes. It never opens a socket,
+reads a clock for timeouts or touches gateway state, so every adapter is tested with plain fixtures
+and one conformance suite runs over all of them.
+
+    ChatRequest ──build_chat──► UpstreamRequest ──(gateway sends it)──► status, body
+    status, body ──parse_chat──► ChatCompletion | ProviderError
+    SSEEvent ──StreamTranslator.feed──► OpenAI chunk dicts (usage chunk always emitted at the end)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as whom a deployment is called: everything an adapter needs from the config."""
+
+    provider: str  # the provider's name in config.yaml, for messages only
+    model: str  # the upstream model name (Azure: the deployment name)
+    base_url: str  # without a trailing slash
+    api_key: str | None = None
+    api_version: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Target(provider={self.provider!r}, model={self.model!r}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated OpenAI chat completion request.
+
+    `body` is the client's JSON exactly as sent (validated, unknown fields kept so that
+    OpenAI-style upstreams see new parameters unchanged). The other fields are derived once.
+    """
+
+    body: JSON
+    stream: bool = False
+    include_usage: bool = False  # the client asked for the final usage chunk
+    default_max_tokens: int = 4096  # for providers that require max_tokens when the client gave none
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingsRequest:
+    body: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+    def __repr__(self) -> str:  # headers carry credentials
+        return f"UpstreamRequest({self.method} {self.url}, {len(self.body)} bytes)"
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from a cache
+    cache_write_tokens: int = 0  # prompt tokens written to a cache
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> JSON:
+        """OpenAI's `usage` object (CompletionUsage)."""
+        usage: JSON = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens or self.cache_write_tokens:
+            details: JSON = {"cached_tokens": self.cached_tokens}
+            if self.cache_write_tokens:
+                details["cache_write_tokens"] = self.cache_write_tokens
+            usage["prompt_tokens_details"] = details
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
+
+
+@dataclass(slots=True)
+class ChatCompletion:
+    """An OpenAI `CreateChatCompletionResponse` as a dict, with its usage already extracted."""
+
+    body: JSON
+    usage: Usage | None
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """An OpenAI `CreateEmbeddingResponse` as a dict, with its usage already extracted."""
+
+    body: JSON
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderError:
+    """What the provider said went wrong, already in OpenAI's vocabulary.
+
+    `status` is the provider's HTTP status (0 when the error came inside a 200 stream).
+    `message` is the provider's own message; it must never contain our credentials.
+    """
+
+    status: int
+    message: str
+    type: str = "api_error"
+    code: str | None = None
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+class StreamTranslator(ABC):
+    """Turns one upstream stream into OpenAI chunks.
+
+    `feed` is called once per upstream SSE event and returns the chunks to send (possibly none).
+    `finish` is called when the upstream stream ended and returns any chunks still owed. The last
+    chunk a translator emits when it knows the usage is a usage chunk (`choices: []`, `usage: {...}`);
+    the gateway drops it when the client did not ask for usage. `usage` holds what the provider
+    reported; `error` is set when the provider sent an error event, after which nothing more is fed.
+    """
+
+    usage: Usage | None = None
+    error: ProviderError | None = None
+    done: bool = False  # the provider said the stream is complete
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> list[JSON]: ...
+
+    def finish(self) -> list[JSON]:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    chat: bool = True
+    embeddings: bool = False
+
+
+class Unsupported(Exception):
+    """The provider cannot do what was asked (a parameter or an endpoint); becomes a 400."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class Adapter(ABC):
+    """One provider API. Stateless: one instance serves every request."""
+
+    capabilities: Capabilities = Capabilities()
+
+    @abstractmethod
+    def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...
+
+    @abstractmethod
+    def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError: ...
+
+    @abstractmethod
+    def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator: ...
+
+    @abstractmethod
+    def parse_error(self, status: int, body: bytes) -> ProviderError:
+        """The error carried by a non-2xx response (used where no success body is possible)."""
+
+    def build_embeddings(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest:
+        raise Unsupported(f"provider '{target.provider}' does not serve embeddings", "model")
+
+    def parse_embeddings(self, status: int, body: bytes) -> Embeddings | ProviderError:
+        raise Unsupported("this provider does not serve embeddings", "model")
+
+
+@dataclass(slots=True)
+class LocalAnswer:
+    """What a local (in-process) provider answers: the HTTP status and either a body or SSE frames."""
+
+    status: int
+    body: bytes = b""
+    frames: list[bytes] = field(default_factory=list)
+
+
+class LocalAdapter(Adapter):
+    """An adapter whose 'upstream' answers in process (no network): the gateway calls `answer`
+    instead of sending the UpstreamRequest, then parses the answer like any other."""
+
+    @abstractmethod
+    def answer(self, request: UpstreamRequest) -> LocalAnswer: ...

@@ -1,0 +1,170 @@
+"""OpenAI's Chat Completions and Embeddings API, and every server that speaks it (vLLM, Ollama,
+Groq, Hyperbolic, ...). Requests pass through with only `model` replaced; streams are forced to
+report usage, which the gateway hides again when the client did not ask for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from adapters.base import (
+    JSON,
+    Adapter,
+    Capabilities,
+    ChatCompletion,
+    ChatRequest,
+    Embeddings,
+    EmbeddingsRequest,
+    ProviderError,
+    SSEEvent,
+    StreamTranslator,
+    Target,
+    UpstreamRequest,
+    Usage,
+)
+
+_ERROR_TYPES_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def usage_from_openai(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    usage = Usage(
+        prompt_tokens=_int(raw.get("prompt_tokens")),
+        completion_tokens=_int(raw.get("completion_tokens")),
+    )
+    prompt_details = raw.get("prompt_tokens_details")
+    if isinstance(prompt_details, dict):
+        usage.cached_tokens = _int(prompt_details.get("cached_tokens"))
+        usage.cache_write_tokens = _int(prompt_details.get("cache_write_tokens"))
+    completion_details = raw.get("completion_tokens_details")
+    if isinstance(completion_details, dict):
+        usage.reasoning_tokens = _int(completion_details.get("reasoning_tokens"))
+    return usage
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def openai_error(status: int, body: bytes) -> ProviderError:
+    """Reads OpenAI's `{"error": {...}}` shape; anything else becomes a generic upstream error."""
+    default_type = _ERROR_TYPES_BY_STATUS.get(status, "api_error")
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message")
+        return ProviderError(
+            status=status,
+            message=message if isinstance(message, str) and message else f"upstream returned HTTP {status}",
+            type=error.get("type") if isinstance(error.get("type"), str) else default_type,
+            code=str(error["code"]) if error.get("code") is not None else None,
+            param=error.get("param") if isinstance(error.get("param"), str) else None,
+        )
+    if isinstance(error, str) and error:  # some compatible servers answer {"error": "text"}
+        return ProviderError(status=status, message=error, type=default_type)
+    return ProviderError(status=status, message=f"upstream returned HTTP {status}", type=default_type)
+
+
+class OpenAIStreamTranslator(StreamTranslator):
+    __slots__ = ("_strip_usage_field",)
+
+    def __init__(self, req: ChatRequest) -> None:
+        # We force include_usage upstream; OpenAI then adds `"usage": null` to every chunk, which a
+        # client that did not ask for usage must not see.
+        self._strip_usage_field = not req.include_usage
+
+    def feed(self, event: SSEEvent) -> list[JSON]:
+        data = event.data
+        if data == "[DONE]":
+            self.done = True
+            return []
+        if not data:
+            return []
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.error = ProviderError(0, "upstream sent a malformed stream event", "api_error")
+            return []
+        if not isinstance(chunk, dict):
+            return []
+        if "error" in chunk and "choices" not in chunk:
+            self.error = openai_error(0, data.encode())
+            return []
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = usage_from_openai(usage)
+        elif self._strip_usage_field and "usage" in chunk:
+            del chunk["usage"]
+        return [chunk]
+
+
+class OpenAIAdapter(Adapter):
+    capabilities = Capabilities(chat=True, embeddings=True)
+
+    def chat_url(self, target: Target) -> str:
+        return target.base_url + "/chat/completions"
+
+    def embeddings_url(self, target: Target) -> str:
+        return target.base_url + "/embeddings"
+
+    def headers(self, target: Target) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if target.api_key:
+            headers["authorization"] = "Bearer " + target.api_key
+        headers.update(target.headers)
+        return headers
+
+    def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
+        body = dict(req.body)
+        body["model"] = target.model
+        if req.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+        return UpstreamRequest("POST", self.chat_url(target), self.headers(target), orjson.dumps(body))
+
+    def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError:
+        if status >= 300:
+            return self.parse_error(status, body)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
+            return ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+        return ChatCompletion(parsed, usage_from_openai(parsed.get("usage")))
+
+    def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
+        return OpenAIStreamTranslator(req)
+
+    def parse_error(self, status: int, body: bytes) -> ProviderError:
+        return openai_error(status, body)
+
+    def build_embeddings(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest:
+        body = dict(req.body)
+        body["model"] = target.model
+        return UpstreamRequest("POST", self.embeddings_url(target), self.headers(target), orjson.dumps(body))
+
+    def parse_embeddings(self, status: int, body: bytes) -> Embeddings | ProviderError:
+        if status >= 300:
+            return self.parse_error(status, body)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
+            return ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+        return Embeddings(parsed, usage_from_openai(parsed.get("usage")))

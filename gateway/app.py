@@ -1,0 +1,46 @@
+"""The whole ASGI stack, assembled explicitly in one place (as Starlette's `applications.py` does)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gateway.admin import ReloadEndpoint
+from gateway.chat import ChatEndpoint
+from gateway.config.loader import load_file
+from gateway.embeddings import EmbeddingsEndpoint
+from gateway.http import ASGIApp
+from gateway.info import HealthEndpoint, ModelsEndpoint, ReadyEndpoint
+from gateway.middleware.error_boundary import ErrorBoundary
+from gateway.middleware.lifespan import Lifespan
+from gateway.router import Router
+from gateway.runtime import build_runtime
+from gateway.state import GatewayState
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+
+def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
+    chat = ChatEndpoint(state)
+    embeddings = EmbeddingsEndpoint(state)
+    models = ModelsEndpoint(state)
+    routes: dict[str, dict[str, ASGIApp]] = {
+        "/healthz": {"GET": HealthEndpoint()},
+        "/readyz": {"GET": ReadyEndpoint(state)},
+        "/admin/reload": {"POST": ReloadEndpoint(state)},
+    }
+    # OpenAI SDKs are pointed at a base URL with or without /v1; answer both.
+    for prefix in ("/v1", ""):
+        routes[f"{prefix}/chat/completions"] = {"POST": chat}
+        routes[f"{prefix}/embeddings"] = {"POST": embeddings}
+        routes[f"{prefix}/models"] = {"GET": models}
+    return Lifespan(ErrorBoundary(Router(routes)), state, handle_sighup=handle_sighup)
+
+
+def state_from_file(path: str | Path) -> GatewayState:
+    return GatewayState(runtime=build_runtime(load_file(path)), config_path=Path(path))
+
+
+def app_from_env() -> ASGIApp:
+    """uvicorn factory (`gateway serve` and every worker): the config path comes from GATEWAY_CONFIG."""
+    return build_app(state_from_file(os.environ[CONFIG_ENV]))

@@ -1,0 +1,209 @@
+"""POST /v1/chat/completions: the request pipeline of DESIGN.md, steps 1 to 9, JSON and SSE.
+
+    auth ─► body ─► parse ─► model route ─► limits ─► adapter.build_chat ─► upstream
+         ─► adapter.parse_chat | stream translator ─► client ─► usage record
+
+Streams pass through as they arrive: each upstream read is translated and sent at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import orjson
+
+from adapters.base import ChatCompletion, ChatRequest, LocalAdapter, Unsupported
+from adapters.sse import DONE_FRAME, SSEDecoder
+from gateway.auth import authenticate
+from gateway.disconnect import DisconnectWatch
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    UnsupportedParameter,
+    error_object,
+)
+from gateway.events import RequestRecord
+from gateway.failures import connect_failure, provider_failure, timeout_failure
+from gateway.http import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, send_bytes, send_error
+from gateway.request_models import parse_chat
+from gateway.routing import new_request_id, resolve_route
+from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Tenant
+from gateway.state import GatewayState
+from gateway.upstream import UpstreamConnectError, UpstreamResponse
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def chat_request(payload: dict[str, Any], tenant: Tenant) -> ChatRequest:
+    cap = tenant.max_tokens_per_request
+    for name in ("max_completion_tokens", "max_tokens"):
+        asked = payload.get(name)
+        if isinstance(asked, int) and asked > cap:
+            raise InvalidRequest(
+                f"'{name}' is {asked}, above this key's limit of {cap} tokens per request.",
+                param=name,
+                code="max_tokens_exceeded",
+            )
+    stream = payload.get("stream") is True
+    options = payload.get("stream_options")
+    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    return ChatRequest(body=payload, stream=stream, include_usage=include_usage, default_max_tokens=cap)
+
+
+def _local(deployment: Deployment) -> LocalAdapter | None:
+    adapter = deployment.adapter
+    return adapter if isinstance(adapter, LocalAdapter) else None
+
+
+class ChatEndpoint:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        runtime = state.runtime
+        record = RequestRecord(request_id=new_request_id(), endpoint="chat", started_at=time.time())
+        reply_headers = [(b"x-request-id", record.request_id.encode())]
+        watch = DisconnectWatch(receive)
+        send = watch.wrap_send(send)
+        try:
+            identity = authenticate(scope, runtime)
+            record.tenant, record.key_id = identity.tenant.name, identity.key_id
+            body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
+            payload = parse_chat(body)
+            record.model_requested = payload["model"]
+            route = resolve_route(runtime, identity.tenant, payload["model"])
+            req = chat_request(payload, identity.tenant)
+            record.streamed = req.stream
+            async with watch:
+                if req.stream:
+                    await self._stream(req, route, identity, record, send, reply_headers)
+                else:
+                    await self._json(req, route, record, send, reply_headers)
+            if watch.disconnected:
+                record.status = "cancelled"
+                record.http_status = 499
+        except GatewayError as err:
+            record.http_status, record.error_type = err.status, err.type
+            record.status = "blocked" if err.status in (401, 403) else "failed"
+            await send_error(send, err, reply_headers)
+        except ClientGone:
+            record.status, record.http_status = "cancelled", 499
+        finally:
+            record.latency_s = time.time() - record.started_at
+            state.events.emit(record)
+
+    def _build(self, req: ChatRequest, deployment: Deployment) -> Any:
+        try:
+            return deployment.adapter.build_chat(req, deployment.target)
+        except Unsupported as exc:
+            raise UnsupportedParameter(exc.message, param=exc.param) from None
+
+    async def _open(self, req: ChatRequest, route: ModelRoute, deployment: Deployment) -> UpstreamResponse:
+        upstream_request = self._build(req, deployment)
+        try:
+            return await self.state.client.send(upstream_request, route.timeouts, _local(deployment))
+        except TimeoutError:
+            raise timeout_failure(deployment, route.timeouts.total_s) from None
+        except UpstreamConnectError as exc:
+            raise connect_failure(deployment, str(exc)) from None
+
+    async def _json(self, req: ChatRequest, route: ModelRoute, record: RequestRecord, send: Send, reply_headers: list[tuple[bytes, bytes]]) -> None:
+        deployment = route.pick(self.state.rng)
+        record.deployment, record.provider = deployment.label, deployment.target.provider
+        record.attempts.append(deployment.label)
+        try:
+            async with asyncio.timeout(route.timeouts.total_s):
+                response = await self._open(req, route, deployment)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.close()
+        except TimeoutError:
+            raise timeout_failure(deployment, route.timeouts.total_s) from None
+        except UpstreamConnectError as exc:
+            raise connect_failure(deployment, str(exc)) from None
+        result = deployment.adapter.parse_chat(response.status, raw)
+        if not isinstance(result, ChatCompletion):
+            raise provider_failure(result, deployment, response.header("retry-after"))
+        record.usage = result.usage
+        record.status, record.http_status = "completed", 200
+        await send_bytes(send, 200, orjson.dumps(result.body), JSON_HEADERS + reply_headers)
+
+    async def _stream(
+        self,
+        req: ChatRequest,
+        route: ModelRoute,
+        identity: KeyIdentity,
+        record: RequestRecord,
+        send: Send,
+        reply_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        deployment = route.pick(self.state.rng)
+        record.deployment, record.provider = deployment.label, deployment.target.provider
+        record.attempts.append(deployment.label)
+        translator = deployment.adapter.stream_translator(req, deployment.target)
+        hide_usage = not req.include_usage
+        started = False
+        failure: GatewayError | None = None
+        try:
+            async with asyncio.timeout(route.timeouts.total_s):
+                response = await self._open(req, route, deployment)
+                try:
+                    if response.status >= 300:
+                        error = deployment.adapter.parse_error(response.status, await response.read())
+                        raise provider_failure(error, deployment, response.header("retry-after"))
+                    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
+                    started = True
+                    decoder = SSEDecoder()
+                    async for piece in response.chunks():
+                        out: list[bytes] = []
+                        for event in decoder.feed(piece):
+                            for chunk in translator.feed(event):
+                                if hide_usage and not chunk.get("choices") and "usage" in chunk:
+                                    continue
+                                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                            if translator.error is not None or translator.done:
+                                break
+                        if out:
+                            if record.first_token_s is None:
+                                record.first_token_s = time.time() - record.started_at
+                            await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                        if translator.error is not None or translator.done:
+                            break
+                    tail = [e for event in decoder.flush() for e in translator.feed(event)] if not translator.done else []
+                    tail.extend(translator.finish())
+                    tail_frames = [
+                        b"data: " + orjson.dumps(c) + b"\n\n"
+                        for c in tail
+                        if not (hide_usage and not c.get("choices") and "usage" in c)
+                    ]
+                    if tail_frames:
+                        await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})
+                finally:
+                    response.close()
+        except TimeoutError:
+            failure = timeout_failure(deployment, route.timeouts.total_s)
+        except UpstreamConnectError as exc:
+            failure = connect_failure(deployment, str(exc))
+        if failure is None and translator.error is not None:
+            failure = provider_failure(translator.error, deployment)
+        if failure is None and not translator.done:
+            failure = connect_failure(deployment, "the stream ended before the answer was complete")
+        record.usage = translator.usage
+        if failure is not None and not started:
+            raise failure
+        if failure is not None:
+            record.status, record.http_status, record.error_type = "failed", 200, failure.type
+            payload = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
+            await send({"type": "http.response.body", "body": payload, "more_body": False})
+            return
+        record.status, record.http_status = "completed", 200
+        await send({"type": "http.response.body", "body": DONE_FRAME, "more_body": False})

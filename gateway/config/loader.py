@@ -1,0 +1,171 @@
+"""config.yaml ─► validated `LoadedConfig`, or a `ConfigError` listing every problem by path.
+
+Order: YAML ─► `${VAR}` interpolation ─► `enc:` decryption ─► pydantic schema ─► cross-references.
+A provider whose `${VAR}` is unset is disabled (reported, not fatal); an unset variable anywhere
+else is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from adapters.registry import DEFAULT_BASE_URLS, provider_types
+from gateway.config import secrets
+from gateway.config.schema import Config
+from gateway.paths import format_path
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    disabled_providers: Mapping[str, str] = field(default_factory=dict)  # name ─► why
+
+
+def load_file(path: str | Path, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from exc
+    return load_text(text, environ)
+
+
+def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    env = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): must be a mapping"])
+    problems: list[str] = []
+    disabled: dict[str, str] = {}
+    resolved = _resolve(raw, (), env, problems, disabled)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        problems.extend(_describe(err) for err in exc.errors())
+    if config is not None:
+        problems.extend(_cross_check(config))
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return LoadedConfig(config, disabled)
+
+
+def _resolve(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str], disabled: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve(v, (*loc, str(k)), env, problems, disabled) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, (*loc, i), env, problems, disabled) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or value == "":
+            if default is not None:
+                return default
+            missing.append(name)
+            return ""
+        return value
+
+    value = _VAR.sub(substitute, node) if "${" in node else node
+    if missing:
+        names = ", ".join(missing)
+        if len(loc) >= 2 and loc[0] == "providers":
+            disabled[str(loc[1])] = f"{names} is not set"
+        else:
+            problems.append(f"{format_path(loc)}: environment variable {names} is not set")
+        return value
+    if value.startswith(secrets.PREFIX):
+        try:
+            return secrets.decrypt(value, env.get(secrets.MASTER_KEY_ENV, ""))
+        except secrets.SecretError as exc:
+            problems.append(f"{format_path(loc)}: {exc}")
+            return ""
+    return value
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", ""))
+        options = [o.strip().strip("'") for o in re.split(r",| or ", expected) if o.strip()]
+        return f"{format_path(loc)}: must be one of {', '.join(options)}"
+    if kind == "extra_forbidden":
+        return f"{format_path(loc)}: unknown field"
+    if kind == "missing":
+        return f"{format_path(loc)}: is required"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] in ("sha256", "token_sha256"):
+        return f"{format_path(loc)}: must be 64 lowercase hex characters (a sha256)"
+    message = str(err["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}"
+
+
+def _cross_check(config: Config) -> list[str]:
+    problems: list[str] = []
+    types = provider_types()
+    for name, provider in config.providers.items():
+        if provider.type not in types:
+            problems.append(f"providers.{name}.type: must be one of {', '.join(types)}")
+        elif not provider.base_url and provider.type not in DEFAULT_BASE_URLS:
+            problems.append(f"providers.{name}.base_url: is required for type {provider.type}")
+    for alias, model in config.models.items():
+        for i, deployment in enumerate(model.deployments):
+            if deployment.provider not in config.providers:
+                problems.append(f"models.{alias}.deployments[{i}].provider: unknown provider '{deployment.provider}'")
+        for i, fallback in enumerate(model.fallbacks):
+            if fallback not in config.models:
+                problems.append(f"models.{alias}.fallbacks[{i}]: unknown model '{fallback}'")
+            elif fallback == alias:
+                problems.append(f"models.{alias}.fallbacks[{i}]: a model cannot fall back to itself")
+    seen_hashes: dict[str, str] = {}
+    for tenant_name, tenant in config.tenants.items():
+        for i, model_name in enumerate(tenant.models):
+            if model_name != "*" and model_name not in config.models:
+                problems.append(f"tenants.{tenant_name}.models[{i}]: unknown model '{model_name}'")
+        key_ids: set[str] = set()
+        for i, key in enumerate(tenant.keys):
+            where = f"tenants.{tenant_name}.keys[{i}]"
+            if key.id in key_ids:
+                problems.append(f"{where}.id: duplicate key id '{key.id}'")
+            key_ids.add(key.id)
+            if key.sha256 in seen_hashes:
+                problems.append(f"{where}.sha256: the same key is already listed at {seen_hashes[key.sha256]}")
+            else:
+                seen_hashes[key.sha256] = where
+        for provider_name in tenant.credentials:
+            if provider_name not in config.providers:
+                problems.append(f"tenants.{tenant_name}.credentials.{provider_name}: unknown provider")
+    if config.server.workers > 1 and not config.state.redis_url:
+        problems.append(
+            "server.workers: more than 1 worker needs state.redis_url (in-process counters would multiply "
+            "every budget and rate limit by the number of workers)"
+        )
+    return problems

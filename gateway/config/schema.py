@@ -1,0 +1,173 @@
+"""The shape of config.yaml (see DESIGN.md), validated with pydantic.
+
+Field names are fixed: tools and tests write these files. Every model forbids unknown keys so that
+a typo is an error that names its path, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$", to_lower=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Window = Literal["minute", "hour", "day", "month"]
+InjectionAction = Literal["block", "flag", "off"]
+PiiAction = Literal["redact", "block", "flag", "off"]
+PiiEntity = Literal["email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_bytes: int = Field(4_000_000, ge=1024)
+    drain_timeout_s: float = Field(30, ge=0)
+
+
+class StateConfig(Strict):
+    redis_url: str | None = None
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+
+
+class EventsConfig(Strict):
+    postgres_dsn: str | None = None
+    sqlite_path: str = "gateway-usage.sqlite"
+    spool_dir: str = "spool"
+
+
+class AdminConfig(Strict):
+    token_sha256: Sha256Hex | None = None
+
+
+class ProviderConfig(Strict):
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentConfig(Strict):
+    provider: Name
+    model: Name
+    weight: int = Field(1, ge=0)
+
+
+class CircuitConfig(Strict):
+    failures: int = Field(5, ge=1)
+    cooldown_s: float = Field(30, gt=0)
+
+
+class ModelConfig(Strict):
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    fallbacks: list[Name] = Field(default_factory=list)
+    retries: int = Field(2, ge=0, le=10)
+    timeout_s: float = Field(120, gt=0)
+    connect_timeout_s: float = Field(5, gt=0)
+    first_byte_timeout_s: float | None = Field(None, gt=0)  # None: bounded by timeout_s only
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ModelConfig:
+        if not any(d.weight > 0 for d in self.deployments):
+            raise ValueError("at least one deployment needs a weight above 0")
+        return self
+
+
+class PriceConfig(Strict):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
+class InjectionPolicy(Strict):
+    action: InjectionAction = "block"
+    threshold: float = Field(0.8, ge=0, le=1)
+
+
+class PiiPolicy(Strict):
+    action: PiiAction = "redact"
+    entities: list[PiiEntity] = Field(
+        default_factory=lambda: ["email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret"]
+    )
+
+
+class Policies(Strict):
+    injection: InjectionPolicy = Field(default_factory=InjectionPolicy)
+    pii: PiiPolicy = Field(default_factory=PiiPolicy)
+
+
+class InjectionOverride(Strict):
+    action: InjectionAction | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+
+
+class PiiOverride(Strict):
+    action: PiiAction | None = None
+    entities: list[PiiEntity] | None = None
+
+
+class PolicyOverrides(Strict):
+    injection: InjectionOverride = Field(default_factory=InjectionOverride)
+    pii: PiiOverride = Field(default_factory=PiiOverride)
+
+
+class Defaults(Strict):
+    max_tokens_per_request: int = Field(4096, ge=1)
+    policies: Policies = Field(default_factory=Policies)
+
+
+class KeyConfig(Strict):
+    id: Name
+    sha256: Sha256Hex
+
+
+class BudgetConfig(Strict):
+    tokens: int | None = Field(None, ge=1)
+    usd: float | None = Field(None, gt=0)
+    per: Window
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        if (self.tokens is None) == (self.usd is None):
+            raise ValueError("a budget has exactly one of tokens or usd")
+        return self
+
+
+class RateLimits(Strict):
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class CredentialConfig(Strict):
+    api_key: str
+
+
+class TenantConfig(Strict):
+    keys: list[KeyConfig] = Field(default_factory=list)
+    models: list[Name] = Field(default_factory=list)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    log_content: bool = False
+    max_tokens_per_request: int | None = Field(None, ge=1)
+    credentials: dict[Name, CredentialConfig] = Field(default_factory=dict)
+    policies: PolicyOverrides = Field(default_factory=PolicyOverrides)
+
+
+class Config(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
+    models: dict[Name, ModelConfig] = Field(default_factory=dict)
+    pricing: dict[Name, PriceConfig] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    tenants: dict[Name, TenantConfig] = Field(default_factory=dict)

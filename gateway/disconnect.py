@@ -1,0 +1,59 @@
+"""Cancel the work of a request the moment its client goes away.
+
+While the endpoint waits on the upstream, a watcher task waits on `receive()`; an
+`http.disconnect` before the response is complete cancels the endpoint's task, which closes the
+upstream connection on its way out, so the provider stops generating (and billing) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+from gateway.http import Message, Receive, Send
+
+
+class DisconnectWatch:
+    __slots__ = ("_receive", "_task", "_watcher", "disconnected", "_complete")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[object] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.disconnected = False
+        self._complete = False
+
+    def wrap_send(self, send: Send) -> Send:
+        """A `send` that marks the response complete before its last message goes out, so the
+        disconnect that servers report after a finished response is not taken for a client leaving."""
+
+        async def guarded(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._complete = True
+            await send(message)
+
+        return guarded
+
+    async def __aenter__(self) -> DisconnectWatch:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if not self._complete and self._task is not None:
+                    self.disconnected = True
+                    self._task.cancel()
+                return
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.disconnected and exc_type is asyncio.CancelledError and self._task is not None:
+            self._task.uncancel()
+            return True
+        return False

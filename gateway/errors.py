@@ -1,0 +1,157 @@
+"""Every error the gateway answers with, in one tree, rendered to OpenAI's error JSON in one place.
+
+    GatewayError                      500 server_error
+    ├── InvalidRequest                400 invalid_request_error
+    │   ├── PayloadTooLarge           413
+    │   └── UnsupportedParameter      400 (the chosen provider cannot do it)
+    ├── AuthError                     401 invalid_request_error / invalid_api_key
+    ├── PermissionDenied              403 permission_error
+    │   ├── ModelNotAllowed           403 / model_not_allowed
+    │   └── PolicyViolation           403 (a content policy blocked the request)
+    ├── NotFound                      404 invalid_request_error
+    │   └── ModelNotFound             404 / model_not_found
+    ├── MethodNotAllowed              405
+    ├── RateLimited                   429 rate_limit_exceeded (+ Retry-After)
+    │   └── BudgetExceeded            429 budget_exceeded
+    ├── ServiceUnavailable            503 (no deployment can serve, draining, state store down)
+    └── UpstreamError                 502 the provider failed
+        ├── UpstreamTimeout           504
+        └── UpstreamRejected          the provider's own 4xx/429, passed on with its status
+
+`render` is the only function that turns an error into bytes; nothing else builds error JSON.
+Messages are written for the caller and never carry credentials.
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if error_type is not None:
+            self.type = error_type
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class AuthError(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+
+
+class ModelNotAllowed(PermissionDenied):
+    code = "model_not_allowed"
+
+
+class PolicyViolation(PermissionDenied):
+    type = "invalid_request_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request for a reason of the caller's (4xx) or its own rate limit."""
+
+
+def error_body(err: GatewayError) -> bytes:
+    return orjson.dumps({"error": error_object(err)})
+
+
+def error_object(err: GatewayError) -> dict[str, str | None]:
+    return {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+
+
+def render(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the HTTP answer for `err`."""
+    headers = [(b"content-type", b"application/json")]
+    headers.extend(err.headers())
+    return err.status, headers, error_body(err)

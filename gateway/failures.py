@@ -1,0 +1,55 @@
+"""How a provider's failure becomes the gateway's answer to the caller.
+
+The caller's own mistakes (4xx) and the provider's rate limit pass through with their status; a
+provider rejecting *our* credentials, or failing, is a 502 that names the provider, never the key.
+"""
+
+from __future__ import annotations
+
+from adapters.base import ProviderError
+from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from gateway.runtime import Deployment
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:
+    name = deployment.target.provider
+    status = err.status
+    if status in (401, 403):
+        return UpstreamError(
+            f"The provider '{name}' rejected the gateway's credentials (HTTP {status}); this is a gateway "
+            "configuration problem, not your key.",
+            code="upstream_auth_failed",
+        )
+    if status == 429:
+        return UpstreamRejected(
+            f"The provider '{name}' is rate limiting requests: {err.message}",
+            status=429,
+            error_type="requests",
+            code=err.code or "rate_limit_exceeded",
+            retry_after=parse_retry_after(retry_after),
+        )
+    if status == 404:
+        return UpstreamError(f"The provider '{name}' does not know model '{deployment.target.model}': {err.message}")
+    if 400 <= status < 500:
+        return UpstreamRejected(err.message, status=status, error_type=err.type, code=err.code, param=err.param)
+    if status == 0:
+        return UpstreamError(f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error")
+    return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
+
+
+def timeout_failure(deployment: Deployment, total_s: float) -> GatewayError:
+    return UpstreamTimeout(f"The provider '{deployment.target.provider}' did not answer within {total_s:g} s.")
+
+
+def connect_failure(deployment: Deployment, detail: str) -> GatewayError:
+    return UpstreamError(f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable")

@@ -1,0 +1,38 @@
+"""The last line: any exception an endpoint did not handle becomes an OpenAI-shaped 500.
+
+The traceback goes to the server log (never to the client); if the response had already started,
+the connection is simply ended, because a second status line cannot be sent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.errors import GatewayError
+from gateway.http import ASGIApp, Message, Receive, Scope, Send, send_error
+
+log = logging.getLogger("gateway")
+
+
+class ErrorBoundary:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await send_error(send, GatewayError("The gateway hit an internal error. It has been logged."))

@@ -1,0 +1,51 @@
+"""ASGI lifespan: open the shared upstream client at start-up, reload the config on SIGHUP, and
+close everything at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.http import ASGIApp, Receive, Scope, Send
+from gateway.state import GatewayState
+
+log = logging.getLogger("gateway")
+
+
+class Lifespan:
+    def __init__(self, app: ASGIApp, state: GatewayState, handle_sighup: bool = True) -> None:
+        self.app = app
+        self.state = state
+        self.handle_sighup = handle_sighup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.state.client.start()
+        if self.handle_sighup and self.state.config_path is not None:
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals
+                log.debug("SIGHUP reload not installed in this thread")
+
+    async def shutdown(self) -> None:
+        self.state.draining = True
+        await self.state.client.close()

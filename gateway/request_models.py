@@ -1,0 +1,259 @@
+"""What a valid OpenAI request looks like, checked with pydantic; the client's dict is kept as is.
+
+Only the fields the gateway or an adapter relies on are typed. Unknown top-level fields pass through
+(OpenAI adds parameters often; an OpenAI-style upstream should see them), while the fields we do
+type are checked strictly enough that an adapter can trust their shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from gateway.paths import format_path
+from gateway.errors import InvalidRequest
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(Open):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class AudioPart(Open):
+    type: Literal["input_audio"]
+    input_audio: dict[str, Any]
+
+
+class FilePart(Open):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+class RefusalPart(Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+UserPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+
+
+class FunctionCall(Open):
+    name: str
+    arguments: str
+
+
+class ToolCall(Open):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class SystemMessage(Open):
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(Open):
+    role: Literal["user"]
+    content: str | list[UserPart]
+    name: str | None = None
+
+
+class AssistantMessage(Open):
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+    name: str | None = None
+
+
+class ToolMessage(Open):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+class FunctionMessage(Open):
+    role: Literal["function"]
+    content: str | None
+    name: str
+
+
+Message = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+    Field(discriminator="role"),
+]
+
+
+class FunctionDefinition(Open):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Open):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(Open):
+    name: str
+
+
+class NamedToolChoice(Open):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(Open):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(Open):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(Open):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(Open):
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[list[Message], Field(min_length=1)]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+
+EmbeddingInput = (
+    Annotated[str, Field(min_length=0)]
+    | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    | Annotated[list[int], Field(min_length=1)]
+    | Annotated[list[list[int]], Field(min_length=1, max_length=2048)]
+)
+
+
+class EmbeddingsRequestModel(Open):
+    model: Annotated[str, Field(min_length=1)]
+    input: EmbeddingInput
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None
+    user: str | None = None
+
+
+_chat = TypeAdapter(ChatCompletionRequest)
+_embeddings = TypeAdapter(EmbeddingsRequestModel)
+
+
+def _loads_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be a JSON object "
+            f"({exc.msg} at position {exc.pos}).",
+            code="invalid_json",
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The body of your request must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def _is_branch_label(part: str) -> bool:
+    """Pydantic names union branches in error paths (`str`, `list[...]`, `NamedToolChoice`)."""
+    return part in _BRANCH_LABELS or not part.isidentifier() or part[:1].isupper()
+
+
+_BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+
+
+def _first_error(exc: ValidationError) -> InvalidRequest:
+    # Of a union's alternatives, the error that got deepest says best what was meant.
+    errors = exc.errors(include_url=False, include_input=False)
+    error = max(errors, key=lambda e: len(e["loc"]))
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    # A discriminated union puts the tag into the path (messages.0.user.content); drop it.
+    clean: list[int | str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and (
+            _is_branch_label(part) or (i > 0 and isinstance(loc[i - 1], int) and part in _TAGS)
+        ):
+            continue
+        clean.append(part)
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        tag = "role" if clean and clean[0] == "messages" and len(clean) == 2 else "type"
+        param = format_path((*clean, tag))
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        message = f"Invalid value for '{param}': expected one of {expected}."
+        if kind == "union_tag_not_found":
+            message = f"Missing required parameter: '{param}'."
+        return InvalidRequest(message, param=param, code="invalid_value")
+    param = format_path(tuple(clean))
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    if kind == "too_short" and param == "messages":
+        return InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param=param, code="empty_array")
+    return InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param, code="invalid_value")
+
+
+_TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
+def parse_chat(body: bytes) -> dict[str, Any]:
+    payload = _loads_object(body)
+    try:
+        _chat.validate_python(payload)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    return payload
+
+
+def parse_embeddings(body: bytes) -> dict[str, Any]:
+    payload = _loads_object(body)
+    try:
+        _embeddings.validate_python(payload)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    return payload

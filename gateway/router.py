@@ -1,0 +1,26 @@
+"""Exact-path routing: a dict look-up, then the method. Unknown paths and methods get OpenAI errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.errors import MethodNotAllowed, NotFound
+from gateway.http import ASGIApp, Receive, Scope, Send, send_error
+
+
+class Router:
+    def __init__(self, routes: Mapping[str, Mapping[str, ASGIApp]]) -> None:
+        self._routes = {path.rstrip("/") or "/": dict(methods) for path, methods in routes.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        methods = self._routes.get(path) or self._routes.get(path.rstrip("/"))
+        if methods is None:
+            await send_error(send, NotFound(f"Invalid URL ({scope['method']} {path})."))
+            return
+        app = methods.get(scope["method"])
+        if app is None:
+            allowed = ", ".join(sorted(methods))
+            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {allowed}."), [(b"allow", allowed.encode())])
+            return
+        await app(scope, receive, send)

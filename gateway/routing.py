@@ -1,0 +1,25 @@
+"""Step 4 of a request: the model the client named ─► the tenant's route for it."""
+
+from __future__ import annotations
+
+import os
+
+from gateway.errors import ModelNotAllowed, ModelNotFound, ServiceUnavailable
+from gateway.runtime import ModelRoute, Runtime, Tenant
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def resolve_route(runtime: Runtime, tenant: Tenant, model: str) -> ModelRoute:
+    route = tenant.routes.get(model)
+    if route is None:
+        if model in runtime.model_names:
+            raise ModelNotAllowed(f"This key may not use the model '{model}'.", param="model")
+        raise ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+    if not route.deployments:
+        raise ServiceUnavailable(
+            f"The model '{model}' has no available deployment: {route.unavailable_reason}.", code="model_unavailable"
+        )
+    return route

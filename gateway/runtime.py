@@ -1,0 +1,201 @@
+"""The validated config compiled into what a request needs, once per load (never per request).
+
+    Runtime ─► keys: sha256 ─► KeyIdentity(tenant, key id)
+           └─► Tenant ─► routes: model alias ─► ModelRoute ─► Deployment(adapter, target, weight)
+
+A tenant's routes hold only the models it may use, with its own provider credentials (bring your
+own key) already substituted, so the hot path does dictionary look-ups and nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from adapters.base import Adapter, Target
+from adapters.registry import DEFAULT_BASE_URLS, adapter_for
+from gateway.config.loader import LoadedConfig
+from gateway.config.schema import (
+    BudgetConfig,
+    Config,
+    InjectionPolicy,
+    ModelConfig,
+    PiiPolicy,
+    Policies,
+    PolicyOverrides,
+    RateLimits,
+    TenantConfig,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float
+    first_byte_s: float | None
+    total_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    adapter: Adapter
+    target: Target
+    weight: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.target.provider}/{self.target.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    alias: str
+    deployments: tuple[Deployment, ...]  # enabled ones only, weight > 0
+    cumulative_weights: tuple[int, ...]
+    fallbacks: tuple[str, ...]
+    retries: int
+    timeouts: Timeouts
+    unavailable_reason: str | None  # why no deployment is enabled, when none is
+
+    def pick(self, rng: random.Random) -> Deployment:
+        """Weighted random choice among the enabled deployments."""
+        if len(self.deployments) == 1:
+            return self.deployments[0]
+        point = rng.random() * self.cumulative_weights[-1]
+        return self.deployments[bisect.bisect_right(self.cumulative_weights, point)]
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    routes: Mapping[str, ModelRoute]
+    max_tokens_per_request: int
+    policies: Policies
+    budgets: tuple[BudgetConfig, ...]
+    rate_limits: RateLimits
+    log_content: bool
+    models_body: bytes  # the /v1/models answer, rendered once
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    tenant: Tenant
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: Config
+    keys: Mapping[str, KeyIdentity]
+    tenants: Mapping[str, Tenant]
+    model_names: frozenset[str]
+    disabled_providers: Mapping[str, str]
+    loaded_at: float
+
+
+def merge_policies(defaults: Policies, overrides: PolicyOverrides) -> Policies:
+    """Tenant overrides win field by field over the defaults."""
+    injection = InjectionPolicy(
+        action=overrides.injection.action or defaults.injection.action,
+        threshold=defaults.injection.threshold if overrides.injection.threshold is None else overrides.injection.threshold,
+    )
+    pii = PiiPolicy(
+        action=overrides.pii.action or defaults.pii.action,
+        entities=defaults.pii.entities if overrides.pii.entities is None else overrides.pii.entities,
+    )
+    return Policies(injection=injection, pii=pii)
+
+
+def _target(config: Config, provider_name: str, model: str, api_key_override: str | None) -> Target:
+    provider = config.providers[provider_name]
+    base_url = (provider.base_url or DEFAULT_BASE_URLS[provider.type]).rstrip("/")
+    return Target(
+        provider=provider_name,
+        model=model,
+        base_url=base_url,
+        api_key=api_key_override if api_key_override is not None else provider.api_key,
+        api_version=provider.api_version,
+        headers=tuple(sorted(provider.headers.items())),
+    )
+
+
+def _route(config: Config, alias: str, model: ModelConfig, disabled: Mapping[str, str], credentials: Mapping[str, str]) -> ModelRoute:
+    deployments: list[Deployment] = []
+    reasons: list[str] = []
+    for d in model.deployments:
+        if d.provider in disabled and d.provider not in credentials:
+            reasons.append(f"provider '{d.provider}' is disabled ({disabled[d.provider]})")
+            continue
+        if d.weight == 0:
+            continue
+        target = _target(config, d.provider, d.model, credentials.get(d.provider))
+        deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight))
+    cumulative: list[int] = []
+    total = 0
+    for deployment in deployments:
+        total += deployment.weight
+        cumulative.append(total)
+    first_byte = model.first_byte_timeout_s
+    return ModelRoute(
+        alias=alias,
+        deployments=tuple(deployments),
+        cumulative_weights=tuple(cumulative),
+        fallbacks=tuple(model.fallbacks),
+        retries=model.retries,
+        timeouts=Timeouts(model.connect_timeout_s, first_byte, model.timeout_s),
+        unavailable_reason=None if deployments else "; ".join(reasons) or "no deployment has a weight above 0",
+    )
+
+
+def _models_body(routes: Mapping[str, ModelRoute], created: int) -> bytes:
+    data = [
+        {"id": alias, "object": "model", "created": created, "owned_by": route.deployments[0].target.provider}
+        for alias, route in sorted(routes.items())
+        if route.deployments
+    ]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def _tenant(config: Config, name: str, tenant: TenantConfig, shared: Mapping[str, ModelRoute], disabled: Mapping[str, str], created: int) -> Tenant:
+    allowed = list(config.models) if "*" in tenant.models else tenant.models
+    credentials = {provider: c.api_key for provider, c in tenant.credentials.items()}
+    routes: dict[str, ModelRoute] = {}
+    for alias in allowed:
+        model = config.models[alias]
+        uses_own_key = any(d.provider in credentials for d in model.deployments)
+        routes[alias] = _route(config, alias, model, disabled, credentials) if uses_own_key else shared[alias]
+    return Tenant(
+        name=name,
+        routes=routes,
+        max_tokens_per_request=tenant.max_tokens_per_request or config.defaults.max_tokens_per_request,
+        policies=merge_policies(config.defaults.policies, tenant.policies),
+        budgets=tuple(tenant.budgets),
+        rate_limits=tenant.rate_limits,
+        log_content=tenant.log_content,
+        models_body=_models_body(routes, created),
+    )
+
+
+def build_runtime(loaded: LoadedConfig) -> Runtime:
+    config = loaded.config
+    disabled = loaded.disabled_providers
+    now = time.time()
+    shared = {alias: _route(config, alias, model, disabled, {}) for alias, model in config.models.items()}
+    tenants = {name: _tenant(config, name, t, shared, disabled, int(now)) for name, t in config.tenants.items()}
+    keys = {
+        key.sha256: KeyIdentity(tenants[name], key.id)
+        for name, tenant in config.tenants.items()
+        for key in tenant.keys
+    }
+    return Runtime(
+        config=config,
+        keys=keys,
+        tenants=tenants,
+        model_names=frozenset(config.models),
+        disabled_providers=dict(disabled),
+        loaded_at=now,
+    )

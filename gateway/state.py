@@ -1,0 +1,41 @@
+"""What every endpoint shares: the live runtime (swapped whole on reload), the upstream client,
+the usage sink. Passed explicitly to the endpoints; there are no module-level globals."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.config.loader import ConfigError, load_file
+from gateway.events import LogSink, UsageSink
+from gateway.runtime import Runtime, build_runtime
+from gateway.upstream import UpstreamClient
+
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class GatewayState:
+    runtime: Runtime
+    config_path: Path | None = None
+    client: UpstreamClient = field(default_factory=UpstreamClient)
+    events: UsageSink = field(default_factory=LogSink)
+    rng: random.Random = field(default_factory=random.Random)
+    draining: bool = False
+
+    def reload(self) -> list[str]:
+        """Load the config file again; on any problem keep serving the old one. Returns the problems."""
+        if self.config_path is None:
+            return ["this gateway was not started from a config file"]
+        try:
+            runtime = build_runtime(load_file(self.config_path))
+        except ConfigError as exc:
+            log.error("config reload rejected, the previous config keeps serving: %s", "; ".join(exc.problems))
+            return exc.problems
+        self.runtime = runtime
+        for name, why in runtime.disabled_providers.items():
+            log.warning("provider %s is disabled: %s", name, why)
+        log.info("config reloaded from %s", self.config_path)
+        return []
