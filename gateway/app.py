@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 from gateway.admin import ReloadEndpoint
+from gateway.azure_paths import PREFIX as AZURE_PREFIX
+from gateway.azure_paths import AzureDeployments
 from gateway.chat import ChatEndpoint
 from gateway.config.loader import load_file
 from gateway.embeddings import EmbeddingsEndpoint
@@ -34,7 +36,8 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         routes[f"{prefix}/chat/completions"] = {"POST": chat}
         routes[f"{prefix}/embeddings"] = {"POST": embeddings}
         routes[f"{prefix}/models"] = {"GET": models}
-    return Lifespan(ErrorBoundary(Router(routes)), state, handle_sighup=handle_sighup)
+    prefixes = {AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings})}
+    return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_sighup=handle_sighup)
 
 
 def state_from_file(path: str | Path) -> GatewayState:

@@ -18,6 +18,7 @@ import orjson
 from adapters.base import ChatCompletion, ChatRequest, LocalAdapter, Unsupported
 from adapters.sse import DONE_FRAME, SSEDecoder
 from gateway.auth import authenticate
+from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import (
     GatewayError,
@@ -77,7 +78,7 @@ class ChatEndpoint:
             identity = authenticate(scope, runtime)
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
             body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
-            payload = parse_chat(body)
+            payload = parse_chat(body, scope.get(MODEL_SCOPE_KEY))
             record.model_requested = payload["model"]
             route = resolve_route(runtime, identity.tenant, payload["model"])
             req = chat_request(payload, identity.tenant)

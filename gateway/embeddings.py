@@ -9,6 +9,7 @@ import orjson
 
 from adapters.base import Embeddings, EmbeddingsRequest, LocalAdapter, Unsupported
 from gateway.auth import authenticate
+from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import GatewayError, UnsupportedParameter
 from gateway.events import RequestRecord
@@ -35,7 +36,7 @@ class EmbeddingsEndpoint:
             identity = authenticate(scope, runtime)
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
             body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
-            payload = parse_embeddings(body)
+            payload = parse_embeddings(body, scope.get(MODEL_SCOPE_KEY))
             record.model_requested = payload["model"]
             route = resolve_route(runtime, identity.tenant, payload["model"])
             deployment = route.pick(state.rng)

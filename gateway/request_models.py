@@ -241,8 +241,11 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
 _TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
 
-def parse_chat(body: bytes) -> dict[str, Any]:
+def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
+    """`model`, when given, comes from the URL (Azure-style paths) and wins over the body's."""
     payload = _loads_object(body)
+    if model is not None:
+        payload["model"] = model
     try:
         _chat.validate_python(payload)
     except ValidationError as exc:
@@ -250,8 +253,11 @@ def parse_chat(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def parse_embeddings(body: bytes) -> dict[str, Any]:
+def parse_embeddings(body: bytes, model: str | None = None) -> dict[str, Any]:
+    """`model`, when given, comes from the URL (Azure-style paths) and wins over the body's."""
     payload = _loads_object(body)
+    if model is not None:
+        payload["model"] = model
     try:
         _embeddings.validate_python(payload)
     except ValidationError as exc:

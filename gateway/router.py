@@ -1,4 +1,4 @@
-"""Exact-path routing: a dict look-up, then the method. Unknown paths and methods get OpenAI errors."""
+"""Exact-path routing: a dict look-up, then the method (a few prefixes route the rest themselves). Unknown paths and methods get OpenAI errors."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from gateway.http import ASGIApp, Receive, Scope, Send, send_error
 
 
 class Router:
-    def __init__(self, routes: Mapping[str, Mapping[str, ASGIApp]]) -> None:
+    def __init__(self, routes: Mapping[str, Mapping[str, ASGIApp]], prefixes: Mapping[str, ASGIApp] | None = None) -> None:
         self._routes = {path.rstrip("/") or "/": dict(methods) for path, methods in routes.items()}
+        self._prefixes = tuple((prefixes or {}).items())  # path prefix ─► app that routes the rest itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         methods = self._routes.get(path) or self._routes.get(path.rstrip("/"))
         if methods is None:
+            for prefix, prefixed_app in self._prefixes:
+                if path.startswith(prefix):
+                    await prefixed_app(scope, receive, send)
+                    return
             await send_error(send, NotFound(f"Invalid URL ({scope['method']} {path})."))
             return
         app = methods.get(scope["method"])

@@ -1,0 +1,71 @@
+"""Fixtures shared by the suite: a mock provider and the gateway, both on real loopback sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.gateway import RunningGateway, sha
+from tests.support.upstream import MockUpstream
+
+ACME_KEY = "sk-test-acme-0001"
+LIMITED_KEY = "sk-test-limited-0002"
+BYOK_KEY = "sk-test-byok-0003"
+ADMIN_TOKEN = "admin-test-token"
+UPSTREAM_SECRETS = ("sk-upstream-openai-secret", "azure-upstream-secret", "sk-ant-upstream-secret", "sk-byok-tenant-secret")
+
+
+def gateway_config(upstream_url: str, extra_tenants: str = "") -> str:
+    return f"""
+server: {{max_body_bytes: 20000}}
+admin: {{token_sha256: "{sha(ADMIN_TOKEN)}"}}
+providers:
+  up-openai: {{type: openai, base_url: "{upstream_url}/v1", api_key: "sk-upstream-openai-secret"}}
+  up-azure: {{type: azure, base_url: "{upstream_url}", api_version: "2024-10-21", api_key: "azure-upstream-secret"}}
+  up-anthropic: {{type: anthropic, base_url: "{upstream_url}", api_key: "sk-ant-upstream-secret"}}
+  demo: {{type: mock}}
+models:
+  gpt: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], timeout_s: 5}}
+  azure-gpt: {{deployments: [{{provider: up-azure, model: my-deployment}}], timeout_s: 5}}
+  claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], timeout_s: 5}}
+  demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+  embed: {{deployments: [{{provider: up-openai, model: text-embedding-3-small}}]}}
+  azure-embed: {{deployments: [{{provider: up-azure, model: my-embedding-deployment}}]}}
+  demo-embed: {{deployments: [{{provider: demo, model: mock-embedding}}]}}
+defaults: {{max_tokens_per_request: 1000}}
+tenants:
+  acme:
+    keys: [{{id: acme-1, sha256: "{sha(ACME_KEY)}"}}]
+    models: ["*"]
+  limited:
+    keys: [{{id: limited-1, sha256: "{sha(LIMITED_KEY)}"}}]
+    models: [demo]
+    max_tokens_per_request: 100
+  byok:
+    keys: [{{id: byok-1, sha256: "{sha(BYOK_KEY)}"}}]
+    models: [gpt]
+    credentials: {{up-openai: {{api_key: "sk-byok-tenant-secret"}}}}
+{extra_tenants}
+"""
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[MockUpstream]:
+    server = MockUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_server(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    path = tmp_path_factory.mktemp("gateway") / "config.yaml"
+    running = RunningGateway(gateway_config(upstream.url), config_path=path).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def gateway(gateway_server: RunningGateway, upstream: MockUpstream) -> RunningGateway:
+    upstream.reset()
+    return gateway_server

@@ -1,0 +1,61 @@
+"""The gateway under test, served by uvicorn on a real loopback socket in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import build_app
+from gateway.config.loader import load_text
+from gateway.runtime import build_runtime
+from gateway.state import GatewayState
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class RunningGateway:
+    def __init__(self, config_text: str, config_path: Path | None = None) -> None:
+        if config_path is not None:
+            config_path.write_text(config_text)
+        self.state = GatewayState(runtime=build_runtime(load_text(config_text)), config_path=config_path)
+        self.port = free_port()
+        self.app = build_app(self.state, handle_sighup=False)
+        self._server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", loop="asyncio")
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RunningGateway:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
