@@ -226,10 +226,9 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
         tag = "role" if clean and clean[0] == "messages" and len(clean) == 2 else "type"
         param = format_path((*clean, tag))
         expected = error.get("ctx", {}).get("expected_tags", "")
-        message = f"Invalid value for '{param}': expected one of {expected}."
         if kind == "union_tag_not_found":
-            message = f"Missing required parameter: '{param}'."
-        return InvalidRequest(message, param=param, code="invalid_value")
+            return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        return InvalidRequest(f"Invalid value for '{param}': expected one of {expected}.", param=param, code="invalid_value")
     param = format_path(tuple(clean))
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
@@ -247,7 +246,7 @@ def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
     if model is not None:
         payload["model"] = model
     try:
-        _chat.validate_python(payload)
+        _chat.validate_python(payload, strict=True)
     except ValidationError as exc:
         raise _first_error(exc) from None
     return payload
@@ -259,7 +258,7 @@ def parse_embeddings(body: bytes, model: str | None = None) -> dict[str, Any]:
     if model is not None:
         payload["model"] = model
     try:
-        _embeddings.validate_python(payload)
+        _embeddings.validate_python(payload, strict=True)
     except ValidationError as exc:
         raise _first_error(exc) from None
     return payload
