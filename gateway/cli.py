@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import secrets as random_secrets
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +38,10 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("provider %s is disabled: %s", name, why)
     import uvicorn
 
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
+    # handler a no-op so a clean drain exits 0 instead of dying by the signal afterwards.
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, lambda *_: None)
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     log.info("serving %s on http://%s:%d with %d worker(s)", args.config, host, port, workers)
     uvicorn.run(

@@ -1,0 +1,100 @@
+"""`gateway serve` as a real process: the README's first command, SIGHUP reload, start-up reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.gateway import free_port, sha
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_KEY = "sk-gw-demo-key-for-acme"
+
+
+def start(config: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    environment.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_ready(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gateway exited: {process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("gateway did not become ready")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.example.yaml").read_text())
+    port = free_port()
+    process = start(config, port)
+    try:
+        wait_ready(port, process)
+        yield process, port, config
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def chat(port: int, key: str = EXAMPLE_KEY) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        json={"model": "demo", "messages": [{"role": "user", "content": "hello"}]},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+
+
+def test_example_config_serves_demo_and_reports_disabled_providers(served: tuple[subprocess.Popen[str], int, Path]) -> None:
+    process, port, _ = served
+    response = chat(port)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("This is the mock provider")
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=15)[0]
+    assert process.returncode == 0
+    for provider in ("openai", "anthropic", "azure"):
+        assert output.count(f"provider {provider} is disabled") == 1, output
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: tuple[subprocess.Popen[str], int, Path]) -> None:
+    process, port, config = served
+    good = config.read_text()
+    new_key = "sk-test-sighup"
+    config.write_text(good.replace("budgets:", f'budgets: []\n    _broken: 1\n    x_budgets:'))
+    process.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert chat(port).status_code == 200  # old config still serving
+    config.write_text(good + f"  newcomer:\n    keys: [{{id: n-1, sha256: \"{sha(new_key)}\"}}]\n    models: [demo]\n")
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while chat(port, new_key).status_code != 200:
+        assert time.monotonic() < deadline, "SIGHUP did not reload the config"
+        time.sleep(0.1)
+    assert chat(port).status_code == 200
