@@ -127,7 +127,9 @@ def _route(config: Config, alias: str, model: ModelConfig, disabled: Mapping[str
     deployments: list[Deployment] = []
     reasons: list[str] = []
     for d in model.deployments:
-        if d.provider in disabled and d.provider not in credentials:
+        provider = config.providers[d.provider]
+        has_url = bool(provider.base_url) or provider.type in DEFAULT_BASE_URLS
+        if d.provider in disabled and (d.provider not in credentials or not has_url):
             reasons.append(f"provider '{d.provider}' is disabled ({disabled[d.provider]})")
             continue
         if d.weight == 0:

@@ -25,6 +25,21 @@ from gateway.paths import format_path
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A repeated key is an error: plain YAML keeps the last one, silently dropping a whole tenant."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -48,7 +63,7 @@ def load_file(path: str | Path, environ: Mapping[str, str] | None = None) -> Loa
 def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     env = os.environ if environ is None else environ
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -59,25 +74,33 @@ def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConf
         raise ConfigError(["(top level): must be a mapping"])
     problems: list[str] = []
     disabled: dict[str, str] = {}
-    resolved = _resolve(raw, (), env, problems, disabled)
+    unresolved: set[tuple[int | str, ...]] = set()  # already reported; their stand-in '' is no news
+    resolved = _resolve(raw, (), env, problems, disabled, unresolved)
     config: Config | None = None
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
-        problems.extend(_describe(err) for err in exc.errors())
+        problems.extend(_describe(err) for err in exc.errors() if tuple(err["loc"]) not in unresolved)
     if config is not None:
-        problems.extend(_cross_check(config))
+        problems.extend(_cross_check(config, disabled))
     if problems:
         raise ConfigError(problems)
     assert config is not None
     return LoadedConfig(config, disabled)
 
 
-def _resolve(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str], problems: list[str], disabled: dict[str, str]) -> Any:
+def _resolve(
+    node: Any,
+    loc: tuple[int | str, ...],
+    env: Mapping[str, str],
+    problems: list[str],
+    disabled: dict[str, str],
+    unresolved: set[tuple[int | str, ...]],
+) -> Any:
     if isinstance(node, dict):
-        return {k: _resolve(v, (*loc, str(k)), env, problems, disabled) for k, v in node.items()}
+        return {k: _resolve(v, (*loc, str(k)), env, problems, disabled, unresolved) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve(v, (*loc, i), env, problems, disabled) for i, v in enumerate(node)]
+        return [_resolve(v, (*loc, i), env, problems, disabled, unresolved) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
     missing: list[str] = []
@@ -94,9 +117,12 @@ def _resolve(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str], prob
 
     value = _VAR.sub(substitute, node) if "${" in node else node
     if missing:
+        unresolved.add(loc)
         names = ", ".join(missing)
         if len(loc) >= 2 and loc[0] == "providers":
-            disabled[str(loc[1])] = f"{names} is not set"
+            provider = str(loc[1])
+            earlier = disabled[provider].removesuffix(" is not set") + ", " if provider in disabled else ""
+            disabled[provider] = f"{earlier}{names} is not set"
         else:
             problems.append(f"{format_path(loc)}: environment variable {names} is not set")
         return value
@@ -104,6 +130,7 @@ def _resolve(node: Any, loc: tuple[int | str, ...], env: Mapping[str, str], prob
         try:
             return secrets.decrypt(value, env.get(secrets.MASTER_KEY_ENV, ""))
         except secrets.SecretError as exc:
+            unresolved.add(loc)
             problems.append(f"{format_path(loc)}: {exc}")
             return ""
     return value
@@ -128,13 +155,13 @@ def _describe(err: Any) -> str:
     return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}"
 
 
-def _cross_check(config: Config) -> list[str]:
+def _cross_check(config: Config, disabled: Mapping[str, str]) -> list[str]:
     problems: list[str] = []
     types = provider_types()
     for name, provider in config.providers.items():
         if provider.type not in types:
             problems.append(f"providers.{name}.type: must be one of {', '.join(types)}")
-        elif not provider.base_url and provider.type not in DEFAULT_BASE_URLS:
+        elif not provider.base_url and provider.type not in DEFAULT_BASE_URLS and name not in disabled:
             problems.append(f"providers.{name}.base_url: is required for type {provider.type}")
     for alias, model in config.models.items():
         for i, deployment in enumerate(model.deployments):

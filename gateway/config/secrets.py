@@ -50,8 +50,9 @@ def decrypt(value: str, master_key: str) -> str:
     if not value.startswith(PREFIX + _VERSION):
         raise SecretError("not an enc:v1: value")
     encoded = value[len(PREFIX + _VERSION) :]
+    aes = AESGCM(_aes_key(master_key))
     try:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        return AESGCM(_aes_key(master_key)).decrypt(raw[:12], raw[12:], None).decode()
+        return aes.decrypt(raw[:12], raw[12:], None).decode()
     except (InvalidTag, ValueError) as exc:
         raise SecretError(f"cannot be decrypted with {MASTER_KEY_ENV} (wrong key or damaged value)") from exc
