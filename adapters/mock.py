@@ -73,7 +73,9 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
             "total_tokens": prompt_tokens + completion_tokens,
         }
         if body.get("stream"):
-            return LocalAnswer(200, frames=self._frames(completion_id, created, model, words, tool_calls, finish, usage, body))
+            return LocalAnswer(
+                200, frames=self._frames(completion_id, created, model, words, tool_calls, finish, usage, body)
+            )
         message: JSON = {"role": "assistant", "content": None if tool_calls else " ".join(words), "refusal": None}
         if tool_calls:
             message["tool_calls"] = tool_calls

@@ -67,10 +67,11 @@ def openai_error(status: int, body: bytes) -> ProviderError:
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
+        error_type = error.get("type")
         return ProviderError(
             status=status,
             message=message if isinstance(message, str) and message else f"upstream returned HTTP {status}",
-            type=error.get("type") if isinstance(error.get("type"), str) else default_type,
+            type=error_type if isinstance(error_type, str) else default_type,
             code=str(error["code"]) if error.get("code") is not None else None,
             param=error.get("param") if isinstance(error.get("param"), str) else None,
         )
@@ -133,7 +134,9 @@ class OpenAIAdapter(Adapter):
         body["model"] = target.model
         if req.stream:
             options = body.get("stream_options")
-            body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+            body["stream_options"] = (
+                {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+            )
         return UpstreamRequest("POST", self.chat_url(target), self.headers(target), orjson.dumps(body))
 
     def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError:

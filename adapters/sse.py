@@ -10,7 +10,7 @@ from adapters.base import SSEEvent
 
 
 class SSEDecoder:
-    __slots__ = ("_buffer", "_event", "_data")
+    __slots__ = ("_buffer", "_data", "_event")
 
     def __init__(self) -> None:
         self._buffer = b""

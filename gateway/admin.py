@@ -43,5 +43,9 @@ class ReloadEndpoint:
             await send_error(send, err)
             return
         runtime = self.state.runtime
-        body = {"status": "reloaded", "loaded_at": runtime.loaded_at, "disabled_providers": dict(runtime.disabled_providers)}
+        body = {
+            "status": "reloaded",
+            "loaded_at": runtime.loaded_at,
+            "disabled_providers": dict(runtime.disabled_providers),
+        }
         await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)

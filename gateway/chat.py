@@ -9,7 +9,6 @@ Streams pass through as they arrive: each upstream read is translated and sent a
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -116,7 +115,14 @@ class ChatEndpoint:
         except UpstreamConnectError as exc:
             raise connect_failure(deployment, str(exc)) from None
 
-    async def _json(self, req: ChatRequest, route: ModelRoute, record: RequestRecord, send: Send, reply_headers: list[tuple[bytes, bytes]]) -> None:
+    async def _json(
+        self,
+        req: ChatRequest,
+        route: ModelRoute,
+        record: RequestRecord,
+        send: Send,
+        reply_headers: list[tuple[bytes, bytes]],
+    ) -> None:
         deployment = route.pick(self.state.rng)
         record.deployment, record.provider = deployment.label, deployment.target.provider
         record.attempts.append(deployment.label)
@@ -179,7 +185,9 @@ class ChatEndpoint:
                             await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                         if translator.error is not None or translator.done:
                             break
-                    tail = [e for event in decoder.flush() for e in translator.feed(event)] if not translator.done else []
+                    tail = (
+                        [e for event in decoder.flush() for e in translator.feed(event)] if not translator.done else []
+                    )
                     tail.extend(translator.finish())
                     tail_frames = [
                         b"data: " + orjson.dumps(c) + b"\n\n"

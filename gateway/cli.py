@@ -73,9 +73,8 @@ def _check_config(args: argparse.Namespace) -> int:
         _print_problems(args.path, exc.problems)
         return 1
     config = loaded.config
-    print(
-        f"{args.path}: ok ({len(config.providers)} providers, {len(config.models)} models, {len(config.tenants)} tenants)"
-    )
+    counts = f"{len(config.providers)} providers, {len(config.models)} models, {len(config.tenants)} tenants"
+    print(f"{args.path}: ok ({counts})")
     for name, why in loaded.disabled_providers.items():
         print(f"  provider {name} will be disabled: {why}")
     return 0
@@ -135,7 +134,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     result: int = args.run(args)
     return result
 

@@ -14,7 +14,7 @@ from gateway.http import Message, Receive, Send
 
 
 class DisconnectWatch:
-    __slots__ = ("_receive", "_task", "_watcher", "disconnected", "_complete")
+    __slots__ = ("_complete", "_receive", "_task", "_watcher", "disconnected")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive

@@ -43,7 +43,9 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
     if 400 <= status < 500:
         return UpstreamRejected(err.message, status=status, error_type=err.type, code=err.code, param=err.param)
     if status == 0:
-        return UpstreamError(f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error")
+        return UpstreamError(
+            f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error"
+        )
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 
@@ -52,4 +54,6 @@ def timeout_failure(deployment: Deployment, total_s: float) -> GatewayError:
 
 
 def connect_failure(deployment: Deployment, detail: str) -> GatewayError:
-    return UpstreamError(f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable")
+    return UpstreamError(
+        f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable"
+    )

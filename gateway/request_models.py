@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from gateway.paths import format_path
 from gateway.errors import InvalidRequest
+from gateway.paths import format_path
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -227,13 +227,19 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
         param = format_path((*clean, tag))
         expected = error.get("ctx", {}).get("expected_tags", "")
         if kind == "union_tag_not_found":
-            return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
-        return InvalidRequest(f"Invalid value for '{param}': expected one of {expected}.", param=param, code="invalid_value")
+            return InvalidRequest(
+                f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+            )
+        return InvalidRequest(
+            f"Invalid value for '{param}': expected one of {expected}.", param=param, code="invalid_value"
+        )
     param = format_path(tuple(clean))
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
     if kind == "too_short" and param == "messages":
-        return InvalidRequest("Invalid 'messages': empty array. Expected an array with minimum length 1.", param=param, code="empty_array")
+        return InvalidRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.", param=param, code="empty_array"
+        )
     return InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param, code="invalid_value")
 
 

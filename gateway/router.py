@@ -1,4 +1,7 @@
-"""Exact-path routing: a dict look-up, then the method (a few prefixes route the rest themselves). Unknown paths and methods get OpenAI errors."""
+"""Exact-path routing: a dict look-up, then the method; a few prefixes route the rest themselves.
+
+Unknown paths and methods get OpenAI-shaped errors.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from gateway.http import ASGIApp, Receive, Scope, Send, send_error
 
 
 class Router:
-    def __init__(self, routes: Mapping[str, Mapping[str, ASGIApp]], prefixes: Mapping[str, ASGIApp] | None = None) -> None:
+    def __init__(
+        self, routes: Mapping[str, Mapping[str, ASGIApp]], prefixes: Mapping[str, ASGIApp] | None = None
+    ) -> None:
         self._routes = {path.rstrip("/") or "/": dict(methods) for path, methods in routes.items()}
         self._prefixes = tuple((prefixes or {}).items())  # path prefix ─► app that routes the rest itself
 
@@ -26,6 +31,10 @@ class Router:
         app = methods.get(scope["method"])
         if app is None:
             allowed = ", ".join(sorted(methods))
-            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {allowed}."), [(b"allow", allowed.encode())])
+            await send_error(
+                send,
+                MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {allowed}."),
+                [(b"allow", allowed.encode())],
+            )
             return
         await app(scope, receive, send)

@@ -101,7 +101,9 @@ def merge_policies(defaults: Policies, overrides: PolicyOverrides) -> Policies:
     """Tenant overrides win field by field over the defaults."""
     injection = InjectionPolicy(
         action=overrides.injection.action or defaults.injection.action,
-        threshold=defaults.injection.threshold if overrides.injection.threshold is None else overrides.injection.threshold,
+        threshold=defaults.injection.threshold
+        if overrides.injection.threshold is None
+        else overrides.injection.threshold,
     )
     pii = PiiPolicy(
         action=overrides.pii.action or defaults.pii.action,
@@ -123,7 +125,9 @@ def _target(config: Config, provider_name: str, model: str, api_key_override: st
     )
 
 
-def _route(config: Config, alias: str, model: ModelConfig, disabled: Mapping[str, str], credentials: Mapping[str, str]) -> ModelRoute:
+def _route(
+    config: Config, alias: str, model: ModelConfig, disabled: Mapping[str, str], credentials: Mapping[str, str]
+) -> ModelRoute:
     deployments: list[Deployment] = []
     reasons: list[str] = []
     for d in model.deployments:
@@ -162,7 +166,14 @@ def _models_body(routes: Mapping[str, ModelRoute], created: int) -> bytes:
     return orjson.dumps({"object": "list", "data": data})
 
 
-def _tenant(config: Config, name: str, tenant: TenantConfig, shared: Mapping[str, ModelRoute], disabled: Mapping[str, str], created: int) -> Tenant:
+def _tenant(
+    config: Config,
+    name: str,
+    tenant: TenantConfig,
+    shared: Mapping[str, ModelRoute],
+    disabled: Mapping[str, str],
+    created: int,
+) -> Tenant:
     allowed = list(config.models) if "*" in tenant.models else tenant.models
     credentials = {provider: c.api_key for provider, c in tenant.credentials.items()}
     routes: dict[str, ModelRoute] = {}
@@ -189,9 +200,7 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     shared = {alias: _route(config, alias, model, disabled, {}) for alias, model in config.models.items()}
     tenants = {name: _tenant(config, name, t, shared, disabled, int(now)) for name, t in config.tenants.items()}
     keys = {
-        key.sha256: KeyIdentity(tenants[name], key.id)
-        for name, tenant in config.tenants.items()
-        for key in tenant.keys
+        key.sha256: KeyIdentity(tenants[name], key.id) for name, tenant in config.tenants.items() for key in tenant.keys
     }
     return Runtime(
         config=config,

@@ -106,7 +106,9 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    async def send(self, request: UpstreamRequest, timeouts: Timeouts, local: LocalAdapter | None = None) -> UpstreamResponse:
+    async def send(
+        self, request: UpstreamRequest, timeouts: Timeouts, local: LocalAdapter | None = None
+    ) -> UpstreamResponse:
         if local is not None:
             return LocalResponse(local.answer(request))
         if self._session is None:

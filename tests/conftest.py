@@ -13,7 +13,12 @@ ACME_KEY = "sk-test-acme-0001"
 LIMITED_KEY = "sk-test-limited-0002"
 BYOK_KEY = "sk-test-byok-0003"
 ADMIN_TOKEN = "admin-test-token"
-UPSTREAM_SECRETS = ("sk-upstream-openai-secret", "azure-upstream-secret", "sk-ant-upstream-secret", "sk-byok-tenant-secret")
+UPSTREAM_SECRETS = (
+    "sk-upstream-openai-secret",
+    "azure-upstream-secret",
+    "sk-ant-upstream-secret",
+    "sk-byok-tenant-secret",
+)
 
 
 def gateway_config(upstream_url: str, extra_tenants: str = "") -> str:

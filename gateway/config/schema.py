@@ -6,7 +6,7 @@ a typo is an error that names its path, not a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -16,6 +16,7 @@ Window = Literal["minute", "hour", "day", "month"]
 InjectionAction = Literal["block", "flag", "off"]
 PiiAction = Literal["redact", "block", "flag", "off"]
 PiiEntity = Literal["email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret"]
+ALL_PII_ENTITIES: tuple[PiiEntity, ...] = get_args(PiiEntity)
 
 
 class Strict(BaseModel):
@@ -94,9 +95,7 @@ class InjectionPolicy(Strict):
 
 class PiiPolicy(Strict):
     action: PiiAction = "redact"
-    entities: list[PiiEntity] = Field(
-        default_factory=lambda: ["email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret"]
-    )
+    entities: list[PiiEntity] = Field(default_factory=lambda: list(ALL_PII_ENTITIES))
 
 
 class Policies(Strict):

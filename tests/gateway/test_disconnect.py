@@ -36,7 +36,9 @@ def raw_request(gateway: RunningGateway, body: dict[str, object]) -> socket.sock
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])
-def test_disconnect_while_waiting_for_json_cancels_upstream(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
+def test_disconnect_while_waiting_for_json_cancels_upstream(
+    gateway: RunningGateway, upstream: MockUpstream, model: str
+) -> None:
     upstream.behaviour.delay_s = 4
     sock = raw_request(gateway, {"model": model, "messages": [{"role": "user", "content": "slow"}]})
     assert wait_for(lambda: len(upstream.received) == 1, 2), "the request never reached the upstream"

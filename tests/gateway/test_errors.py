@@ -20,7 +20,9 @@ OK_MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def post(gateway: RunningGateway, path: str, content: bytes | str, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(gateway.url + path, content=content, headers={"content-type": "application/json", **headers}, timeout=10)
+    return httpx.post(
+        gateway.url + path, content=content, headers={"content-type": "application/json", **headers}, timeout=10
+    )
 
 
 def body_of(**fields: Any) -> str:
@@ -31,36 +33,188 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
     # (case, path, body, headers, status, code, param)
     ("no key", "/v1/chat/completions", body_of(), {}, 401, "missing_api_key", None),
     ("bad key", "/v1/chat/completions", body_of(), {"authorization": "Bearer sk-nope"}, 401, "invalid_api_key", None),
-    ("not bearer", "/v1/chat/completions", body_of(), {"authorization": f"Basic {ACME_KEY}"}, 401, "invalid_api_key", None),
-    ("two keys disagree", "/v1/chat/completions", body_of(), {**AUTH, "api-key": LIMITED_KEY}, 400, "conflicting_credentials", None),
+    (
+        "not bearer",
+        "/v1/chat/completions",
+        body_of(),
+        {"authorization": f"Basic {ACME_KEY}"},
+        401,
+        "invalid_api_key",
+        None,
+    ),
+    (
+        "two keys disagree",
+        "/v1/chat/completions",
+        body_of(),
+        {**AUTH, "api-key": LIMITED_KEY},
+        400,
+        "conflicting_credentials",
+        None,
+    ),
     ("not json", "/v1/chat/completions", b"{model: demo", AUTH, 400, "invalid_json", None),
     ("json array", "/v1/chat/completions", b"[]", AUTH, 400, "invalid_json", None),
     ("empty body", "/v1/chat/completions", b"", AUTH, 400, "invalid_json", None),
     ("invalid utf-8", "/v1/chat/completions", b'{"model": "\xff"}', AUTH, 400, "invalid_json", None),
-    ("missing model", "/v1/chat/completions", json.dumps({"messages": OK_MESSAGES}), AUTH, 400, "missing_required_parameter", "model"),
-    ("missing messages", "/v1/chat/completions", json.dumps({"model": "demo"}), AUTH, 400, "missing_required_parameter", "messages"),
+    (
+        "missing model",
+        "/v1/chat/completions",
+        json.dumps({"messages": OK_MESSAGES}),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "model",
+    ),
+    (
+        "missing messages",
+        "/v1/chat/completions",
+        json.dumps({"model": "demo"}),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "messages",
+    ),
     ("empty messages", "/v1/chat/completions", body_of(messages=[]), AUTH, 400, "empty_array", "messages"),
     ("messages not a list", "/v1/chat/completions", body_of(messages="hi"), AUTH, 400, "invalid_value", "messages"),
-    ("wrong role", "/v1/chat/completions", body_of(messages=[{"role": "wizard", "content": "x"}]), AUTH, 400, "invalid_value", "messages[0].role"),
-    ("missing role", "/v1/chat/completions", body_of(messages=[{"content": "x"}]), AUTH, 400, "missing_required_parameter", "messages[0].role"),
-    ("content wrong type", "/v1/chat/completions", body_of(messages=[{"role": "user", "content": 5}]), AUTH, 400, "invalid_value", "messages[0].content"),
-    ("bad content part", "/v1/chat/completions", body_of(messages=[{"role": "user", "content": [{"type": "text"}]}]), AUTH, 400, "missing_required_parameter", "messages[0].content[0].text"),
-    ("tool without id", "/v1/chat/completions", body_of(messages=[{"role": "tool", "content": "x"}]), AUTH, 400, "missing_required_parameter", "messages[0].tool_call_id"),
-    ("temperature string", "/v1/chat/completions", body_of(temperature="hot"), AUTH, 400, "invalid_value", "temperature"),
+    (
+        "wrong role",
+        "/v1/chat/completions",
+        body_of(messages=[{"role": "wizard", "content": "x"}]),
+        AUTH,
+        400,
+        "invalid_value",
+        "messages[0].role",
+    ),
+    (
+        "missing role",
+        "/v1/chat/completions",
+        body_of(messages=[{"content": "x"}]),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "messages[0].role",
+    ),
+    (
+        "content wrong type",
+        "/v1/chat/completions",
+        body_of(messages=[{"role": "user", "content": 5}]),
+        AUTH,
+        400,
+        "invalid_value",
+        "messages[0].content",
+    ),
+    (
+        "bad content part",
+        "/v1/chat/completions",
+        body_of(messages=[{"role": "user", "content": [{"type": "text"}]}]),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "messages[0].content[0].text",
+    ),
+    (
+        "tool without id",
+        "/v1/chat/completions",
+        body_of(messages=[{"role": "tool", "content": "x"}]),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "messages[0].tool_call_id",
+    ),
+    (
+        "temperature string",
+        "/v1/chat/completions",
+        body_of(temperature="hot"),
+        AUTH,
+        400,
+        "invalid_value",
+        "temperature",
+    ),
     ("temperature too high", "/v1/chat/completions", body_of(temperature=3), AUTH, 400, "invalid_value", "temperature"),
     ("stream not bool", "/v1/chat/completions", body_of(stream="yes"), AUTH, 400, "invalid_value", "stream"),
     ("max_tokens zero", "/v1/chat/completions", body_of(max_tokens=0), AUTH, 400, "invalid_value", "max_tokens"),
-    ("max_tokens over cap", "/v1/chat/completions", body_of(max_tokens=5000), AUTH, 400, "max_tokens_exceeded", "max_tokens"),
-    ("tool_choice bad", "/v1/chat/completions", body_of(tool_choice="sometimes"), AUTH, 400, "invalid_value", "tool_choice"),
-    ("five stop words", "/v1/chat/completions", body_of(stop=["a", "b", "c", "d", "e"]), AUTH, 400, "invalid_value", "stop"),
+    (
+        "max_tokens over cap",
+        "/v1/chat/completions",
+        body_of(max_tokens=5000),
+        AUTH,
+        400,
+        "max_tokens_exceeded",
+        "max_tokens",
+    ),
+    (
+        "tool_choice bad",
+        "/v1/chat/completions",
+        body_of(tool_choice="sometimes"),
+        AUTH,
+        400,
+        "invalid_value",
+        "tool_choice",
+    ),
+    (
+        "five stop words",
+        "/v1/chat/completions",
+        body_of(stop=["a", "b", "c", "d", "e"]),
+        AUTH,
+        400,
+        "invalid_value",
+        "stop",
+    ),
     ("unknown model", "/v1/chat/completions", body_of(model="gpt-9"), AUTH, 404, "model_not_found", "model"),
-    ("model not allowed", "/v1/chat/completions", body_of(model="gpt"), {"authorization": f"Bearer {LIMITED_KEY}"}, 403, "model_not_allowed", "model"),
-    ("over tenant cap", "/v1/chat/completions", body_of(max_tokens=200), {"authorization": f"Bearer {LIMITED_KEY}"}, 400, "max_tokens_exceeded", "max_tokens"),
-    ("body too large", "/v1/chat/completions", body_of(messages=[{"role": "user", "content": "x" * 30000}]), AUTH, 413, "request_too_large", None),
+    (
+        "model not allowed",
+        "/v1/chat/completions",
+        body_of(model="gpt"),
+        {"authorization": f"Bearer {LIMITED_KEY}"},
+        403,
+        "model_not_allowed",
+        "model",
+    ),
+    (
+        "over tenant cap",
+        "/v1/chat/completions",
+        body_of(max_tokens=200),
+        {"authorization": f"Bearer {LIMITED_KEY}"},
+        400,
+        "max_tokens_exceeded",
+        "max_tokens",
+    ),
+    (
+        "body too large",
+        "/v1/chat/completions",
+        body_of(messages=[{"role": "user", "content": "x" * 30000}]),
+        AUTH,
+        413,
+        "request_too_large",
+        None,
+    ),
     ("unknown path", "/v1/completions-ish", body_of(), AUTH, 404, "not_found", None),
-    ("embeddings no input", "/v1/embeddings", json.dumps({"model": "demo-embed"}), AUTH, 400, "missing_required_parameter", "input"),
-    ("embeddings bad format", "/v1/embeddings", json.dumps({"model": "demo-embed", "input": "x", "encoding_format": "hex"}), AUTH, 400, "invalid_value", "encoding_format"),
-    ("embeddings on anthropic", "/v1/embeddings", json.dumps({"model": "claude", "input": "x"}), AUTH, 400, "unsupported_parameter", "model"),
+    (
+        "embeddings no input",
+        "/v1/embeddings",
+        json.dumps({"model": "demo-embed"}),
+        AUTH,
+        400,
+        "missing_required_parameter",
+        "input",
+    ),
+    (
+        "embeddings bad format",
+        "/v1/embeddings",
+        json.dumps({"model": "demo-embed", "input": "x", "encoding_format": "hex"}),
+        AUTH,
+        400,
+        "invalid_value",
+        "encoding_format",
+    ),
+    (
+        "embeddings on anthropic",
+        "/v1/embeddings",
+        json.dumps({"model": "claude", "input": "x"}),
+        AUTH,
+        400,
+        "unsupported_parameter",
+        "model",
+    ),
     ("anthropic n=2", "/v1/chat/completions", body_of(model="claude", n=2), AUTH, 400, "unsupported_parameter", "n"),
 ]
 
@@ -71,7 +225,13 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
     ids=[case[0] for case in BAD_INPUTS],
 )
 def test_bad_input_gets_openai_error(
-    gateway: RunningGateway, path: str, body: str | bytes, headers: dict[str, str], status: int, code: str | None, param: str | None
+    gateway: RunningGateway,
+    path: str,
+    body: str | bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str | None,
+    param: str | None,
 ) -> None:
     response = post(gateway, path, body, headers)
     assert response.status_code == status, response.text
@@ -107,19 +267,76 @@ UPSTREAM_FAILURES: list[tuple[str, int, dict[str, Any] | None, int, str | None]]
     # (model, upstream status, upstream error body, gateway status, code)
     ("gpt", 500, None, 502, "upstream_error"),
     ("gpt", 503, None, 502, "upstream_error"),
-    ("gpt", 401, {"error": {"message": "Incorrect API key provided: sk-upstr*****cret", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}, 502, "upstream_auth_failed"),
-    ("gpt", 400, {"error": {"message": "context too long", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}, 400, "context_length_exceeded"),
-    ("gpt", 429, {"error": {"message": "slow down", "type": "requests", "param": None, "code": "rate_limit_exceeded"}}, 429, "rate_limit_exceeded"),
-    ("claude", 529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, 502, "upstream_error"),
-    ("claude", 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}}, 400, None),
-    ("claude", 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}, 502, "upstream_auth_failed"),
+    (
+        "gpt",
+        401,
+        {
+            "error": {
+                "message": "Incorrect API key provided: sk-upstr*****cret",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        },
+        502,
+        "upstream_auth_failed",
+    ),
+    (
+        "gpt",
+        400,
+        {
+            "error": {
+                "message": "context too long",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        400,
+        "context_length_exceeded",
+    ),
+    (
+        "gpt",
+        429,
+        {"error": {"message": "slow down", "type": "requests", "param": None, "code": "rate_limit_exceeded"}},
+        429,
+        "rate_limit_exceeded",
+    ),
+    (
+        "claude",
+        529,
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        502,
+        "upstream_error",
+    ),
+    (
+        "claude",
+        400,
+        {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long"}},
+        400,
+        None,
+    ),
+    (
+        "claude",
+        401,
+        {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+        502,
+        "upstream_auth_failed",
+    ),
 ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(("model", "up_status", "up_body", "status", "code"), UPSTREAM_FAILURES)
 def test_upstream_failure_before_first_byte(
-    gateway: RunningGateway, upstream: MockUpstream, stream: bool, model: str, up_status: int, up_body: dict[str, Any] | None, status: int, code: str | None
+    gateway: RunningGateway,
+    upstream: MockUpstream,
+    stream: bool,
+    model: str,
+    up_status: int,
+    up_body: dict[str, Any] | None,
+    status: int,
+    code: str | None,
 ) -> None:
     upstream.behaviour.status = up_status
     upstream.behaviour.error_body = up_body
@@ -138,7 +355,9 @@ def test_upstream_failure_before_first_byte(
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])
-def test_upstream_failure_mid_stream_becomes_error_event(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
+def test_upstream_failure_mid_stream_becomes_error_event(
+    gateway: RunningGateway, upstream: MockUpstream, model: str
+) -> None:
     upstream.behaviour.fail_mid_stream = True
     sdk = openai.OpenAI(api_key=ACME_KEY, base_url=gateway.url + "/v1", max_retries=0)
     received: list[str] = []
@@ -196,13 +415,15 @@ def test_admin_reload_rejects_bad_config_and_keeps_serving(gateway: RunningGatew
         assert post(gateway, "/v1/chat/completions", body_of(), AUTH).status_code == 200  # old config serves
 
         new_key = "sk-test-newcomer"
-        path.write_text(
-            good + f"  newcomer:\n    keys: [{{id: n-1, sha256: \"{sha(new_key)}\"}}]\n    models: [demo]\n"
+        path.write_text(good + f'  newcomer:\n    keys: [{{id: n-1, sha256: "{sha(new_key)}"}}]\n    models: [demo]\n')
+        assert (
+            post(gateway, "/v1/chat/completions", body_of(), {"authorization": f"Bearer {new_key}"}).status_code == 401
         )
-        assert post(gateway, "/v1/chat/completions", body_of(), {"authorization": f"Bearer {new_key}"}).status_code == 401
         response = admin(gateway)
         assert response.status_code == 200, response.text
-        assert post(gateway, "/v1/chat/completions", body_of(), {"authorization": f"Bearer {new_key}"}).status_code == 200
+        assert (
+            post(gateway, "/v1/chat/completions", body_of(), {"authorization": f"Bearer {new_key}"}).status_code == 200
+        )
     finally:
         path.write_text(good)
         assert admin(gateway).status_code == 200

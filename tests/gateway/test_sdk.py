@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ACME_KEY, BYOK_KEY, LIMITED_KEY, UPSTREAM_SECRETS
+from tests.conftest import ACME_KEY, BYOK_KEY, LIMITED_KEY
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway
 from tests.support.upstream import OPENAI_TEXT, MockUpstream
@@ -133,7 +133,11 @@ def test_tool_call_round_trip(gateway: RunningGateway, upstream: MockUpstream) -
     second = sdk.chat.completions.create(model="gpt", messages=messages, tools=tools)
     assert second.choices[0].message.content == OPENAI_TEXT
     sent = upstream.received[-1].body["messages"]
-    assert sent[1]["tool_calls"][0]["id"] == call.id and sent[2] == {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"}
+    assert sent[1]["tool_calls"][0]["id"] == call.id and sent[2] == {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "content": "18C and sunny",
+    }
 
     # the same round trip streamed: arguments arrive in pieces and concatenate to the whole JSON
     upstream.behaviour.tool_call = True
@@ -149,7 +153,9 @@ def test_mock_provider_parallel_tool_calls(gateway: RunningGateway) -> None:
         {"type": "function", "function": {"name": "a", "parameters": {"type": "object", "properties": {}}}},
         {"type": "function", "function": {"name": "b", "parameters": {"type": "object", "properties": {}}}},
     ]
-    completion = client(gateway).chat.completions.create(model="demo", messages=MESSAGES, tools=tools, tool_choice="required")
+    completion = client(gateway).chat.completions.create(
+        model="demo", messages=MESSAGES, tools=tools, tool_choice="required"
+    )
     names = [c.function.name for c in completion.choices[0].message.tool_calls or []]  # type: ignore[union-attr]
     assert names == ["a", "b"]
 

@@ -71,7 +71,9 @@ def chat(port: int, key: str = EXAMPLE_KEY) -> httpx.Response:
     )
 
 
-def test_example_config_serves_demo_and_reports_disabled_providers(served: tuple[subprocess.Popen[str], int, Path]) -> None:
+def test_example_config_serves_demo_and_reports_disabled_providers(
+    served: tuple[subprocess.Popen[str], int, Path],
+) -> None:
     process, port, _ = served
     response = chat(port)
     assert response.status_code == 200
@@ -87,11 +89,11 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: tuple[subproc
     process, port, config = served
     good = config.read_text()
     new_key = "sk-test-sighup"
-    config.write_text(good.replace("budgets:", f'budgets: []\n    _broken: 1\n    x_budgets:'))
+    config.write_text(good.replace("budgets:", "budgets: []\n    _broken: 1\n    x_budgets:"))
     process.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     assert chat(port).status_code == 200  # old config still serving
-    config.write_text(good + f"  newcomer:\n    keys: [{{id: n-1, sha256: \"{sha(new_key)}\"}}]\n    models: [demo]\n")
+    config.write_text(good + f'  newcomer:\n    keys: [{{id: n-1, sha256: "{sha(new_key)}"}}]\n    models: [demo]\n')
     process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
     while chat(port, new_key).status_code != 200:

@@ -35,7 +35,9 @@ class RunningGateway:
         self.port = free_port()
         self.app = build_app(self.state, handle_sighup=False)
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", loop="asyncio")
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", loop="asyncio"
+            )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

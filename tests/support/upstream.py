@@ -120,7 +120,9 @@ class MockUpstream:
             raise
         if b.status != 200:
             headers = {"retry-after": b.retry_after} if b.retry_after else {}
-            error = b.error_body or {"error": {"message": "mock failure", "type": "server_error", "param": None, "code": None}}
+            error = b.error_body or {
+                "error": {"message": "mock failure", "type": "server_error", "param": None, "code": None}
+            }
             return body, web.json_response(error, status=b.status, headers=headers)
         return body, None
 
@@ -138,7 +140,11 @@ class MockUpstream:
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
             ]
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else OPENAI_TEXT, "refusal": None}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None if tool_calls else OPENAI_TEXT,
+                "refusal": None,
+            }
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return web.json_response(
@@ -147,7 +153,14 @@ class MockUpstream:
                     "object": "chat.completion",
                     "created": 1700000000,
                     "model": model,
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": "tool_calls" if tool_calls else "stop",
+                        }
+                    ],
                     "usage": usage,
                 }
             )
@@ -171,7 +184,20 @@ class MockUpstream:
             await response.write(chunk({"role": "assistant", "content": ""}))
             if tool_calls:
                 call = tool_calls[0]
-                await response.write(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+                await response.write(
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
                 args = call["function"]["arguments"]
                 for piece in (args[:5], args[5:]):
                     await response.write(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
@@ -181,12 +207,26 @@ class MockUpstream:
                         await asyncio.sleep(b.chunk_interval_s)
                     await response.write(chunk({"content": f"part{i} "}))
                     if b.fail_mid_stream and i == 0:
-                        error = {"error": {"message": "upstream overloaded mid-stream", "type": "server_error", "param": None, "code": None}}
+                        error = {
+                            "error": {
+                                "message": "upstream overloaded mid-stream",
+                                "type": "server_error",
+                                "param": None,
+                                "code": None,
+                            }
+                        }
                         await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
                         return response
             await response.write(chunk({}, "tool_calls" if tool_calls else "stop"))
             if include_usage:
-                final = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1700000000, "model": model, "choices": [], "usage": usage}
+                final = {
+                    "id": "chatcmpl-up",
+                    "object": "chat.completion.chunk",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
                 await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
         except (asyncio.CancelledError, ConnectionResetError):
@@ -205,7 +245,12 @@ class MockUpstream:
             vector: Any = "AAAAPwAAgL4AAIA/" if body.get("encoding_format") == "base64" else [0.5, -0.25, 1.0]
             data.append({"object": "embedding", "index": i, "embedding": vector})
         return web.json_response(
-            {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 5, "total_tokens": 5}}
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": 5, "total_tokens": 5},
+            }
         )
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
@@ -224,7 +269,12 @@ class MockUpstream:
                     "content": [{"type": "text", "text": "Hello from Claude."}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
-                    "usage": {"input_tokens": 12, "output_tokens": 6, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+                    "usage": {
+                        "input_tokens": 12,
+                        "output_tokens": 6,
+                        "cache_read_input_tokens": 0,
+                        "cache_creation_input_tokens": 0,
+                    },
                 }
             )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -234,18 +284,48 @@ class MockUpstream:
             await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
         try:
-            await event("message_start", {"type": "message_start", "message": {"id": "msg_up", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}})
-            await event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+            await event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_up",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": 12, "output_tokens": 1},
+                    },
+                },
+            )
+            await event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
             await event("ping", {"type": "ping"})
             for i in range(b.chunks):
                 if b.chunk_interval_s:
                     await asyncio.sleep(b.chunk_interval_s)
-                await event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"part{i} "}})
+                await event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"part{i} "}},
+                )
                 if b.fail_mid_stream and i == 0:
-                    await event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                    await event(
+                        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+                    )
                     return response
             await event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            await event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 6}})
+            await event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": 6},
+                },
+            )
             await event("message_stop", {"type": "message_stop"})
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled.append(time.monotonic())
