@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import ChatCompletion, ChatRequest, LocalAdapter, Unsupported
+from adapters.base import ChatCompletion, ChatRequest, LocalAdapter, Unsupported, UpstreamRequest
 from adapters.sse import DONE_FRAME, SSEDecoder
 from gateway.auth import authenticate
 from gateway.azure_paths import MODEL_SCOPE_KEY
@@ -100,7 +100,7 @@ class ChatEndpoint:
             record.latency_s = time.time() - record.started_at
             state.events.emit(record)
 
-    def _build(self, req: ChatRequest, deployment: Deployment) -> Any:
+    def _build(self, req: ChatRequest, deployment: Deployment) -> UpstreamRequest:
         try:
             return deployment.adapter.build_chat(req, deployment.target)
         except Unsupported as exc:
@@ -111,7 +111,7 @@ class ChatEndpoint:
         try:
             return await self.state.client.send(upstream_request, route.timeouts, _local(deployment))
         except TimeoutError:
-            raise timeout_failure(deployment, route.timeouts.total_s) from None
+            raise timeout_failure(deployment) from None
         except UpstreamConnectError as exc:
             raise connect_failure(deployment, str(exc)) from None
 
@@ -134,7 +134,7 @@ class ChatEndpoint:
                 finally:
                     response.close()
         except TimeoutError:
-            raise timeout_failure(deployment, route.timeouts.total_s) from None
+            raise timeout_failure(deployment) from None
         except UpstreamConnectError as exc:
             raise connect_failure(deployment, str(exc)) from None
         result = deployment.adapter.parse_chat(response.status, raw)
@@ -199,7 +199,7 @@ class ChatEndpoint:
                 finally:
                     response.close()
         except TimeoutError:
-            failure = timeout_failure(deployment, route.timeouts.total_s)
+            failure = timeout_failure(deployment)
         except UpstreamConnectError as exc:
             failure = connect_failure(deployment, str(exc))
         if failure is None and translator.error is not None:

@@ -56,7 +56,7 @@ class EmbeddingsEndpoint:
                         finally:
                             response.close()
                 except TimeoutError:
-                    raise timeout_failure(deployment, route.timeouts.total_s) from None
+                    raise timeout_failure(deployment) from None
                 except UpstreamConnectError as exc:
                     raise connect_failure(deployment, str(exc)) from None
                 result = deployment.adapter.parse_embeddings(response.status, raw)

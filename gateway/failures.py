@@ -49,8 +49,8 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 
-def timeout_failure(deployment: Deployment, total_s: float) -> GatewayError:
-    return UpstreamTimeout(f"The provider '{deployment.target.provider}' did not answer within {total_s:g} s.")
+def timeout_failure(deployment: Deployment) -> GatewayError:
+    return UpstreamTimeout(f"The provider '{deployment.target.provider}' did not answer in time.")
 
 
 def connect_failure(deployment: Deployment, detail: str) -> GatewayError:

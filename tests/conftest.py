@@ -35,6 +35,7 @@ models:
   azure-gpt: {{deployments: [{{provider: up-azure, model: my-deployment}}], timeout_s: 5}}
   claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], timeout_s: 5}}
   demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+  gpt-short: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], timeout_s: 1.5, first_byte_timeout_s: 0.5}}
   embed: {{deployments: [{{provider: up-openai, model: text-embedding-3-small}}]}}
   azure-embed: {{deployments: [{{provider: up-azure, model: my-embedding-deployment}}]}}
   demo-embed: {{deployments: [{{provider: demo, model: mock-embedding}}]}}

@@ -4,6 +4,7 @@ body that validates against `ErrorResponse`, and no answer ever carries a secret
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -379,6 +380,32 @@ def test_upstream_timeout_is_504(gateway: RunningGateway, upstream: MockUpstream
     assert response.status_code == 504
     validate("ErrorResponse", response.json())
     assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_first_byte_timeout_is_504_long_before_the_total(
+    gateway: RunningGateway, upstream: MockUpstream, stream: bool
+) -> None:
+    upstream.behaviour.delay_s = 3  # gpt-short: first_byte_timeout_s 0.5, timeout_s 1.5
+    started = time.monotonic()
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt-short", stream=stream), AUTH)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 1.4
+
+
+def test_total_timeout_mid_stream_ends_with_error_event(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.chunks = 50
+    upstream.behaviour.chunk_interval_s = 0.2  # 10 s of stream against timeout_s 1.5
+    started = time.monotonic()
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt-short", stream=True), AUTH)
+    assert response.status_code == 200
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert any("part0" in e for e in events)
+    error = json.loads(events[-1])
+    validate("ErrorResponse", error)
+    assert error["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 3
 
 
 def test_unreachable_upstream_is_502(upstream: MockUpstream, tmp_path: Any) -> None:

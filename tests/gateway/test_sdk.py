@@ -205,7 +205,7 @@ def test_models_list_shows_only_allowed_models(gateway: RunningGateway) -> None:
     raw = client(gateway).models.with_raw_response.list()
     validate("ListModelsResponse", json.loads(raw.text))
     assert sorted(m.id for m in raw.parse()) == sorted(
-        ["gpt", "azure-gpt", "claude", "demo", "embed", "azure-embed", "demo-embed"]
+        ["gpt", "gpt-short", "azure-gpt", "claude", "demo", "embed", "azure-embed", "demo-embed"]
     )
     assert [m.id for m in client(gateway, LIMITED_KEY).models.list()] == ["demo"]
 
