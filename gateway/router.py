@@ -19,6 +19,10 @@ class Router:
         self._prefixes = tuple((prefixes or {}).items())  # path prefix ─► app that routes the rest itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # websockets: nothing here speaks them
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
         path = scope["path"]
         methods = self._routes.get(path) or self._routes.get(path.rstrip("/"))
         if methods is None:
