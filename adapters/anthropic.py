@@ -20,6 +20,7 @@ import orjson
 
 from adapters.base import (
     JSON,
+    UNEXPECTED_SHAPE,
     Adapter,
     ChatCompletion,
     ChatRequest,
@@ -737,15 +738,11 @@ class AnthropicAdapter(Adapter):
         return UpstreamRequest("POST", target.base_url + "/v1/messages", headers, orjson.dumps(payload))
 
     def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError:
-        if status >= 300:
-            return self.parse_error(status, body)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
-        is_message = isinstance(parsed, dict) and parsed.get("type") == "message"
-        if not is_message or not isinstance(parsed.get("content"), list):
-            return ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+        parsed = self.decode_success(status, body, "content")
+        if isinstance(parsed, ProviderError):
+            return parsed
+        if parsed.get("type") != "message":
+            return UNEXPECTED_SHAPE
         return completion_from_message(parsed)
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:

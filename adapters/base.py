@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 JSON = dict[str, Any]
 
 
@@ -130,6 +132,9 @@ class SSEEvent:
     data: str
 
 
+UNEXPECTED_SHAPE = ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+
+
 class StreamTranslator(ABC):
     """Turns one upstream stream into OpenAI chunks.
 
@@ -183,6 +188,18 @@ class Adapter(ABC):
     @abstractmethod
     def parse_error(self, status: int, body: bytes) -> ProviderError:
         """The error carried by a non-2xx response (used where no success body is possible)."""
+
+    def decode_success(self, status: int, body: bytes, list_field: str) -> JSON | ProviderError:
+        """A 2xx body as a JSON object holding a list at `list_field`; anything else as the error it is."""
+        if status >= 300:
+            return self.parse_error(status, body)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
+        if not isinstance(parsed, dict) or not isinstance(parsed.get(list_field), list):
+            return UNEXPECTED_SHAPE
+        return parsed
 
     def build_embeddings(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest:
         raise Unsupported(f"provider '{target.provider}' does not serve embeddings", "model")

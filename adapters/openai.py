@@ -140,14 +140,9 @@ class OpenAIAdapter(Adapter):
         return UpstreamRequest("POST", self.chat_url(target), self.headers(target), orjson.dumps(body))
 
     def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError:
-        if status >= 300:
-            return self.parse_error(status, body)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
-            return ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+        parsed = self.decode_success(status, body, "choices")
+        if isinstance(parsed, ProviderError):
+            return parsed
         return ChatCompletion(parsed, usage_from_openai(parsed.get("usage")))
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
@@ -162,12 +157,7 @@ class OpenAIAdapter(Adapter):
         return UpstreamRequest("POST", self.embeddings_url(target), self.headers(target), orjson.dumps(body))
 
     def parse_embeddings(self, status: int, body: bytes) -> Embeddings | ProviderError:
-        if status >= 300:
-            return self.parse_error(status, body)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("data"), list):
-            return ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+        parsed = self.decode_success(status, body, "data")
+        if isinstance(parsed, ProviderError):
+            return parsed
         return Embeddings(parsed, usage_from_openai(parsed.get("usage")))

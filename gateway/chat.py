@@ -14,25 +14,22 @@ from typing import Any
 
 import orjson
 
-from adapters.base import ChatCompletion, ChatRequest, LocalAdapter, Unsupported, UpstreamRequest
+from adapters.base import ChatCompletion, ChatRequest, Unsupported, UpstreamRequest
 from adapters.sse import DONE_FRAME, SSEDecoder
-from gateway.auth import authenticate
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.disconnect import DisconnectWatch
+from gateway.endpoint import Call, ModelEndpoint
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
     UnsupportedParameter,
     error_object,
 )
-from gateway.events import RequestRecord
 from gateway.failures import connect_failure, provider_failure, timeout_failure
-from gateway.http import JSON_HEADERS, ClientGone, Receive, Scope, Send, header, read_body, send_bytes, send_error
+from gateway.http import JSON_HEADERS, send_bytes
 from gateway.request_models import parse_chat
-from gateway.routing import new_request_id, resolve_route
-from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Tenant
-from gateway.state import GatewayState
-from gateway.upstream import UpstreamConnectError, UpstreamResponse
+from gateway.routing import resolve_route
+from gateway.runtime import Deployment, ModelRoute, Tenant
+from gateway.upstream import UpstreamConnectError
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -57,48 +54,19 @@ def chat_request(payload: dict[str, Any], tenant: Tenant) -> ChatRequest:
     return ChatRequest(body=payload, stream=stream, include_usage=include_usage, default_max_tokens=cap)
 
 
-def _local(deployment: Deployment) -> LocalAdapter | None:
-    adapter = deployment.adapter
-    return adapter if isinstance(adapter, LocalAdapter) else None
+class ChatEndpoint(ModelEndpoint):
+    name = "chat"
 
-
-class ChatEndpoint:
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self.state
-        runtime = state.runtime
-        record = RequestRecord(request_id=new_request_id(), endpoint="chat", started_at=time.time())
-        reply_headers = [(b"x-request-id", record.request_id.encode())]
-        watch = DisconnectWatch(receive)
-        send = watch.wrap_send(send)
-        try:
-            identity = authenticate(scope, runtime)
-            record.tenant, record.key_id = identity.tenant.name, identity.key_id
-            body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
-            payload = parse_chat(body, scope.get(MODEL_SCOPE_KEY))
-            record.model_requested = payload["model"]
-            route = resolve_route(runtime, identity.tenant, payload["model"])
-            req = chat_request(payload, identity.tenant)
-            record.streamed = req.stream
-            async with watch:
-                if req.stream:
-                    await self._stream(req, route, identity, record, send, reply_headers)
-                else:
-                    await self._json(req, route, record, send, reply_headers)
-            if watch.disconnected:
-                record.status = "cancelled"
-                record.http_status = 499
-        except GatewayError as err:
-            record.http_status, record.error_type = err.status, err.type
-            record.status = "blocked" if err.status in (401, 403) else "failed"
-            await send_error(send, err, reply_headers)
-        except ClientGone:
-            record.status, record.http_status = "cancelled", 499
-        finally:
-            record.latency_s = time.time() - record.started_at
-            state.events.emit(record)
+    async def handle(self, call: Call) -> None:
+        payload = parse_chat(call.body, call.scope.get(MODEL_SCOPE_KEY))
+        call.record.model_requested = payload["model"]
+        route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
+        req = chat_request(payload, call.identity.tenant)
+        call.record.streamed = req.stream
+        if req.stream:
+            await self._stream(req, route, call)
+        else:
+            await self._json(req, route, call)
 
     def _build(self, req: ChatRequest, deployment: Deployment) -> UpstreamRequest:
         try:
@@ -106,63 +74,27 @@ class ChatEndpoint:
         except Unsupported as exc:
             raise UnsupportedParameter(exc.message, param=exc.param) from None
 
-    async def _open(self, req: ChatRequest, route: ModelRoute, deployment: Deployment) -> UpstreamResponse:
-        upstream_request = self._build(req, deployment)
-        try:
-            return await self.state.client.send(upstream_request, route.timeouts, _local(deployment))
-        except TimeoutError:
-            raise timeout_failure(deployment) from None
-        except UpstreamConnectError as exc:
-            raise connect_failure(deployment, str(exc)) from None
-
-    async def _json(
-        self,
-        req: ChatRequest,
-        route: ModelRoute,
-        record: RequestRecord,
-        send: Send,
-        reply_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        deployment = route.pick(self.state.rng)
-        record.deployment, record.provider = deployment.label, deployment.target.provider
-        record.attempts.append(deployment.label)
-        try:
-            async with asyncio.timeout(route.timeouts.total_s):
-                response = await self._open(req, route, deployment)
-                try:
-                    raw = await response.read()
-                finally:
-                    response.close()
-        except TimeoutError:
-            raise timeout_failure(deployment) from None
-        except UpstreamConnectError as exc:
-            raise connect_failure(deployment, str(exc)) from None
-        result = deployment.adapter.parse_chat(response.status, raw)
+    async def _json(self, req: ChatRequest, route: ModelRoute, call: Call) -> None:
+        record = call.record
+        deployment = self.choose(route, record)
+        answer = await self.fetch(self._build(req, deployment), route, deployment)
+        result = deployment.adapter.parse_chat(answer.status, answer.body)
         if not isinstance(result, ChatCompletion):
-            raise provider_failure(result, deployment, response.header("retry-after"))
+            raise provider_failure(result, deployment, answer.retry_after)
         record.usage = result.usage
         record.status, record.http_status = "completed", 200
-        await send_bytes(send, 200, orjson.dumps(result.body), JSON_HEADERS + reply_headers)
+        await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)
 
-    async def _stream(
-        self,
-        req: ChatRequest,
-        route: ModelRoute,
-        identity: KeyIdentity,
-        record: RequestRecord,
-        send: Send,
-        reply_headers: list[tuple[bytes, bytes]],
-    ) -> None:
-        deployment = route.pick(self.state.rng)
-        record.deployment, record.provider = deployment.label, deployment.target.provider
-        record.attempts.append(deployment.label)
+    async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call) -> None:
+        record, send, reply_headers = call.record, call.send, call.reply_headers
+        deployment = self.choose(route, record)
         translator = deployment.adapter.stream_translator(req, deployment.target)
         hide_usage = not req.include_usage
         started = False
         failure: GatewayError | None = None
         try:
             async with asyncio.timeout(route.timeouts.total_s):
-                response = await self._open(req, route, deployment)
+                response = await self.open_upstream(self._build(req, deployment), route, deployment)
                 try:
                     if response.status >= 300:
                         error = deployment.adapter.parse_error(response.status, await response.read())

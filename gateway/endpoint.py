@@ -1,0 +1,113 @@
+"""What every model endpoint (chat, embeddings) does around its own work.
+
+record ─► auth ─► bounded body ─► [endpoint's handle(), cancelled if the client leaves]
+       ─► errors rendered once ─► exactly one RequestRecord emitted, whatever happened
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from adapters.base import LocalAdapter, UpstreamRequest
+from gateway.auth import authenticate
+from gateway.disconnect import DisconnectWatch
+from gateway.errors import GatewayError
+from gateway.events import RequestRecord
+from gateway.failures import connect_failure, timeout_failure
+from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
+from gateway.routing import new_request_id
+from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
+from gateway.state import GatewayState
+from gateway.upstream import UpstreamConnectError, UpstreamResponse
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as an endpoint's `handle` sees it."""
+
+    scope: Scope
+    runtime: Runtime
+    identity: KeyIdentity
+    body: bytes
+    record: RequestRecord
+    send: Send
+    reply_headers: list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedAnswer:
+    status: int
+    body: bytes
+    retry_after: str | None
+
+
+class ModelEndpoint(ABC):
+    name: str
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    @abstractmethod
+    async def handle(self, call: Call) -> None:
+        """Parse, route, call the provider and answer; raise GatewayError for anything that fails."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        runtime = state.runtime
+        record = RequestRecord(request_id=new_request_id(), endpoint=self.name, started_at=time.time())
+        reply_headers = [(b"x-request-id", record.request_id.encode())]
+        watch = DisconnectWatch(receive)
+        send = watch.wrap_send(send)
+        try:
+            identity = authenticate(scope, runtime)
+            record.tenant, record.key_id = identity.tenant.name, identity.key_id
+            body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
+            async with watch:
+                await self.handle(Call(scope, runtime, identity, body, record, send, reply_headers))
+            if watch.disconnected:
+                record.status, record.http_status = "cancelled", 499
+        except GatewayError as err:
+            record.http_status, record.error_type = err.status, err.type
+            record.status = "blocked" if err.status in (401, 403) else "failed"
+            await send_error(send, err, reply_headers)
+        except ClientGone:
+            record.status, record.http_status = "cancelled", 499
+        finally:
+            record.latency_s = time.time() - record.started_at
+            state.events.emit(record)
+
+    def choose(self, route: ModelRoute, record: RequestRecord) -> Deployment:
+        deployment = route.pick(self.state.rng)
+        record.deployment, record.provider = deployment.label, deployment.target.provider
+        record.attempts.append(deployment.label)
+        return deployment
+
+    async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:
+        """Send `request` and read the whole answer, all within the route's total timeout."""
+        try:
+            async with asyncio.timeout(route.timeouts.total_s):
+                response = await self.open_upstream(request, route, deployment)
+                try:
+                    body = await response.read()
+                finally:
+                    response.close()
+        except TimeoutError:
+            raise timeout_failure(deployment) from None
+        except UpstreamConnectError as exc:
+            raise connect_failure(deployment, str(exc)) from None
+        return FetchedAnswer(response.status, body, response.header("retry-after"))
+
+    async def open_upstream(
+        self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment
+    ) -> UpstreamResponse:
+        """Send `request`; connect and first-byte failures come back as the gateway's errors."""
+        local = deployment.adapter if isinstance(deployment.adapter, LocalAdapter) else None
+        try:
+            return await self.state.client.send(request, route.timeouts, local)
+        except TimeoutError:
+            raise timeout_failure(deployment) from None
+        except UpstreamConnectError as exc:
+            raise connect_failure(deployment, str(exc)) from None
