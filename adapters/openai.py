@@ -106,10 +106,19 @@ class OpenAIStreamTranslator(StreamTranslator):
             self.error = openai_error(0, data.encode())
             return []
         usage = chunk.get("usage")
+        choices = chunk.get("choices")
         if usage is not None:
             self.usage = usage_from_openai(usage)
+        elif not choices:
+            # Annotation-only frames (Azure's prompt_filter_results preamble, with empty id and object)
+            # carry nothing a client can use and are not valid chat.completion.chunk objects.
+            return []
         elif self._strip_usage_field and "usage" in chunk:
             del chunk["usage"]
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and "delta" not in choice:  # Azure's async content-filter notes
+                    choice["delta"] = {}
         return [chunk]
 
 
