@@ -79,8 +79,7 @@ def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConf
         config = Config.model_validate(resolved)
     except ValidationError as exc:
         problems.extend(_describe(err) for err in exc.errors() if tuple(err["loc"]) not in unresolved)
-    if config is not None:
-        problems.extend(_cross_check(config, disabled))
+    problems.extend(_cross_check(resolved, disabled))
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -153,42 +152,66 @@ def _describe(err: Any) -> str:
     return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}"
 
 
-def _cross_check(config: Config, disabled: Mapping[str, str]) -> list[str]:
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(value: Any) -> list[tuple[int, Any]]:
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def _cross_check(raw: dict[str, Any], disabled: Mapping[str, str]) -> list[str]:
+    """References between sections. Works on the resolved document itself (defensively), so that it
+    runs, and reports, even when the schema found problems elsewhere."""
     problems: list[str] = []
     types = provider_types()
-    for name, provider in config.providers.items():
-        if provider.type not in types:
+    providers = _mapping(raw.get("providers"))
+    models = _mapping(raw.get("models"))
+    for name, provider in providers.items():
+        kind = _mapping(provider).get("type")
+        if not isinstance(kind, str):
+            continue  # the schema reports it
+        if kind not in types:
             problems.append(f"providers.{name}.type: must be one of {', '.join(types)}")
-        elif not provider.base_url and provider.type not in DEFAULT_BASE_URLS and name not in disabled:
-            problems.append(f"providers.{name}.base_url: is required for type {provider.type}")
-    for alias, model in config.models.items():
-        for i, deployment in enumerate(model.deployments):
-            if deployment.provider not in config.providers:
-                problems.append(f"models.{alias}.deployments[{i}].provider: unknown provider '{deployment.provider}'")
-        for i, fallback in enumerate(model.fallbacks):
-            if fallback not in config.models:
+        elif not _mapping(provider).get("base_url") and kind not in DEFAULT_BASE_URLS and name not in disabled:
+            problems.append(f"providers.{name}.base_url: is required for type {kind}")
+    for alias, model in models.items():
+        for i, deployment in _entries(_mapping(model).get("deployments")):
+            provider_name = _mapping(deployment).get("provider")
+            if isinstance(provider_name, str) and provider_name not in providers:
+                problems.append(f"models.{alias}.deployments[{i}].provider: unknown provider '{provider_name}'")
+        for i, fallback in _entries(_mapping(model).get("fallbacks")):
+            if not isinstance(fallback, str):
+                continue
+            if fallback not in models:
                 problems.append(f"models.{alias}.fallbacks[{i}]: unknown model '{fallback}'")
             elif fallback == alias:
                 problems.append(f"models.{alias}.fallbacks[{i}]: a model cannot fall back to itself")
     seen_hashes: dict[str, str] = {}
-    for tenant_name, tenant in config.tenants.items():
-        for i, model_name in enumerate(tenant.models):
-            if model_name != "*" and model_name not in config.models:
+    for tenant_name, tenant in _mapping(raw.get("tenants")).items():
+        tenant = _mapping(tenant)
+        for i, model_name in _entries(tenant.get("models")):
+            if isinstance(model_name, str) and model_name != "*" and model_name not in models:
                 problems.append(f"tenants.{tenant_name}.models[{i}]: unknown model '{model_name}'")
         key_ids: set[str] = set()
-        for i, key in enumerate(tenant.keys):
+        for i, key in _entries(tenant.get("keys")):
             where = f"tenants.{tenant_name}.keys[{i}]"
-            if key.id in key_ids:
-                problems.append(f"{where}.id: duplicate key id '{key.id}'")
-            key_ids.add(key.id)
-            if key.sha256 in seen_hashes:
-                problems.append(f"{where}.sha256: the same key is already listed at {seen_hashes[key.sha256]}")
-            else:
-                seen_hashes[key.sha256] = where
-        for provider_name in tenant.credentials:
-            if provider_name not in config.providers:
+            key_id, digest = _mapping(key).get("id"), _mapping(key).get("sha256")
+            if isinstance(key_id, str):
+                if key_id in key_ids:
+                    problems.append(f"{where}.id: duplicate key id '{key_id}'")
+                key_ids.add(key_id)
+            if isinstance(digest, str):
+                digest = digest.lower()
+                if digest in seen_hashes:
+                    problems.append(f"{where}.sha256: the same key is already listed at {seen_hashes[digest]}")
+                else:
+                    seen_hashes[digest] = where
+        for provider_name in _mapping(tenant.get("credentials")):
+            if provider_name not in providers:
                 problems.append(f"tenants.{tenant_name}.credentials.{provider_name}: unknown provider")
-    if config.server.workers > 1 and not config.state.redis_url:
+    workers = _mapping(raw.get("server")).get("workers", 1)
+    if isinstance(workers, int) and workers > 1 and not _mapping(raw.get("state")).get("redis_url"):
         problems.append(
             "server.workers: more than 1 worker needs state.redis_url (in-process counters would multiply "
             "every budget and rate limit by the number of workers)"

@@ -287,11 +287,6 @@ tenants:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader runs _cross_check only when the pydantic schema passes, so a schema error hides every "
-    "cross-reference problem (unknown model/provider, duplicate keys, workers without redis)",
-)
 def test_schema_and_cross_reference_problems_are_listed_together() -> None:
     text = "server: {port: 0}\ntenants: {a: {models: [nope]}}"
     assert problems_of(text) == [
