@@ -8,6 +8,7 @@ from adapters.base import Target
 from adapters.openai import OpenAIAdapter
 
 DEFAULT_API_VERSION = "2024-10-21"
+STREAM_OPTIONS_SINCE = "2024-09-01"
 
 
 class AzureAdapter(OpenAIAdapter):
@@ -23,6 +24,10 @@ class AzureAdapter(OpenAIAdapter):
 
     def embeddings_url(self, target: Target) -> str:
         return self._deployment_url(target, "embeddings")
+
+    def asks_stream_usage(self, target: Target) -> bool:
+        # `stream_options` exists from api-version 2024-09-01 on; older versions reject it (400).
+        return (target.api_version or DEFAULT_API_VERSION) >= STREAM_OPTIONS_SINCE
 
     def headers(self, target: Target) -> dict[str, str]:
         headers = {"content-type": "application/json"}

@@ -18,6 +18,7 @@ from adapters.base import JSON, LocalAdapter, LocalAnswer, UpstreamRequest
 from adapters.openai import OpenAIAdapter
 
 _DEFAULT_DIMENSIONS = 256
+_MAX_VALUES = 262_144
 
 
 def estimate_tokens(text: str) -> int:
@@ -158,6 +159,8 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
         if inputs and all(isinstance(i, int) for i in inputs):
             inputs = [inputs]  # one tokenised input
         dimensions = body.get("dimensions") or _DEFAULT_DIMENSIONS
+        if dimensions * len(inputs) > _MAX_VALUES:  # computed on the event loop: keep it small
+            return _error(400, f"the mock provider returns at most {_MAX_VALUES} values per request", "dimensions")
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         tokens = 0

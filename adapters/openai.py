@@ -128,6 +128,10 @@ class OpenAIAdapter(Adapter):
     def chat_url(self, target: Target) -> str:
         return target.base_url + "/chat/completions"
 
+    def asks_stream_usage(self, target: Target) -> bool:
+        """Whether streamed requests can carry `stream_options.include_usage`."""
+        return True
+
     def embeddings_url(self, target: Target) -> str:
         return target.base_url + "/embeddings"
 
@@ -141,7 +145,7 @@ class OpenAIAdapter(Adapter):
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
         body["model"] = target.model
-        if req.stream:
+        if req.stream and self.asks_stream_usage(target):
             options = body.get("stream_options")
             body["stream_options"] = (
                 {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}

@@ -1,45 +1,58 @@
 """Incremental Server-Sent Events decoder (pure: bytes in, events out).
 
 Upstream bytes arrive in arbitrary pieces: an event, a line, even a UTF-8 sequence may be split
-across reads. The decoder keeps the unfinished tail and yields complete events only.
+across reads. The decoder keeps the unfinished tail and yields complete events only. Each read is
+scanned once (the tail is not rescanned), and a line longer than `max_line_bytes` is refused, so a
+misbehaving upstream cannot make the gateway spend quadratic time or unbounded memory.
 """
 
 from __future__ import annotations
 
 from adapters.base import SSEEvent
 
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+class SSELineTooLong(ValueError):
+    pass
+
 
 class SSEDecoder:
-    __slots__ = ("_buffer", "_data", "_event")
+    __slots__ = ("_data", "_event", "_max_line", "_pending")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._pending: list[bytes] = []  # pieces of the unfinished last line
         self._event: str | None = None
         self._data: list[str] = []
+        self._max_line = max_line_bytes
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buffer = self._buffer + chunk if self._buffer else chunk
         events: list[SSEEvent] = []
         start = 0
         while True:
-            end = buffer.find(b"\n", start)
+            end = chunk.find(b"\n", start)
             if end < 0:
                 break
-            line = buffer[start:end]
+            line = chunk[start:end]
+            if self._pending:
+                self._pending.append(line)
+                line = b"".join(self._pending)
+                self._pending = []
             start = end + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            event = self._line(line)
+            event = self._line(line[:-1] if line.endswith(b"\r") else line)
             if event is not None:
                 events.append(event)
-        self._buffer = buffer[start:]
+        if start < len(chunk):
+            self._pending.append(chunk[start:])
+            if sum(len(p) for p in self._pending) > self._max_line:
+                raise SSELineTooLong(f"upstream sent a stream line longer than {self._max_line} bytes")
         return events
 
     def flush(self) -> list[SSEEvent]:
         """The stream ended: a last event not followed by a blank line still counts."""
         events: list[SSEEvent] = []
-        if self._buffer:
-            line, self._buffer = self._buffer.rstrip(b"\r"), b""
+        if self._pending:
+            line, self._pending = b"".join(self._pending).rstrip(b"\r"), []
             event = self._line(line)
             if event is not None:
                 events.append(event)
@@ -66,10 +79,6 @@ class SSEDecoder:
         elif name == b"event":
             self._event = text
         return None
-
-
-def encode_data(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
 
 
 DONE_FRAME = b"data: [DONE]\n\n"

@@ -33,7 +33,7 @@ class ReloadEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             check_admin(scope, self.state)
-            problems = self.state.reload()
+            problems = await self.state.reload()
             if problems:
                 raise InvalidRequest(
                     "The new config was rejected; the previous config keeps serving. Problems: " + "; ".join(problems),

@@ -12,7 +12,7 @@ from gateway.chat import ChatEndpoint
 from gateway.config.loader import load_file
 from gateway.embeddings import EmbeddingsEndpoint
 from gateway.http import ASGIApp
-from gateway.info import HealthEndpoint, ModelsEndpoint, ReadyEndpoint
+from gateway.info import MODEL_PREFIX, HealthEndpoint, ModelsEndpoint, ReadyEndpoint
 from gateway.middleware.error_boundary import ErrorBoundary
 from gateway.middleware.lifespan import Lifespan
 from gateway.router import Router
@@ -36,7 +36,11 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         routes[f"{prefix}/chat/completions"] = {"POST": chat}
         routes[f"{prefix}/embeddings"] = {"POST": embeddings}
         routes[f"{prefix}/models"] = {"GET": models}
-    prefixes = {AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings})}
+    prefixes: dict[str, ASGIApp] = {
+        AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings}),
+        MODEL_PREFIX: models,
+        MODEL_PREFIX.removeprefix("/v1"): models,
+    }
     return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_sighup=handle_sighup)
 
 

@@ -10,26 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
-from adapters.base import ChatCompletion, ChatRequest, Unsupported, UpstreamRequest
-from adapters.sse import DONE_FRAME, SSEDecoder
+from adapters.base import (
+    JSON,
+    ChatCompletion,
+    ChatRequest,
+    ProviderError,
+    StreamTranslator,
+    Unsupported,
+    UpstreamRequest,
+)
+from adapters.sse import DONE_FRAME, SSEDecoder, SSELineTooLong
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, ModelEndpoint
+from gateway.endpoint import Call, ModelEndpoint, guarded
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
     UnsupportedParameter,
     error_object,
 )
+from gateway.events import RequestRecord
 from gateway.failures import connect_failure, provider_failure, timeout_failure
-from gateway.http import JSON_HEADERS, send_bytes
+from gateway.guardrails import RequestGuard
+from gateway.http import JSON_HEADERS, Send, send_bytes
 from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
-from gateway.upstream import UpstreamConnectError
+from gateway.upstream import UpstreamConnectError, UpstreamResponse
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -63,10 +75,12 @@ class ChatEndpoint(ModelEndpoint):
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
         req = chat_request(payload, call.identity.tenant)
         call.record.streamed = req.stream
+        with guarded(call) as guard:
+            req = replace(req, body=guard.check_chat(req.body))
         if req.stream:
-            await self._stream(req, route, call)
+            await self._stream(req, route, call, guard)
         else:
-            await self._json(req, route, call)
+            await self._json(req, route, call, guard)
 
     def _build(self, req: ChatRequest, deployment: Deployment) -> UpstreamRequest:
         try:
@@ -74,7 +88,7 @@ class ChatEndpoint(ModelEndpoint):
         except Unsupported as exc:
             raise UnsupportedParameter(exc.message, param=exc.param) from None
 
-    async def _json(self, req: ChatRequest, route: ModelRoute, call: Call) -> None:
+    async def _json(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record = call.record
         deployment = self.choose(route, record)
         answer = await self.fetch(self._build(req, deployment), route, deployment)
@@ -82,14 +96,27 @@ class ChatEndpoint(ModelEndpoint):
         if not isinstance(result, ChatCompletion):
             raise provider_failure(result, deployment, answer.retry_after)
         record.usage = result.usage
+        guard.restore_completion(result.body)
         record.status, record.http_status = "completed", 200
         await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)
 
-    async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call) -> None:
+    async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record, send, reply_headers = call.record, call.send, call.reply_headers
         deployment = self.choose(route, record)
+        restorer = guard.stream_restore()
         translator = deployment.adapter.stream_translator(req, deployment.target)
         hide_usage = not req.include_usage
+
+        def frames(chunks: list[JSON]) -> list[bytes]:
+            out = []
+            for chunk in chunks:
+                if hide_usage and not chunk.get("choices") and "usage" in chunk:
+                    continue
+                if restorer is not None:
+                    restorer.apply(chunk)
+                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            return out
+
         started = False
         failure: GatewayError | None = None
         try:
@@ -101,44 +128,21 @@ class ChatEndpoint(ModelEndpoint):
                         raise provider_failure(error, deployment, response.header("retry-after"))
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
-                    decoder = SSEDecoder()
-                    async for piece in response.chunks():
-                        out: list[bytes] = []
-                        for event in decoder.feed(piece):
-                            for chunk in translator.feed(event):
-                                if hide_usage and not chunk.get("choices") and "usage" in chunk:
-                                    continue
-                                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                            if translator.error is not None or translator.done:
-                                break
-                        if out:
-                            if record.first_token_s is None:
-                                record.first_token_s = time.time() - record.started_at
-                            await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                        if translator.error is not None or translator.done:
-                            break
-                    tail = (
-                        [e for event in decoder.flush() for e in translator.feed(event)] if not translator.done else []
-                    )
-                    tail.extend(translator.finish())
-                    tail_frames = [
-                        b"data: " + orjson.dumps(c) + b"\n\n"
-                        for c in tail
-                        if not (hide_usage and not c.get("choices") and "usage" in c)
-                    ]
-                    if tail_frames:
-                        await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})
+                    await self._relay(response, translator, frames, record, send)
                 finally:
                     response.close()
         except TimeoutError:
             failure = timeout_failure(deployment)
         except UpstreamConnectError as exc:
             failure = connect_failure(deployment, str(exc))
+        except SSELineTooLong as exc:
+            failure = provider_failure(ProviderError(0, str(exc)), deployment)
+        finally:
+            record.usage = translator.usage  # what was reported so far counts, even if the client left
         if failure is None and translator.error is not None:
             failure = provider_failure(translator.error, deployment)
         if failure is None and not translator.done:
             failure = connect_failure(deployment, "the stream ended before the answer was complete")
-        record.usage = translator.usage
         if failure is not None and not started:
             raise failure
         if failure is not None:
@@ -148,3 +152,33 @@ class ChatEndpoint(ModelEndpoint):
             return
         record.status, record.http_status = "completed", 200
         await send({"type": "http.response.body", "body": DONE_FRAME, "more_body": False})
+
+    @staticmethod
+    async def _relay(
+        response: UpstreamResponse,
+        translator: StreamTranslator,
+        frames: Callable[[list[JSON]], list[bytes]],
+        record: RequestRecord,
+        send: Send,
+    ) -> None:
+        """Upstream events ─► client frames, one send per upstream read (never batched further)."""
+        decoder = SSEDecoder()
+        async for piece in response.chunks():
+            out: list[bytes] = []
+            for event in decoder.feed(piece):
+                out.extend(frames(translator.feed(event)))
+                if translator.error is not None or translator.done:
+                    break
+            if out:
+                if record.first_token_s is None:
+                    record.first_token_s = time.time() - record.started_at
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            if translator.error is not None:
+                return
+            if translator.done:
+                await response.drain()  # read to the end so the connection goes back to the pool
+                return
+        tail = [c for event in decoder.flush() for c in translator.feed(event)]
+        tail_frames = frames(tail + translator.finish())
+        if tail_frames:
+            await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import secrets as random_secrets
 import signal
@@ -55,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
-        timeout_graceful_shutdown=int(server.drain_timeout_s) or None,
+        timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
     )
     return 0
 

@@ -54,6 +54,5 @@ class DisconnectWatch:
         if self._watcher is not None:
             self._watcher.cancel()
         if self.disconnected and exc_type is asyncio.CancelledError and self._task is not None:
-            self._task.uncancel()
-            return True
+            return self._task.uncancel() == 0  # swallow our own cancel only, never a second one
         return False

@@ -6,7 +6,7 @@ import orjson
 
 from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, ModelEndpoint
+from gateway.endpoint import Call, ModelEndpoint, guarded
 from gateway.errors import UnsupportedParameter
 from gateway.failures import provider_failure
 from gateway.http import JSON_HEADERS, send_bytes
@@ -21,6 +21,8 @@ class EmbeddingsEndpoint(ModelEndpoint):
         payload = parse_embeddings(call.body, call.scope.get(MODEL_SCOPE_KEY))
         call.record.model_requested = payload["model"]
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
+        with guarded(call) as guard:
+            payload = guard.check_embeddings(payload)
         deployment = self.choose(route, call.record)
         try:
             request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)

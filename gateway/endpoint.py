@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway.auth import authenticate
 from gateway.disconnect import DisconnectWatch
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RequestTimeout
 from gateway.events import RequestRecord
 from gateway.failures import connect_failure, timeout_failure
+from gateway.guardrails import RequestGuard
 from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
 from gateway.routing import new_request_id
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
@@ -44,6 +47,20 @@ class FetchedAnswer:
     retry_after: str | None
 
 
+@contextmanager
+def guarded(call: Call) -> Iterator[RequestGuard]:
+    """The tenant's content policies for this request; verdicts reach the record and the response
+    headers whether the request passes or is blocked."""
+    guard = call.identity.tenant.guard.start()
+    try:
+        yield guard
+    finally:
+        call.record.injection_score = guard.injection_score
+        call.record.injection_signals = guard.injection_signals
+        call.record.pii_counts = guard.pii_counts
+        call.reply_headers.extend(guard.response_headers())
+
+
 class ModelEndpoint(ABC):
     name: str
 
@@ -64,7 +81,12 @@ class ModelEndpoint(ABC):
         try:
             identity = authenticate(scope, runtime)
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
-            body = await read_body(receive, runtime.config.server.max_body_bytes, header(scope, b"content-length"))
+            server = runtime.config.server
+            try:
+                async with asyncio.timeout(server.body_timeout_s):
+                    body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
+            except TimeoutError:
+                raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
             async with watch:
                 await self.handle(Call(scope, runtime, identity, body, record, send, reply_headers))
             if watch.disconnected:

@@ -3,6 +3,7 @@
     GatewayError                      500 server_error
     ├── InvalidRequest                400 invalid_request_error
     │   ├── PayloadTooLarge           413
+    │   ├── RequestTimeout            408 (the body did not arrive in time)
     │   └── UnsupportedParameter      400 (the chosen provider cannot do it)
     ├── AuthError                     401 invalid_request_error / invalid_api_key
     ├── PermissionDenied              403 permission_error
@@ -69,6 +70,11 @@ class InvalidRequest(GatewayError):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    code = "request_timeout"
 
 
 class UnsupportedParameter(InvalidRequest):

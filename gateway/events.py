@@ -34,6 +34,9 @@ class RequestRecord:
     latency_s: float = 0.0
     first_token_s: float | None = None
     attempts: list[str] = field(default_factory=list)
+    injection_score: float | None = None
+    injection_signals: tuple[str, ...] = ()
+    pii_counts: dict[str, int] = field(default_factory=dict)  # entity type ─► count, never values
 
 
 class UsageSink(Protocol):

@@ -6,9 +6,13 @@ provider rejecting *our* credentials, or failing, is a 502 that names the provid
 
 from __future__ import annotations
 
+import math
+
 from adapters.base import ProviderError
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.runtime import Deployment
+
+MAX_RETRY_AFTER_S = 3600.0
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -18,7 +22,9 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from gateway.auth import authenticate
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, MethodNotAllowed
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, send_bytes, send_error
+from gateway.routing import model_not_found, new_request_id
 from gateway.state import GatewayState
+
+MODEL_PREFIX = "/v1/models/"
 
 
 class ModelsEndpoint:
+    """GET /v1/models (the list) and GET /v1/models/{id} (one model, 404 unless the caller may use it)."""
+
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [*JSON_HEADERS, (b"x-request-id", new_request_id().encode())]
         try:
+            if scope["method"] != "GET":
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
             identity = authenticate(scope, self.state.runtime)
+            path: str = scope["path"]
+            if not path.startswith(MODEL_PREFIX):
+                await send_bytes(send, 200, identity.tenant.models_body, headers)
+                return
+            model = unquote(path[len(MODEL_PREFIX) :])
+            body = identity.tenant.model_bodies.get(model)
+            if body is None:
+                raise model_not_found(model)
+            await send_bytes(send, 200, body, headers)
         except GatewayError as err:
-            await send_error(send, err)
-            return
-        await send_bytes(send, 200, identity.tenant.models_body, JSON_HEADERS)
+            await send_error(send, err, headers[1:])
 
 
 class HealthEndpoint:

@@ -12,12 +12,16 @@ def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
 
 
+def model_not_found(model: str) -> ModelNotFound:
+    return ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+
+
 def resolve_route(runtime: Runtime, tenant: Tenant, model: str) -> ModelRoute:
     route = tenant.routes.get(model)
     if route is None:
         if model in runtime.model_names:
             raise ModelNotAllowed(f"This key may not use the model '{model}'.", param="model")
-        raise ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.", param="model")
+        raise model_not_found(model)
     if not route.deployments:
         raise ServiceUnavailable(
             f"The model '{model}' has no available deployment: {route.unavailable_reason}.", code="model_unavailable"

@@ -31,6 +31,9 @@ from gateway.config.schema import (
     RateLimits,
     TenantConfig,
 )
+from gateway.guardrails import TenantGuard, build_guard
+from policies.injection import InjectionDetector
+from policies.pii import PiiScanner
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,8 @@ class Tenant:
     rate_limits: RateLimits
     log_content: bool
     models_body: bytes  # the /v1/models answer, rendered once
+    model_bodies: Mapping[str, bytes]  # /v1/models/{id} answers
+    guard: TenantGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,7 @@ def merge_policies(defaults: Policies, overrides: PolicyOverrides) -> Policies:
 
 def _target(config: Config, provider_name: str, model: str, api_key_override: str | None) -> Target:
     provider = config.providers[provider_name]
-    base_url = (provider.base_url or DEFAULT_BASE_URLS[provider.type]).rstrip("/")
+    base_url = (DEFAULT_BASE_URLS[provider.type] if provider.base_url is None else provider.base_url).rstrip("/")
     return Target(
         provider=provider_name,
         model=model,
@@ -132,7 +137,8 @@ def _route(
     reasons: list[str] = []
     for d in model.deployments:
         provider = config.providers[d.provider]
-        has_url = bool(provider.base_url) or provider.type in DEFAULT_BASE_URLS
+        # "" is an unset ${VAR}: never fall back to the public default with a tenant's own key
+        has_url = bool(provider.base_url) or (provider.base_url is None and provider.type in DEFAULT_BASE_URLS)
         if d.provider in disabled and (d.provider not in credentials or not has_url):
             reasons.append(f"provider '{d.provider}' is disabled ({disabled[d.provider]})")
             continue
@@ -157,13 +163,13 @@ def _route(
     )
 
 
-def _models_body(routes: Mapping[str, ModelRoute], created: int) -> bytes:
-    data = [
+def _model_objects(routes: Mapping[str, ModelRoute], created: int) -> list[dict[str, object]]:
+    """OpenAI `Model` objects for the models a tenant may use and that have an enabled deployment."""
+    return [
         {"id": alias, "object": "model", "created": created, "owned_by": route.deployments[0].target.provider}
         for alias, route in sorted(routes.items())
         if route.deployments
     ]
-    return orjson.dumps({"object": "list", "data": data})
 
 
 def _tenant(
@@ -173,6 +179,7 @@ def _tenant(
     shared: Mapping[str, ModelRoute],
     disabled: Mapping[str, str],
     created: int,
+    guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]],
 ) -> Tenant:
     allowed = list(config.models) if "*" in tenant.models else tenant.models
     credentials = {provider: c.api_key for provider, c in tenant.credentials.items()}
@@ -181,15 +188,19 @@ def _tenant(
         model = config.models[alias]
         uses_own_key = any(d.provider in credentials for d in model.deployments)
         routes[alias] = _route(config, alias, model, disabled, credentials) if uses_own_key else shared[alias]
+    policies = merge_policies(config.defaults.policies, tenant.policies)
+    models = _model_objects(routes, created)
     return Tenant(
         name=name,
         routes=routes,
         max_tokens_per_request=tenant.max_tokens_per_request or config.defaults.max_tokens_per_request,
-        policies=merge_policies(config.defaults.policies, tenant.policies),
+        policies=policies,
+        guard=build_guard(policies, *guard_parts),
         budgets=tuple(tenant.budgets),
         rate_limits=tenant.rate_limits,
         log_content=tenant.log_content,
-        models_body=_models_body(routes, created),
+        models_body=orjson.dumps({"object": "list", "data": models}),
+        model_bodies={str(m["id"]): orjson.dumps(m) for m in models},
     )
 
 
@@ -198,7 +209,10 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     disabled = loaded.disabled_providers
     now = time.time()
     shared = {alias: _route(config, alias, model, disabled, {}) for alias, model in config.models.items()}
-    tenants = {name: _tenant(config, name, t, shared, disabled, int(now)) for name, t in config.tenants.items()}
+    guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]] = (InjectionDetector(), {})
+    tenants = {
+        name: _tenant(config, name, t, shared, disabled, int(now), guard_parts) for name, t in config.tenants.items()
+    }
     keys = {
         key.sha256: KeyIdentity(tenants[name], key.id) for name, tenant in config.tenants.items() for key in tenant.keys
     }

@@ -3,6 +3,7 @@ the usage sink. Passed explicitly to the endpoints; there are no module-level gl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
@@ -24,13 +25,21 @@ class GatewayState:
     events: UsageSink = field(default_factory=LogSink)
     rng: random.Random = field(default_factory=random.Random)
     draining: bool = False
+    _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
-    def reload(self) -> list[str]:
-        """Load the config file again; on any problem keep serving the old one. Returns the problems."""
+    def reload_soon(self) -> None:
+        """For signal handlers: reload in the background (the task is kept so it is not collected)."""
+        self._reloads.add(task := asyncio.get_running_loop().create_task(self.reload()))
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> list[str]:
+        """Load the config file again; on any problem keep serving the old one. Returns the problems.
+        Loading and compiling run in a thread so that streams in flight are not stalled meanwhile."""
         if self.config_path is None:
             return ["this gateway was not started from a config file"]
+        path = self.config_path
         try:
-            runtime = build_runtime(load_file(self.config_path))
+            runtime = await asyncio.to_thread(lambda: build_runtime(load_file(path)))
         except ConfigError as exc:
             log.error("config reload rejected, the previous config keeps serving: %s", "; ".join(exc.problems))
             return exc.problems

@@ -22,6 +22,7 @@ from gateway.runtime import Timeouts
 
 POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so this is per provider
 KEEPALIVE_S = 60
+DRAIN_S = 0.5
 
 
 class UpstreamConnectError(Exception):
@@ -34,6 +35,7 @@ class UpstreamResponse(Protocol):
     def header(self, name: str) -> str | None: ...
     async def read(self) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
+    async def drain(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -60,8 +62,18 @@ class _AiohttpResponse:
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"connection lost mid-stream ({type(exc).__name__})") from exc
 
+    async def drain(self) -> None:
+        """The answer is complete but the body may not have reached its end yet (an SSE stream's
+        last bytes): read the rest, briefly, so the connection can be reused."""
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                while await self._response.content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError):
+            self._response.close()
+
     def close(self) -> None:
-        self._response.close()  # closes the connection: an unfinished body must not be reused
+        self._response.close()  # a no-op once the body was read to its end; else the connection is dropped
 
 
 class LocalResponse:
@@ -81,6 +93,9 @@ class LocalResponse:
         for frame in self._answer.frames:
             yield frame
             await asyncio.sleep(0)  # stream like a network would: one frame per turn of the loop
+
+    async def drain(self) -> None:
+        return None
 
     def close(self) -> None:
         return None
@@ -118,12 +133,17 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(timeouts.first_byte_s):
                 response = await self._session.request(
-                    request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+                    request.method,
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=timeout,
+                    allow_redirects=False,  # a redirect would carry our credentials to another host
                 )
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamConnectError(f"cannot connect ({type(exc).__name__})") from exc
         except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
             raise TimeoutError("connect timed out") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
             raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc
         return _AiohttpResponse(response)

@@ -12,6 +12,9 @@ from tests.support.upstream import MockUpstream
 ACME_KEY = "sk-test-acme-0001"
 LIMITED_KEY = "sk-test-limited-0002"
 BYOK_KEY = "sk-test-byok-0003"
+BLOCKER_KEY = "sk-test-blocker-0004"
+FLAGGER_KEY = "sk-test-flagger-0005"
+OPEN_KEY = "sk-test-open-0006"
 ADMIN_TOKEN = "admin-test-token"
 UPSTREAM_SECRETS = (
     "sk-upstream-openai-secret",
@@ -23,7 +26,7 @@ UPSTREAM_SECRETS = (
 
 def gateway_config(upstream_url: str, extra_tenants: str = "") -> str:
     return f"""
-server: {{max_body_bytes: 20000}}
+server: {{max_body_bytes: 20000, body_timeout_s: 1}}
 admin: {{token_sha256: "{sha(ADMIN_TOKEN)}"}}
 providers:
   up-openai: {{type: openai, base_url: "{upstream_url}/v1", api_key: "sk-upstream-openai-secret"}}
@@ -52,6 +55,18 @@ tenants:
     keys: [{{id: byok-1, sha256: "{sha(BYOK_KEY)}"}}]
     models: [gpt]
     credentials: {{up-openai: {{api_key: "sk-byok-tenant-secret"}}}}
+  blocker:
+    keys: [{{id: blocker-1, sha256: "{sha(BLOCKER_KEY)}"}}]
+    models: ["*"]
+    policies: {{pii: {{action: block, entities: [email, credit_card]}}}}
+  flagger:
+    keys: [{{id: flagger-1, sha256: "{sha(FLAGGER_KEY)}"}}]
+    models: ["*"]
+    policies: {{injection: {{action: flag}}, pii: {{action: flag}}}}
+  open:
+    keys: [{{id: open-1, sha256: "{sha(OPEN_KEY)}"}}]
+    models: ["*"]
+    policies: {{injection: {{action: "off"}}, pii: {{action: "off"}}}}
 {extra_tenants}
 """
 

@@ -55,6 +55,8 @@ def load_file(path: str | Path, environ: Mapping[str, str] | None = None) -> Loa
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: is not UTF-8 text (byte {exc.start})"]) from exc
     return load_text(text, environ)
 
 
@@ -66,6 +68,8 @@ def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConf
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from exc
+    except (TypeError, RecursionError) as exc:  # a list used as a key; absurdly deep nesting
+        raise ConfigError([f"not a usable YAML document ({type(exc).__name__})"]) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

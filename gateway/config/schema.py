@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$", to_lower=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -29,6 +29,7 @@ class ServerConfig(Strict):
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(4_000_000, ge=1024)
     drain_timeout_s: float = Field(30, ge=0)
+    body_timeout_s: float = Field(30, gt=0)  # a client must finish sending its request body within this
 
 
 class StateConfig(Strict):
@@ -46,12 +47,26 @@ class AdminConfig(Strict):
     token_sha256: Sha256Hex | None = None
 
 
+def _clean_credential(value: str | None) -> str | None:
+    """Surrounding whitespace is stripped (a mounted Secret often ends in a newline); any other
+    control character would make an invalid HTTP header and is refused."""
+    if value is None:
+        return None
+    value = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Credential = Annotated[str, AfterValidator(_clean_credential)]
+
+
 class ProviderConfig(Strict):
     type: str
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: Credential | None = None
     api_version: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Credential] = Field(default_factory=dict)
 
 
 class DeploymentConfig(Strict):
@@ -146,7 +161,7 @@ class RateLimits(Strict):
 
 
 class CredentialConfig(Strict):
-    api_key: str
+    api_key: Credential
 
 
 class TenantConfig(Strict):

@@ -42,7 +42,7 @@ class Lifespan:
         await self.state.client.start()
         if self.handle_sighup and self.state.config_path is not None:
             try:
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload_soon)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals
                 log.debug("SIGHUP reload not installed in this thread")
 

@@ -459,3 +459,52 @@ def test_admin_reload_rejects_bad_config_and_keeps_serving(gateway: RunningGatew
 def test_health_and_readiness(gateway: RunningGateway) -> None:
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["inf", "1e309", "-5", "soon"])
+def test_unusable_retry_after_from_upstream_is_dropped_not_a_crash(
+    gateway: RunningGateway, upstream: MockUpstream, value: str
+) -> None:
+    upstream.behaviour.status = 429
+    upstream.behaviour.retry_after = value
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH)
+    assert response.status_code == 429
+    assert "retry-after" not in response.headers
+
+
+def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """Following it would hand our provider credentials to whatever host the redirect names."""
+    upstream.behaviour.status = 307
+    upstream.behaviour.redirect_to = f"http://localhost:{upstream.port}/v1/chat/completions"
+    response = post(gateway, "/v1/chat/completions", body_of(model="azure-gpt"), AUTH)
+    assert response.status_code == 502
+    assert len(upstream.received) == 1
+
+
+def test_slow_request_body_gets_408(gateway: RunningGateway) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {ACME_KEY}\r\ncontent-length: 100\r\n\r\n".encode()
+            + b'{"model": "demo"'
+        )
+        started = time.monotonic()
+        answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408")
+    assert time.monotonic() - started < 3  # body_timeout_s is 1
+
+
+def test_models_retrieve(gateway: RunningGateway) -> None:
+    sdk = openai.OpenAI(api_key=ACME_KEY, base_url=gateway.url + "/v1", max_retries=0)
+    model = sdk.models.retrieve("claude")
+    assert model.id == "claude" and model.object == "model"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("no-such-model")
+    limited = openai.OpenAI(api_key=LIMITED_KEY, base_url=gateway.url + "/v1", max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        limited.models.retrieve("claude")  # exists, but not for this tenant
+    raw = httpx.get(gateway.url + "/v1/models/demo", headers=AUTH)
+    validate("Model", raw.json())
+    assert raw.headers["x-request-id"].startswith("req_")

@@ -233,3 +233,13 @@ def test_azure_sdk_client_against_gateway(gateway: RunningGateway) -> None:
         openai.AzureOpenAI(
             api_key=LIMITED_KEY, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0
         ).chat.completions.create(model="gpt", messages=MESSAGES)
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+def test_streams_reuse_upstream_connections(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
+    upstream.behaviour.linger_s = 0.05  # the body's end arrives after the last event
+    sdk = client(gateway)
+    for _ in range(8):
+        list(sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True))
+    peers = {r.peer for r in upstream.received}
+    assert len(peers) <= 2, peers  # the stream's connection went back to the pool

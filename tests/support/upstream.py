@@ -29,6 +29,9 @@ class Behaviour:
     fail_mid_stream: bool = False  # OpenAI: an error event after the first chunk; cut connection for others
     tool_call: bool = False
     retry_after: str | None = None
+    redirect_to: str | None = None
+    linger_s: float = 0.0  # pause after the last event before ending the response body
+    echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: dict[str, Any]
+    peer: tuple[str, int] | None = None  # the gateway's side of the TCP connection
 
 
 @dataclass
@@ -106,7 +110,8 @@ class MockUpstream:
     # handlers ------------------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
-        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body, peer))
         return body  # type: ignore[no-any-return]
 
     async def _prelude(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
@@ -120,6 +125,8 @@ class MockUpstream:
             raise
         if b.status != 200:
             headers = {"retry-after": b.retry_after} if b.retry_after else {}
+            if b.redirect_to:
+                headers["location"] = b.redirect_to
             error = b.error_body or {
                 "error": {"message": "mock failure", "type": "server_error", "param": None, "code": None}
             }
@@ -139,10 +146,14 @@ class MockUpstream:
             tool_calls = [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
             ]
+        text = OPENAI_TEXT
+        if b.echo:
+            last = body["messages"][-1]["content"]
+            text = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last)
         if not body.get("stream"):
             message: dict[str, Any] = {
                 "role": "assistant",
-                "content": None if tool_calls else OPENAI_TEXT,
+                "content": None if tool_calls else text,
                 "refusal": None,
             }
             if tool_calls:
@@ -201,6 +212,9 @@ class MockUpstream:
                 args = call["function"]["arguments"]
                 for piece in (args[:5], args[5:]):
                     await response.write(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+            elif b.echo:
+                for start in range(0, len(text), 3):
+                    await response.write(chunk({"content": text[start : start + 3]}))
             else:
                 for i in range(b.chunks):
                     if b.chunk_interval_s:
@@ -229,6 +243,7 @@ class MockUpstream:
                 }
                 await response.write(b"data: " + json.dumps(final).encode() + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
+            await asyncio.sleep(b.linger_s)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled.append(time.monotonic())
             raise
@@ -327,6 +342,7 @@ class MockUpstream:
                 },
             )
             await event("message_stop", {"type": "message_stop"})
+            await asyncio.sleep(b.linger_s)
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled.append(time.monotonic())
             raise

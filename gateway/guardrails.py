@@ -1,0 +1,262 @@
+"""Content policies applied to one request: which texts each policy sees, and what its action does.
+
+    request ─► injection: scan user and tool texts ─► block (403) | flag (header + event) | off
+            ─► pii: find values in every message ─► block (403) | redact (placeholders) | flag | off
+    answer  ─► pii redact: placeholders put back (whole JSON, or per streamed field, across chunks)
+
+Compiled once per tenant at config load (`TenantGuard`); a request gets a `RequestGuard` holding its
+redaction state. Values found are never logged or recorded: only entity types and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.schema import Policies
+from gateway.errors import PolicyViolation
+from policies.injection import InjectionDetector
+from policies.pii import PiiScanner, Redaction, StreamRestorer
+
+JSON = dict[str, Any]
+INJECTION_SCANNED_ROLES = frozenset({"user", "tool", "function"})
+SCORE_HEADER = b"x-gateway-injection-score"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantGuard:
+    injection_action: str
+    injection_threshold: float
+    pii_action: str
+    detector: InjectionDetector | None
+    scanner: PiiScanner | None
+
+    def start(self) -> RequestGuard:
+        return RequestGuard(self)
+
+
+def build_guard(
+    policies: Policies, detector: InjectionDetector, scanners: dict[tuple[str, ...], PiiScanner]
+) -> TenantGuard:
+    """`scanners` is shared across tenants so that equal entity lists compile once."""
+    scanner: PiiScanner | None = None
+    if policies.pii.action != "off" and policies.pii.entities:
+        entities = tuple(sorted(set(policies.pii.entities)))
+        scanner = scanners.get(entities)
+        if scanner is None:
+            scanner = scanners[entities] = PiiScanner(entities)
+    return TenantGuard(
+        injection_action=policies.injection.action,
+        injection_threshold=policies.injection.threshold,
+        pii_action=policies.pii.action if scanner is not None else "off",
+        detector=detector if policies.injection.action != "off" else None,
+        scanner=scanner,
+    )
+
+
+def _content_texts(content: Any) -> Iterator[str]:
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                yield part["text"]
+
+
+def _map_content(content: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(content, str):
+        return fn(content)
+    if isinstance(content, list):
+        return [
+            {**part, "text": fn(part["text"])} if isinstance(part, dict) and isinstance(part.get("text"), str) else part
+            for part in content
+        ]
+    return content
+
+
+def _map_tool_calls(calls: Any, fn: Callable[[str], str]) -> Any:
+    if not isinstance(calls, list):
+        return calls
+    mapped = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            call = {**call, "function": {**function, "arguments": fn(function["arguments"])}}
+        mapped.append(call)
+    return mapped
+
+
+def map_message_texts(message: JSON, fn: Callable[[str], str]) -> JSON:
+    mapped = {**message, "content": _map_content(message.get("content"), fn)} if "content" in message else dict(message)
+    if "tool_calls" in message:
+        mapped["tool_calls"] = _map_tool_calls(message["tool_calls"], fn)
+    return mapped
+
+
+@dataclass(slots=True)
+class RequestGuard:
+    policy: TenantGuard
+    injection_score: float | None = None
+    injection_signals: tuple[str, ...] = ()
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    redaction: Redaction | None = None
+
+    @property
+    def restoring(self) -> bool:
+        return self.redaction is not None and bool(self.pii_counts)
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.injection_score is None or self.policy.injection_action != "flag":
+            return []
+        return [(SCORE_HEADER, f"{self.injection_score:.3f}".encode())]
+
+    # request side ---------------------------------------------------------------------------------
+    def check_injection(self, texts: list[str]) -> None:
+        detector = self.policy.detector
+        if detector is None or not texts:
+            return
+        verdict = detector.scan(texts)
+        self.injection_score, self.injection_signals = verdict.score, verdict.signals
+        if self.policy.injection_action == "block" and verdict.score >= self.policy.injection_threshold:
+            raise PolicyViolation(
+                "This request was blocked by the gateway's prompt-injection policy.", code="prompt_injection_detected"
+            )
+
+    def apply_pii(self, texts: list[str], rewrite: Callable[[Callable[[str], str]], JSON]) -> JSON | None:
+        """Scans `texts`; on `redact` returns the body rewritten by `rewrite(redact_fn)`, else None."""
+        scanner = self.policy.scanner
+        if scanner is None:
+            return None
+        action = self.policy.pii_action
+        if action == "redact":
+            redaction = Redaction(scanner)
+            body = rewrite(redaction.redact)
+            self.pii_counts = redaction.counts()
+            self.redaction = redaction
+            return body if self.pii_counts else None
+        counts: dict[str, int] = {}
+        for text in texts:
+            for span in scanner.find(text):
+                counts[span.entity] = counts.get(span.entity, 0) + 1
+        self.pii_counts = counts
+        if counts and action == "block":
+            kinds = ", ".join(sorted(counts))
+            raise PolicyViolation(
+                f"This request was blocked by the gateway's PII policy: it contains {kinds}.", code="pii_detected"
+            )
+        return None
+
+    def check_chat(self, payload: JSON) -> JSON:
+        """Runs both policies over a chat request; returns the body to send upstream."""
+        messages = payload["messages"]
+        if self.policy.detector is not None:
+            self.check_injection(
+                [
+                    t
+                    for m in messages
+                    if m.get("role") in INJECTION_SCANNED_ROLES
+                    for t in _content_texts(m.get("content"))
+                ]
+            )
+        if self.policy.scanner is None:
+            return payload
+        texts = [t for m in messages for t in _message_texts(m)]
+
+        def rewrite(fn: Callable[[str], str]) -> JSON:
+            return {**payload, "messages": [map_message_texts(m, fn) for m in messages]}
+
+        return self.apply_pii(texts, rewrite) or payload
+
+    def check_embeddings(self, payload: JSON) -> JSON:
+        raw = payload["input"]
+        texts = (
+            [raw] if isinstance(raw, str) else [t for t in raw if isinstance(t, str)] if isinstance(raw, list) else []
+        )
+        self.check_injection(texts)
+        if self.policy.scanner is None:
+            return payload
+
+        def rewrite(fn: Callable[[str], str]) -> JSON:
+            new_input = fn(raw) if isinstance(raw, str) else [fn(t) if isinstance(t, str) else t for t in raw]
+            return {**payload, "input": new_input}
+
+        return self.apply_pii(texts, rewrite) or payload
+
+    # answer side ----------------------------------------------------------------------------------
+    def restore_completion(self, body: JSON) -> None:
+        if not self.restoring:
+            return
+        assert self.redaction is not None
+        for choice in body.get("choices") or []:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                restored = map_message_texts(message, self.redaction.restore)
+                if isinstance(message.get("reasoning_content"), str):
+                    restored["reasoning_content"] = self.redaction.restore(message["reasoning_content"])
+                choice["message"] = restored
+
+    def stream_restore(self) -> ChunkRestorer | None:
+        if not self.restoring:
+            return None
+        assert self.redaction is not None
+        return ChunkRestorer(self.redaction)
+
+
+def _message_texts(message: JSON) -> Iterator[str]:
+    yield from _content_texts(message.get("content"))
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                yield function["arguments"]
+
+
+class ChunkRestorer:
+    """Puts PII values back into streamed chunks. Each streamed text field (content, reasoning, each
+    tool call's arguments, per choice) has its own `StreamRestorer`, which holds back only what may be
+    the start of a placeholder; held text is released into the chunk that finishes the choice."""
+
+    def __init__(self, redaction: Redaction) -> None:
+        self._redaction = redaction
+        self._restorers: dict[tuple[int, str, int], StreamRestorer] = {}
+
+    def _feed(self, key: tuple[int, str, int], text: str) -> str:
+        restorer = self._restorers.get(key)
+        if restorer is None:
+            restorer = self._restorers[key] = self._redaction.stream_restorer()
+        return restorer.feed(text)
+
+    def apply(self, chunk: JSON) -> None:
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for name in ("content", "reasoning_content"):
+                    if isinstance(delta.get(name), str) and delta[name]:
+                        delta[name] = self._feed((index, name, 0), delta[name])
+                for call in delta.get("tool_calls") or []:
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if (
+                        isinstance(function, dict)
+                        and isinstance(function.get("arguments"), str)
+                        and function["arguments"]
+                    ):
+                        function["arguments"] = self._feed((index, "tool", call.get("index", 0)), function["arguments"])
+            if choice.get("finish_reason") is not None:
+                self._release(index, choice)
+
+    def _release(self, index: int, choice: JSON) -> None:
+        delta = choice.setdefault("delta", {})
+        for key in sorted(k for k in self._restorers if k[0] == index):
+            held = self._restorers.pop(key).flush()
+            if not held:
+                continue
+            _, name, tool_index = key
+            if name == "tool":
+                delta.setdefault("tool_calls", []).append({"index": tool_index, "function": {"arguments": held}})
+            else:
+                delta[name] = (delta.get(name) or "") + held
