@@ -29,6 +29,10 @@ class AzureAdapter(OpenAIAdapter):
         # `stream_options` exists from api-version 2024-09-01 on; older versions reject it (400).
         return (target.api_version or DEFAULT_API_VERSION) >= STREAM_OPTIONS_SINCE
 
+    def output_limit_field(self, target: Target) -> str:
+        # like stream_options, max_completion_tokens arrived in api-version 2024-09-01
+        return "max_completion_tokens" if self.asks_stream_usage(target) else "max_tokens"
+
     def headers(self, target: Target) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if target.api_key:

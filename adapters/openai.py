@@ -132,6 +132,10 @@ class OpenAIAdapter(Adapter):
         """Whether streamed requests can carry `stream_options.include_usage`."""
         return True
 
+    def output_limit_field(self, target: Target) -> str:
+        """The parameter that bounds the answer's length (`max_tokens` is deprecated at OpenAI)."""
+        return "max_completion_tokens"
+
     def embeddings_url(self, target: Target) -> str:
         return target.base_url + "/embeddings"
 
@@ -145,6 +149,9 @@ class OpenAIAdapter(Adapter):
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
         body["model"] = target.model
+        if "max_tokens" not in body and "max_completion_tokens" not in body:
+            # the gateway reserved budget for at most this many output tokens: hold the provider to it
+            body[self.output_limit_field(target)] = req.default_max_tokens
         if req.stream and self.asks_stream_usage(target):
             options = body.get("stream_options")
             body["stream_options"] = (

@@ -41,6 +41,7 @@ from gateway.http import JSON_HEADERS, Send, send_bytes
 from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
+from gateway.spend import output_upper_bound, prompt_upper_bound
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
 
 SSE_HEADERS = [
@@ -77,6 +78,12 @@ class ChatEndpoint(ModelEndpoint):
         call.record.streamed = req.stream
         with guarded(call) as guard:
             req = replace(req, body=guard.check_chat(req.body))
+        await call.admit(
+            self.state.store,
+            route.alias,
+            prompt_upper_bound(call.body, payload),
+            output_upper_bound(payload, req.default_max_tokens),
+        )
         if req.stream:
             await self._stream(req, route, call, guard)
         else:
@@ -90,7 +97,7 @@ class ChatEndpoint(ModelEndpoint):
 
     async def _json(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record = call.record
-        deployment = self.choose(route, record)
+        deployment = self.choose(route, call)
         answer = await self.fetch(self._build(req, deployment), route, deployment)
         result = deployment.adapter.parse_chat(answer.status, answer.body)
         if not isinstance(result, ChatCompletion):
@@ -102,7 +109,7 @@ class ChatEndpoint(ModelEndpoint):
 
     async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record, send, reply_headers = call.record, call.send, call.reply_headers
-        deployment = self.choose(route, record)
+        deployment = self.choose(route, call)
         restorer = guard.stream_restore()
         translator = deployment.adapter.stream_translator(req, deployment.target)
         hide_usage = not req.include_usage

@@ -23,7 +23,8 @@ class EmbeddingsEndpoint(ModelEndpoint):
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
         with guarded(call) as guard:
             payload = guard.check_embeddings(payload)
-        deployment = self.choose(route, call.record)
+        await call.admit(self.state.store, route.alias, len(call.body), 0)
+        deployment = self.choose(route, call)
         try:
             request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
         except Unsupported as exc:

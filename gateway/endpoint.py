@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from adapters.base import LocalAdapter, UpstreamRequest
+from gateway import spend
 from gateway.auth import authenticate
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import GatewayError, RequestTimeout
@@ -23,8 +24,10 @@ from gateway.guardrails import RequestGuard
 from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
 from gateway.routing import new_request_id
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
+from gateway.spend import Reservation, admit
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
+from policies.budgets import ReservationStore
 
 
 @dataclass(slots=True)
@@ -38,6 +41,20 @@ class Call:
     record: RequestRecord
     send: Send
     reply_headers: list[tuple[bytes, bytes]]
+    reservation: Reservation | None = None
+    answered_by: Deployment | None = None
+
+    async def admit(self, store: ReservationStore, model: str, prompt_tokens: int, output_tokens: int) -> None:
+        """Reserve the worst case against the tenant's budgets and rate limits (429 when it does not fit)."""
+        self.reservation = await admit(
+            store,
+            self.identity.tenant,
+            self.record.request_id,
+            model,
+            self.runtime.worst_prices.get(model),
+            prompt_tokens,
+            output_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +95,7 @@ class ModelEndpoint(ABC):
         reply_headers = [(b"x-request-id", record.request_id.encode())]
         watch = DisconnectWatch(receive)
         send = watch.wrap_send(send)
+        call: Call | None = None
         try:
             identity = authenticate(scope, runtime)
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
@@ -87,8 +105,9 @@ class ModelEndpoint(ABC):
                     body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
+            call = Call(scope, runtime, identity, body, record, send, reply_headers)
             async with watch:
-                await self.handle(Call(scope, runtime, identity, body, record, send, reply_headers))
+                await self.handle(call)
             if watch.disconnected:
                 record.status, record.http_status = "cancelled", 499
         except GatewayError as err:
@@ -98,13 +117,17 @@ class ModelEndpoint(ABC):
         except ClientGone:
             record.status, record.http_status = "cancelled", 499
         finally:
+            if call is not None and call.reservation is not None:
+                # shielded: a cancelled request still turns its reservation into what it really spent
+                await asyncio.shield(spend.settle(state.store, call.reservation, record.usage, call.answered_by))
             record.latency_s = time.time() - record.started_at
             state.events.emit(record)
 
-    def choose(self, route: ModelRoute, record: RequestRecord) -> Deployment:
+    def choose(self, route: ModelRoute, call: Call) -> Deployment:
         deployment = route.pick(self.state.rng)
-        record.deployment, record.provider = deployment.label, deployment.target.provider
-        record.attempts.append(deployment.label)
+        call.answered_by = deployment
+        call.record.deployment, call.record.provider = deployment.label, deployment.target.provider
+        call.record.attempts.append(deployment.label)
         return deployment
 
     async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:

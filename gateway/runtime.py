@@ -32,6 +32,8 @@ from gateway.config.schema import (
     TenantConfig,
 )
 from gateway.guardrails import TenantGuard, build_guard
+from gateway.pricing import Price, price_table
+from policies.budgets import LimitSpec
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner
 
@@ -48,6 +50,7 @@ class Deployment:
     adapter: Adapter
     target: Target
     weight: int
+    price: Price | None  # by model alias, else by upstream model; None: unknown
 
     @property
     def label(self) -> str:
@@ -63,6 +66,8 @@ class ModelRoute:
     retries: int
     timeouts: Timeouts
     unavailable_reason: str | None  # why no deployment is enabled, when none is
+    circuit_failures: int = 5
+    circuit_cooldown_s: float = 30.0
 
     def pick(self, rng: random.Random) -> Deployment:
         """Weighted random choice among the enabled deployments."""
@@ -83,6 +88,7 @@ class Tenant:
     log_content: bool
     models_body: bytes  # the /v1/models answer, rendered once
     model_bodies: Mapping[str, bytes]  # /v1/models/{id} answers
+    limits: tuple[LimitSpec, ...]  # budgets and rate limits, checked together at admission
     guard: TenantGuard
 
 
@@ -100,6 +106,45 @@ class Runtime:
     model_names: frozenset[str]
     disabled_providers: Mapping[str, str]
     loaded_at: float
+    worst_prices: Mapping[str, Price | None]  # per model alias, over its deployments and fallbacks
+
+
+def tenant_limits(tenant: TenantConfig) -> tuple[LimitSpec, ...]:
+    limits = [
+        LimitSpec(f"budget[{i}]", "tokens" if b.tokens is not None else "usd", b.per, float(b.tokens or b.usd or 0))
+        for i, b in enumerate(tenant.budgets)
+    ]
+    if tenant.rate_limits.rpm is not None:
+        limits.append(LimitSpec("rpm", "requests", "minute", float(tenant.rate_limits.rpm)))
+    if tenant.rate_limits.tpm is not None:
+        limits.append(LimitSpec("tpm", "tokens", "minute", float(tenant.rate_limits.tpm)))
+    return tuple(limits)
+
+
+def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price | None]:
+    """The highest input and output price a request for each alias may incur, following fallbacks;
+    None when any candidate has no known price."""
+    result: dict[str, Price | None] = {}
+
+    def candidates(alias: str, seen: set[str]) -> list[Price | None]:
+        if alias in seen:
+            return []
+        seen.add(alias)
+        model = config.models[alias]
+        found = [prices.get(alias) or prices.get(d.model) for d in model.deployments]
+        for fallback in model.fallbacks:
+            found += candidates(fallback, seen)
+        return found
+
+    for alias in config.models:
+        found = candidates(alias, set())
+        known = [p for p in found if p is not None]
+        if not known or len(known) != len(found):
+            result[alias] = None
+            continue
+        highest_write = max(p.cache_write or 0.0 for p in known)
+        result[alias] = Price(max(p.input for p in known), max(p.output for p in known), None, highest_write)
+    return result
 
 
 def merge_policies(defaults: Policies, overrides: PolicyOverrides) -> Policies:
@@ -131,7 +176,12 @@ def _target(config: Config, provider_name: str, model: str, api_key_override: st
 
 
 def _route(
-    config: Config, alias: str, model: ModelConfig, disabled: Mapping[str, str], credentials: Mapping[str, str]
+    config: Config,
+    alias: str,
+    model: ModelConfig,
+    disabled: Mapping[str, str],
+    credentials: Mapping[str, str],
+    prices: Mapping[str, Price],
 ) -> ModelRoute:
     deployments: list[Deployment] = []
     reasons: list[str] = []
@@ -145,7 +195,8 @@ def _route(
         if d.weight == 0:
             continue
         target = _target(config, d.provider, d.model, credentials.get(d.provider))
-        deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight))
+        price = prices.get(alias) or prices.get(d.model)
+        deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price))
     cumulative: list[int] = []
     total = 0
     for deployment in deployments:
@@ -160,6 +211,8 @@ def _route(
         retries=model.retries,
         timeouts=Timeouts(model.connect_timeout_s, first_byte, model.timeout_s),
         unavailable_reason=None if deployments else "; ".join(reasons) or "no deployment has a weight above 0",
+        circuit_failures=model.circuit.failures,
+        circuit_cooldown_s=model.circuit.cooldown_s,
     )
 
 
@@ -180,6 +233,7 @@ def _tenant(
     disabled: Mapping[str, str],
     created: int,
     guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]],
+    prices: Mapping[str, Price],
 ) -> Tenant:
     allowed = list(config.models) if "*" in tenant.models else tenant.models
     credentials = {provider: c.api_key for provider, c in tenant.credentials.items()}
@@ -187,7 +241,7 @@ def _tenant(
     for alias in allowed:
         model = config.models[alias]
         uses_own_key = any(d.provider in credentials for d in model.deployments)
-        routes[alias] = _route(config, alias, model, disabled, credentials) if uses_own_key else shared[alias]
+        routes[alias] = _route(config, alias, model, disabled, credentials, prices) if uses_own_key else shared[alias]
     policies = merge_policies(config.defaults.policies, tenant.policies)
     models = _model_objects(routes, created)
     return Tenant(
@@ -196,6 +250,7 @@ def _tenant(
         max_tokens_per_request=tenant.max_tokens_per_request or config.defaults.max_tokens_per_request,
         policies=policies,
         guard=build_guard(policies, *guard_parts),
+        limits=tenant_limits(tenant),
         budgets=tuple(tenant.budgets),
         rate_limits=tenant.rate_limits,
         log_content=tenant.log_content,
@@ -208,10 +263,12 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     config = loaded.config
     disabled = loaded.disabled_providers
     now = time.time()
-    shared = {alias: _route(config, alias, model, disabled, {}) for alias, model in config.models.items()}
+    prices = price_table(config.pricing)
+    shared = {alias: _route(config, alias, model, disabled, {}, prices) for alias, model in config.models.items()}
     guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]] = (InjectionDetector(), {})
     tenants = {
-        name: _tenant(config, name, t, shared, disabled, int(now), guard_parts) for name, t in config.tenants.items()
+        name: _tenant(config, name, t, shared, disabled, int(now), guard_parts, prices)
+        for name, t in config.tenants.items()
     }
     keys = {
         key.sha256: KeyIdentity(tenants[name], key.id) for name, tenant in config.tenants.items() for key in tenant.keys
@@ -223,4 +280,5 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
         model_names=frozenset(config.models),
         disabled_providers=dict(disabled),
         loaded_at=now,
+        worst_prices=worst_prices(config, prices),
     )

@@ -13,6 +13,7 @@ from gateway.config.loader import ConfigError, load_file
 from gateway.events import LogSink, UsageSink
 from gateway.runtime import Runtime, build_runtime
 from gateway.upstream import UpstreamClient
+from policies.budgets import MemoryStore, ReservationStore
 
 log = logging.getLogger("gateway")
 
@@ -24,6 +25,7 @@ class GatewayState:
     client: UpstreamClient = field(default_factory=UpstreamClient)
     events: UsageSink = field(default_factory=LogSink)
     rng: random.Random = field(default_factory=random.Random)
+    store: ReservationStore = field(default_factory=MemoryStore)
     draining: bool = False
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 

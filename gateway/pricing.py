@@ -1,0 +1,66 @@
+"""What tokens cost: a built-in table (USD per 1M tokens), overridden by the config's `pricing:`.
+
+Looked up by model alias first (what the client asked for), then by the upstream model name. An
+unknown price is `None`, never zero: a USD budget cannot be enforced on a model without a price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from adapters.base import Usage
+from gateway.config.schema import PriceConfig
+
+PRICE_TABLE_VERSION = "2026-11-01"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float  # USD per 1M prompt tokens
+    output: float  # USD per 1M completion tokens
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = usage.cached_tokens if self.cached_input is not None else 0
+        written = usage.cache_write_tokens if self.cache_write is not None else 0
+        plain = max(0, usage.prompt_tokens - cached - written)
+        total = plain * self.input + usage.completion_tokens * self.output
+        total += cached * (self.cached_input or 0.0) + written * (self.cache_write or 0.0)
+        return total / 1_000_000
+
+    def worst_case(self, prompt_tokens: int, completion_tokens: int) -> float:
+        highest_input = max(self.input, self.cache_write or 0.0)
+        return (prompt_tokens * highest_input + completion_tokens * self.output) / 1_000_000
+
+
+BUILT_IN: Mapping[str, Price] = MappingProxyType(
+    {
+        "gpt-4o": Price(2.50, 10.00, 1.25),
+        "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+        "gpt-4.1": Price(2.00, 8.00, 0.50),
+        "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+        "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+        "o3": Price(2.00, 8.00, 0.50),
+        "o4-mini": Price(1.10, 4.40, 0.275),
+        "text-embedding-3-small": Price(0.02, 0.0),
+        "text-embedding-3-large": Price(0.13, 0.0),
+        "claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08, 1.00),
+        "claude-3-5-haiku-20241022": Price(0.80, 4.00, 0.08, 1.00),
+        "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
+        "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
+        "claude-3-7-sonnet-latest": Price(3.00, 15.00, 0.30, 3.75),
+        "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
+        "mock-1": Price(0.0, 0.0),  # the built-in mock provider's models cost nothing
+        "mock-embedding": Price(0.0, 0.0),
+    }
+)
+
+
+def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:
+    table = dict(BUILT_IN)
+    for name, p in overrides.items():
+        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write)
+    return table

@@ -1,0 +1,114 @@
+"""Admission and settlement of one request against its tenant's budgets and rate limits.
+
+The worst case is reserved before the provider is called: an upper bound of the prompt's tokens
+(its bytes, since a token is at least one byte, plus an allowance per image) plus the most output
+tokens the request may produce (the request's own limit, else the tenant's per-request cap, which the
+adapter then sends upstream), priced at the highest price among the model's deployments and
+fallbacks. Settlement replaces the reservation with what the provider reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.base import Usage
+from gateway.errors import BudgetExceeded, PermissionDenied, RateLimited, ServiceUnavailable
+from gateway.pricing import Price
+from gateway.runtime import Deployment, Tenant
+from policies.budgets import Admission, ReservationStore, Unit
+
+log = logging.getLogger("gateway.spend")
+
+IMAGE_TOKEN_ALLOWANCE = 2000  # above the largest per-image charge of current vision models
+RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
+
+
+class StoreUnavailable(Exception):
+    """The shared state store cannot be reached and the policy is fail_closed."""
+
+
+@dataclass(slots=True)
+class Reservation:
+    request_id: str
+    asked: dict[Unit, float]
+    degraded: bool
+
+
+def prompt_upper_bound(body: bytes, payload: dict[str, Any]) -> int:
+    images = 0
+    for message in payload.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            images += sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
+    return len(body) + images * IMAGE_TOKEN_ALLOWANCE
+
+
+def output_upper_bound(payload: dict[str, Any], cap: int) -> int:
+    asked = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    return asked if isinstance(asked, int) and 0 < asked <= cap else cap
+
+
+def _denied(admission: Admission) -> Exception:
+    spec = admission.denied
+    assert spec is not None
+    window = f"per {spec.window}"
+    if spec.name in RATE_LIMIT_NAMES:
+        what = "requests" if spec.unit == "requests" else "tokens"
+        return RateLimited(
+            f"Rate limit reached: {spec.limit:g} {what} {window}. Retry after {admission.retry_after_s:g} s.",
+            retry_after=admission.retry_after_s,
+        )
+    amount = f"${spec.limit:g}" if spec.unit == "usd" else f"{spec.limit:g} tokens"
+    return BudgetExceeded(
+        f"This key's budget of {amount} {window} does not cover this request; it resets in "
+        f"{admission.retry_after_s:g} s.",
+        retry_after=admission.retry_after_s,
+    )
+
+
+async def admit(
+    store: ReservationStore,
+    tenant: Tenant,
+    request_id: str,
+    model: str,
+    worst_price: Price | None,
+    prompt_tokens: int,
+    output_tokens: int,
+) -> Reservation | None:
+    if not tenant.limits:
+        return None
+    asked: dict[Unit, float] = {"requests": 1.0, "tokens": float(prompt_tokens + output_tokens)}
+    if any(spec.unit == "usd" for spec in tenant.limits):
+        if worst_price is None:
+            raise PermissionDenied(
+                f"The model '{model}' has no known price, so this key's USD budget cannot be enforced; "
+                "the gateway's `pricing:` needs an entry for it.",
+                code="price_unknown",
+            )
+        asked["usd"] = worst_price.worst_case(prompt_tokens, output_tokens)
+    try:
+        admission = await store.reserve(tenant.name, request_id, tenant.limits, asked, time.time())
+    except StoreUnavailable:
+        raise ServiceUnavailable(
+            "Budgets and rate limits cannot be checked: the shared state store is unreachable.",
+            code="state_store_unavailable",
+        ) from None
+    if not admission.admitted:
+        raise _denied(admission)
+    return Reservation(request_id, asked, admission.degraded)
+
+
+async def settle(
+    store: ReservationStore, reservation: Reservation, usage: Usage | None, answered_by: Deployment | None
+) -> None:
+    actual: dict[Unit, float] = {"requests": 1.0, "tokens": float(usage.total_tokens if usage else 0)}
+    if "usd" in reservation.asked:
+        price = answered_by.price if answered_by is not None else None
+        actual["usd"] = price.cost(usage) if price is not None and usage is not None else 0.0
+    try:
+        await store.settle(reservation.request_id, actual)
+    except Exception:  # the store keeps a retry list; a failed settle must not fail the answer
+        log.warning("settlement of %s deferred: the state store is unreachable", reservation.request_id)

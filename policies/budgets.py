@@ -1,0 +1,162 @@
+"""Budgets and rate limits as one mechanism: counters per calendar window, reserved before a call
+and settled after it.
+
+    admission: for every limit of the tenant, spent + reserved + asked <= limit?  all yes ─► reserve all
+    settlement (once per request id): reserved -= asked; spent += actual      (in the reservation's window)
+
+A request reserves its worst case (prompt upper bound + max output tokens, priced), so concurrent
+requests cannot overrun a budget: the check and the reservation are one atomic step (in process: no
+await between them; in Redis: one Lua script). Settlement is idempotent: the reservation record is
+deleted by the step that settles it, and a second settlement finds nothing to do.
+
+Limits are `LimitSpec`s: a unit (tokens, usd, requests), a calendar window in UTC (minute, hour, day,
+month) and a ceiling. Rate limits are the same thing: rpm = requests per minute, tpm = tokens per
+minute. `ReservationStore` is the interface; `MemoryStore` is the embedded one (one process only).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+Unit = Literal["tokens", "usd", "requests"]
+Window = Literal["minute", "hour", "day", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    name: str  # unique within a tenant: "budget[0]", "rpm", "tpm"
+    unit: Unit
+    window: Window
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpan:
+    start: int  # epoch seconds, inclusive
+    end: int  # epoch seconds, exclusive
+
+
+def window_span(window: Window, now: float) -> WindowSpan:
+    """The calendar window (UTC) that contains `now`."""
+    t = int(now)
+    if window == "minute":
+        start = t - t % 60
+        return WindowSpan(start, start + 60)
+    if window == "hour":
+        start = t - t % 3600
+        return WindowSpan(start, start + 3600)
+    if window == "day":
+        start = t - t % 86400
+        return WindowSpan(start, start + 86400)
+    moment = datetime.fromtimestamp(t, UTC)
+    first = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    days = calendar.monthrange(moment.year, moment.month)[1]
+    start = int(first.timestamp())
+    return WindowSpan(start, start + days * 86400)
+
+
+def counter_key(scope: str, spec: LimitSpec, span: WindowSpan) -> str:
+    return f"{scope}:{spec.name}:{spec.unit}:{spec.window}:{span.start}"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    denied: LimitSpec | None = None  # the first limit that did not fit
+    retry_after_s: float | None = None  # until the denied limit's window ends
+    degraded: bool = False  # admitted without the shared store (fail_open)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    spec: LimitSpec
+    span: WindowSpan
+    reserved: float
+    spent: float
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.spec.limit - self.reserved - self.spent)
+
+
+class ReservationStore(Protocol):
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission: ...
+
+    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
+        """Turns the reservation into spend. False when there was nothing to settle (already done)."""
+        ...
+
+    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]: ...
+
+
+def denial(spec: LimitSpec, span: WindowSpan, now: float) -> Admission:
+    return Admission(False, spec, max(1.0, math.ceil(span.end - now)))
+
+
+@dataclass(slots=True)
+class _Counter:
+    reserved: float = 0.0
+    spent: float = 0.0
+    expires: int = 0
+
+
+@dataclass(slots=True)
+class MemoryStore:
+    """The embedded store: same semantics as the Redis one, for a single process. Atomic by
+    construction: no method awaits between reading and writing the counters."""
+
+    counters: dict[str, _Counter] = field(default_factory=dict)
+    reservations: dict[str, list[tuple[str, Unit, float]]] = field(default_factory=dict)
+
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission:
+        if request_id in self.reservations:
+            return Admission(True)  # the same request asking twice holds one reservation
+        planned: list[tuple[str, Unit, float, WindowSpan]] = []
+        for spec in limits:
+            amount = asked.get(spec.unit, 0.0)
+            span = window_span(spec.window, now)
+            key = counter_key(scope, spec, span)
+            counter = self.counters.get(key)
+            used = counter.reserved + counter.spent if counter else 0.0
+            if amount > 0 and used + amount > spec.limit:
+                return denial(spec, span, now)
+            planned.append((key, spec.unit, amount, span))
+        for key, _, amount, span in planned:
+            counter = self.counters.setdefault(key, _Counter(expires=span.end))
+            counter.reserved += amount
+        self.reservations[request_id] = [(key, unit, amount) for key, unit, amount, _ in planned]
+        self._expire(now)
+        return Admission(True)
+
+    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
+        held = self.reservations.pop(request_id, None)
+        if held is None:
+            return False
+        for key, unit, amount in held:
+            counter = self.counters.setdefault(key, _Counter())
+            counter.reserved = max(0.0, counter.reserved - amount)
+            counter.spent += actual.get(unit, 0.0)
+        return True
+
+    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
+        states = []
+        for spec in limits:
+            span = window_span(spec.window, now)
+            counter = self.counters.get(counter_key(scope, spec, span)) or _Counter()
+            states.append(LimitState(spec, span, counter.reserved, counter.spent))
+        return states
+
+    def _expire(self, now: float) -> None:
+        if len(self.counters) < 4096:
+            return
+        for key in [k for k, c in self.counters.items() if c.expires and c.expires < now and not c.reserved]:
+            del self.counters[key]
