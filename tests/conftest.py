@@ -15,6 +15,9 @@ BYOK_KEY = "sk-test-byok-0003"
 BLOCKER_KEY = "sk-test-blocker-0004"
 FLAGGER_KEY = "sk-test-flagger-0005"
 OPEN_KEY = "sk-test-open-0006"
+BUDGET_KEY = "sk-test-budget-0007"
+RATE_KEY = "sk-test-rate-0008"
+USD_KEY = "sk-test-usd-0009"
 ADMIN_TOKEN = "admin-test-token"
 UPSTREAM_SECRETS = (
     "sk-upstream-openai-secret",
@@ -67,6 +70,18 @@ tenants:
     keys: [{{id: open-1, sha256: "{sha(OPEN_KEY)}"}}]
     models: ["*"]
     policies: {{injection: {{action: "off"}}, pii: {{action: "off"}}}}
+  budgeted:
+    keys: [{{id: budgeted-1, sha256: "{sha(BUDGET_KEY)}"}}]
+    models: ["*"]
+    budgets: [{{tokens: 10000, per: day}}]
+  ratelimited:
+    keys: [{{id: ratelimited-1, sha256: "{sha(RATE_KEY)}"}}]
+    models: ["*"]
+    rate_limits: {{rpm: 3}}
+  pennywise:
+    keys: [{{id: pennywise-1, sha256: "{sha(USD_KEY)}"}}]
+    models: ["*"]
+    budgets: [{{usd: 0.0005, per: month}}]
 {extra_tenants}
 """
 

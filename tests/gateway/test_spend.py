@@ -1,0 +1,84 @@
+"""Budgets and rate limits through the gateway: concurrent requests cannot overrun a budget, every
+request is answered, and what was settled equals what the provider reported."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.conftest import ACME_KEY, BUDGET_KEY, RATE_KEY, USD_KEY
+from tests.openai_schema import validate
+from tests.support.gateway import RunningGateway
+from tests.support.upstream import MockUpstream
+
+BODY = {"model": "gpt", "messages": [{"role": "user", "content": "Count to three."}], "max_tokens": 50}
+
+
+def test_concurrent_requests_cannot_overrun_a_token_budget(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.delay_s = 0.05
+
+    async def scenario() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
+        async with httpx.AsyncClient(base_url=gateway.url, limits=limits, timeout=30) as client:
+            headers = {"authorization": f"Bearer {BUDGET_KEY}"}
+            return await asyncio.gather(
+                *(client.post("/v1/chat/completions", json=BODY, headers=headers) for _ in range(500))
+            )
+
+    responses = asyncio.run(scenario())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, set(statuses)
+    assert statuses.count(200) > 0 and statuses.count(429) > 0
+    for denied in (r for r in responses if r.status_code == 429):
+        validate("ErrorResponse", denied.json())
+        assert denied.json()["error"]["code"] == "budget_exceeded"
+        assert int(denied.headers["retry-after"]) >= 1
+    seen_tokens = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
+    tenant = gateway.state.runtime.tenants["budgeted"]
+    [budget] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
+    assert budget.reserved == 0  # every reservation was settled
+    assert budget.spent == seen_tokens <= 10_000
+    assert len(upstream.received) == statuses.count(200)  # a denied request never reached the provider
+
+
+def test_rate_limit_answers_429_with_retry_after(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    headers = {"authorization": f"Bearer {RATE_KEY}"}
+    statuses = [
+        httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers).status_code for _ in range(3)
+    ]
+    denied = httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers)
+    if time.gmtime().tm_sec == 0 and denied.status_code == 200:  # the minute window rolled over mid-test
+        denied = httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers)
+    assert statuses == [200, 200, 200]
+    assert denied.status_code == 429
+    validate("ErrorResponse", denied.json())
+    assert denied.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(denied.headers["retry-after"]) <= 60
+    assert len(upstream.received) == 3
+
+
+def test_usd_budget_reserves_the_priced_worst_case(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    headers = {"authorization": f"Bearer {USD_KEY}"}
+    # gpt-4o-mini: $0.60 per 1M output tokens; 1000 output tokens alone cost $0.0006 > $0.0005
+    too_big = httpx.post(gateway.url + "/v1/chat/completions", json={**BODY, "max_tokens": 1000}, headers=headers)
+    assert too_big.status_code == 429 and too_big.json()["error"]["code"] == "budget_exceeded"
+    fits = httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers)
+    assert fits.status_code == 200
+    assert upstream.received[-1].body["max_tokens"] == 50
+    tenant = gateway.state.runtime.tenants["pennywise"]
+    [budget] = asyncio.run(gateway.state.store.state("pennywise", tenant.limits, time.time()))
+    assert budget.reserved == 0
+    assert abs(budget.spent - (11 * 0.15 + 7 * 0.60) / 1_000_000) < 1e-12
+
+
+def test_upstream_bounded_by_the_cap_when_the_client_gives_none(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt", "messages": BODY["messages"]},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+    )
+    assert upstream.received[-1].body["max_completion_tokens"] == 1000  # defaults.max_tokens_per_request
