@@ -32,10 +32,11 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     UnsupportedParameter,
+    UpstreamTimeout,
     error_object,
 )
 from gateway.events import RequestRecord
-from gateway.failures import connect_failure, provider_failure, timeout_failure
+from gateway.failures import connect_failure, failed_attempt, provider_failure, timeout_failure
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
 from gateway.request_models import parse_chat
@@ -97,11 +98,16 @@ class ChatEndpoint(ModelEndpoint):
 
     async def _json(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record = call.record
-        deployment = self.choose(route, call)
-        answer = await self.fetch(self._build(req, deployment), route, deployment)
-        result = deployment.adapter.parse_chat(answer.status, answer.body)
-        if not isinstance(result, ChatCompletion):
-            raise provider_failure(result, deployment, answer.retry_after)
+
+        async def attempt(current: ModelRoute, deployment: Deployment) -> ChatCompletion:
+            self.answering(call, deployment)
+            answer = await self.fetch(self._build(req, deployment), current, deployment)
+            result = deployment.adapter.parse_chat(answer.status, answer.body)
+            if not isinstance(result, ChatCompletion):
+                raise failed_attempt(result, deployment, answer.retry_after)
+            return result
+
+        result = await self.state.failover.run(route, call.identity.tenant, record, attempt)
         record.usage = result.usage
         guard.restore_completion(result.body)
         record.status, record.http_status = "completed", 200
@@ -109,10 +115,22 @@ class ChatEndpoint(ModelEndpoint):
 
     async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record, send, reply_headers = call.record, call.send, call.reply_headers
-        deployment = self.choose(route, call)
         restorer = guard.stream_restore()
-        translator = deployment.adapter.stream_translator(req, deployment.target)
         hide_usage = not req.include_usage
+
+        async def attempt(current: ModelRoute, deployment: Deployment) -> UpstreamResponse:
+            """Opens the stream; a failure before its first byte may be retried elsewhere."""
+            self.answering(call, deployment)
+            response = await self.open_upstream(self._build(req, deployment), current, deployment)
+            if response.status < 300:
+                return response
+            try:
+                body = await response.read()
+            finally:
+                response.close()
+            raise failed_attempt(
+                deployment.adapter.parse_error(response.status, body), deployment, response.header("retry-after")
+            )
 
         def frames(chunks: list[JSON]) -> list[bytes]:
             out = []
@@ -126,26 +144,34 @@ class ChatEndpoint(ModelEndpoint):
 
         started = False
         failure: GatewayError | None = None
+        translator: StreamTranslator | None = None
+        deployment: Deployment | None = None
         try:
             async with asyncio.timeout(route.timeouts.total_s):
-                response = await self.open_upstream(self._build(req, deployment), route, deployment)
+                response = await self.state.failover.run(route, call.identity.tenant, record, attempt)
+                deployment = call.answered_by
+                assert deployment is not None
+                translator = deployment.adapter.stream_translator(req, deployment.target)
                 try:
-                    if response.status >= 300:
-                        error = deployment.adapter.parse_error(response.status, await response.read())
-                        raise provider_failure(error, deployment, response.header("retry-after"))
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
                     await self._relay(response, translator, frames, record, send)
                 finally:
                     response.close()
         except TimeoutError:
+            if deployment is None:
+                raise UpstreamTimeout("No provider answered in time.") from None
             failure = timeout_failure(deployment)
         except UpstreamConnectError as exc:
+            assert deployment is not None
             failure = connect_failure(deployment, str(exc))
         except SSELineTooLong as exc:
+            assert deployment is not None
             failure = provider_failure(ProviderError(0, str(exc)), deployment)
         finally:
-            record.usage = translator.usage  # what was reported so far counts, even if the client left
+            if translator is not None:
+                record.usage = translator.usage  # what was reported so far counts, even if the client left
+        assert translator is not None and deployment is not None
         if failure is None and translator.error is not None:
             failure = provider_failure(translator.error, deployment)
         if failure is None and not translator.done:

@@ -8,10 +8,11 @@ from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.endpoint import Call, ModelEndpoint, guarded
 from gateway.errors import UnsupportedParameter
-from gateway.failures import provider_failure
+from gateway.failures import failed_attempt
 from gateway.http import JSON_HEADERS, send_bytes
 from gateway.request_models import parse_embeddings
 from gateway.routing import resolve_route
+from gateway.runtime import Deployment, ModelRoute
 
 
 class EmbeddingsEndpoint(ModelEndpoint):
@@ -24,15 +25,20 @@ class EmbeddingsEndpoint(ModelEndpoint):
         with guarded(call) as guard:
             payload = guard.check_embeddings(payload)
         await call.admit(self.state.store, route.alias, len(call.body), 0)
-        deployment = self.choose(route, call)
-        try:
-            request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
-        except Unsupported as exc:
-            raise UnsupportedParameter(exc.message, param=exc.param) from None
-        answer = await self.fetch(request, route, deployment)
-        result = deployment.adapter.parse_embeddings(answer.status, answer.body)
-        if not isinstance(result, Embeddings):
-            raise provider_failure(result, deployment, answer.retry_after)
+
+        async def attempt(current: ModelRoute, deployment: Deployment) -> Embeddings:
+            self.answering(call, deployment)
+            try:
+                request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
+            except Unsupported as exc:
+                raise UnsupportedParameter(exc.message, param=exc.param) from None
+            answer = await self.fetch(request, current, deployment)
+            result = deployment.adapter.parse_embeddings(answer.status, answer.body)
+            if not isinstance(result, Embeddings):
+                raise failed_attempt(result, deployment, answer.retry_after)
+            return result
+
+        result = await self.state.failover.run(route, call.identity.tenant, call.record, attempt)
         call.record.usage = result.usage
         call.record.status, call.record.http_status = "completed", 200
         await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)

@@ -19,6 +19,7 @@ from gateway.auth import authenticate
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import GatewayError, RequestTimeout
 from gateway.events import RequestRecord
+from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, timeout_failure
 from gateway.guardrails import RequestGuard
 from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
@@ -123,36 +124,35 @@ class ModelEndpoint(ABC):
             record.latency_s = time.time() - record.started_at
             state.events.emit(record)
 
-    def choose(self, route: ModelRoute, call: Call) -> Deployment:
-        deployment = route.pick(self.state.rng)
+    @staticmethod
+    def answering(call: Call, deployment: Deployment) -> None:
+        """The deployment now being tried is the one that answers, unless it fails."""
         call.answered_by = deployment
         call.record.deployment, call.record.provider = deployment.label, deployment.target.provider
-        call.record.attempts.append(deployment.label)
-        return deployment
 
     async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:
-        """Send `request` and read the whole answer, all within the route's total timeout."""
+        """Send `request` and read the whole answer within the route's total timeout (one attempt)."""
         try:
             async with asyncio.timeout(route.timeouts.total_s):
                 response = await self.open_upstream(request, route, deployment)
                 try:
                     body = await response.read()
+                except UpstreamConnectError as exc:
+                    raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
                 finally:
                     response.close()
         except TimeoutError:
-            raise timeout_failure(deployment) from None
-        except UpstreamConnectError as exc:
-            raise connect_failure(deployment, str(exc)) from None
+            raise AttemptFailed(timeout_failure(deployment), True, True) from None
         return FetchedAnswer(response.status, body, response.header("retry-after"))
 
     async def open_upstream(
         self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment
     ) -> UpstreamResponse:
-        """Send `request`; connect and first-byte failures come back as the gateway's errors."""
+        """Send `request`; connect and first-byte failures are failed attempts."""
         local = deployment.adapter if isinstance(deployment.adapter, LocalAdapter) else None
         try:
             return await self.state.client.send(request, route.timeouts, local)
         except TimeoutError:
-            raise timeout_failure(deployment) from None
+            raise AttemptFailed(timeout_failure(deployment), True, True) from None
         except UpstreamConnectError as exc:
-            raise connect_failure(deployment, str(exc)) from None
+            raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None

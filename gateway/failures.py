@@ -10,6 +10,7 @@ import math
 
 from adapters.base import ProviderError
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from gateway.failover import AttemptFailed, classify
 from gateway.runtime import Deployment
 
 MAX_RETRY_AFTER_S = 3600.0
@@ -53,6 +54,13 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error"
         )
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
+
+
+def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str | None) -> AttemptFailed:
+    retryable, unhealthy = classify(err)
+    return AttemptFailed(
+        provider_failure(err, deployment, retry_after), retryable, unhealthy, parse_retry_after(retry_after)
+    )
 
 
 def timeout_failure(deployment: Deployment) -> GatewayError:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.config.loader import ConfigError, load_file
 from gateway.events import LogSink, UsageSink
+from gateway.failover import Failover
 from gateway.runtime import Runtime, build_runtime
 from gateway.upstream import UpstreamClient
 from policies.budgets import MemoryStore, ReservationStore
@@ -26,6 +27,7 @@ class GatewayState:
     events: UsageSink = field(default_factory=LogSink)
     rng: random.Random = field(default_factory=random.Random)
     store: ReservationStore = field(default_factory=MemoryStore)
+    failover: Failover = field(default_factory=Failover)
     draining: bool = False
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.failover import Failover
+
 from tests.support.gateway import RunningGateway, sha
 from tests.support.upstream import MockUpstream
 
@@ -104,4 +106,5 @@ def gateway_server(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def gateway(gateway_server: RunningGateway, upstream: MockUpstream) -> RunningGateway:
     upstream.reset()
+    gateway_server.state.failover = Failover()  # circuits and the retry budget start fresh for each test
     return gateway_server

@@ -1,0 +1,203 @@
+"""Which deployment serves an attempt, and what happens when it fails: retries, circuits, fallbacks.
+
+    for the model, then each of its fallbacks (in order, if the tenant may use them):
+        attempt on a weighted choice among deployments whose circuit lets a call through
+        (untried ones first); on a retryable failure retry, with tenacity: exponential backoff with
+        jitter, never sooner than the provider's Retry-After, at most `retries` times per model, and
+        only while the retry budget allows
+    a failure caused by the request itself (a 4xx) ends everything at once
+
+The retry budget makes retries at most RETRY_RATIO of the client's requests (plus a small burst), so
+a failing provider sees about 1.2× the traffic, not a storm. Fallback attempts draw on it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_exponential_jitter
+
+from adapters.base import ProviderError
+from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
+from gateway.events import RequestRecord
+from gateway.runtime import Deployment, ModelRoute, Tenant
+from policies.circuit import CircuitBreaker, CircuitRegistry
+
+T = TypeVar("T")
+RETRY_RATIO = 0.2
+RETRY_BURST = 10.0
+MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is passed on (to a fallback, or the client) instead of waited out
+
+
+@dataclass(slots=True)
+class AttemptFailed(Exception):
+    """One attempt on one deployment failed."""
+
+    error: GatewayError
+    retryable: bool  # the same request may succeed on another try (429, 5xx, timeout, connection)
+    unhealthy: bool  # counts against the deployment's circuit (5xx, timeout, connection, our credentials)
+    retry_after: float | None = None
+
+    @property
+    def fallback_may_help(self) -> bool:
+        """False when the request itself is at fault (a 4xx other than 429): no model can serve it."""
+        return self.retryable or self.unhealthy or self.error.status in (429, 503)
+
+
+def classify(err: ProviderError) -> tuple[bool, bool]:
+    """(retryable, unhealthy) for a provider's error status."""
+    status = err.status
+    if status == 429:
+        return True, False
+    if status in (401, 403, 404) or status >= 500 or status == 0:
+        return True, True  # our credentials, our model name, or the provider itself: try elsewhere
+    return False, False  # the request's own fault (400, 413, 422 ...): trying again cannot help
+
+
+@dataclass(slots=True)
+class RetryBudget:
+    ratio: float = RETRY_RATIO
+    burst: float = RETRY_BURST
+    tokens: float = RETRY_BURST
+
+    def on_request(self) -> None:
+        self.tokens = min(self.burst, self.tokens + self.ratio)
+
+    def try_spend(self) -> bool:
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _RetryAfterOrBackoff(wait_base):
+    """Exponential backoff with jitter, but never less than what the provider asked for."""
+
+    def __init__(self) -> None:
+        self._backoff = wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        backoff = float(self._backoff(retry_state))
+        outcome = retry_state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        if isinstance(failure, AttemptFailed) and failure.retry_after is not None:
+            return max(backoff, failure.retry_after)
+        return backoff
+
+
+@dataclass
+class Failover:
+    circuits: CircuitRegistry = field(default_factory=CircuitRegistry)
+    budget: RetryBudget = field(default_factory=RetryBudget)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def routes(self, route: ModelRoute, tenant: Tenant) -> list[ModelRoute]:
+        chain = [route]
+        for alias in route.fallbacks:
+            fallback = tenant.routes.get(alias)
+            if fallback is not None and fallback.deployments and fallback not in chain:
+                chain.append(fallback)
+        return chain
+
+    def _breaker(self, route: ModelRoute, deployment: Deployment) -> CircuitBreaker:
+        return self.circuits.get(deployment.label, route.circuit_failures, route.circuit_cooldown_s)
+
+    def _choose(self, route: ModelRoute, tried: set[str]) -> tuple[Deployment, CircuitBreaker] | None:
+        """A weighted pick among deployments whose circuit allows a call, untried ones first."""
+        for pool in ([d for d in route.deployments if d.label not in tried], list(route.deployments)):
+            while pool:
+                total = sum(d.weight for d in pool)
+                point = self.rng.random() * total
+                for deployment in pool:
+                    point -= deployment.weight
+                    if point < 0:
+                        break
+                breaker = self._breaker(route, deployment)
+                if breaker.allow():
+                    return deployment, breaker
+                pool.remove(deployment)
+        return None
+
+    async def run(
+        self,
+        route: ModelRoute,
+        tenant: Tenant,
+        record: RequestRecord,
+        attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+    ) -> T:
+        """Runs `attempt` until one succeeds; raises the last failure's GatewayError otherwise. The model's
+        `timeout_s` bounds the whole: every attempt, backoff and fallback together."""
+        self.budget.on_request()
+        try:
+            async with asyncio.timeout(route.timeouts.total_s):
+                return await self._run(route, tenant, record, attempt)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"No provider answered for '{route.alias}' within {route.timeouts.total_s:g} s."
+            ) from None
+
+    async def _run(
+        self,
+        route: ModelRoute,
+        tenant: Tenant,
+        record: RequestRecord,
+        attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+    ) -> T:
+        last: GatewayError | None = None
+        first_attempt = True
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
+
+        for current in self.routes(route, tenant):
+            if not first_attempt and not self.budget.try_spend():
+                break  # a fallback is another attempt: the retry budget decides
+            tried: set[str] = set()
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(1 + current.retries),
+                wait=_RetryAfterOrBackoff(),
+                retry=retry_if_exception(should_retry),
+                reraise=True,
+            )
+            try:
+                async for attempt_state in retrying:
+                    with attempt_state:
+                        first_attempt = False
+                        chosen = self._choose(current, tried)
+                        if chosen is None:
+                            raise AttemptFailed(
+                                ServiceUnavailable(
+                                    f"Every deployment of '{current.alias}' is failing; retry later.",
+                                    code="upstream_unavailable",
+                                ),
+                                retryable=False,
+                                unhealthy=False,
+                            )
+                        deployment, breaker = chosen
+                        tried.add(deployment.label)
+                        record.attempts.append(deployment.label)
+                        try:
+                            result = await attempt(current, deployment)
+                        except AttemptFailed as failed:
+                            if failed.unhealthy:
+                                breaker.record_failure()
+                            else:
+                                breaker.release()
+                            if failed.retry_after is not None and failed.retry_after > MAX_RETRY_WAIT_S:
+                                failed.retryable = False  # too long to wait here: a fallback, or the client, may
+                            raise
+                        except BaseException:
+                            breaker.release()
+                            raise
+                        breaker.record_success()
+                        return result
+            except AttemptFailed as failed:
+                last = failed.error
+                if not failed.fallback_may_help:
+                    raise failed.error from None
+        raise last or ServiceUnavailable("No deployment could serve this request.", code="upstream_unavailable")
