@@ -7,8 +7,9 @@
         only while the retry budget allows
     a failure caused by the request itself (a 4xx) ends everything at once
 
-The retry budget makes retries at most RETRY_RATIO of the client's requests (plus a small burst), so
-a failing provider sees about 1.2× the traffic, not a storm. Fallback attempts draw on it too.
+The retry budget makes retries at most RETRY_RATIO (10%) of the client's requests plus a small burst,
+so a failing provider sees at most about 1.1-1.2× the traffic, not a storm. Fallback attempts draw on
+it too. It is per process.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from gateway.runtime import Deployment, ModelRoute, Tenant
 from policies.circuit import CircuitBreaker, CircuitRegistry
 
 T = TypeVar("T")
-RETRY_RATIO = 0.2
-RETRY_BURST = 10.0
+RETRY_RATIO = 0.1
+RETRY_BURST = 5.0
 MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is passed on (to a fallback, or the client) instead of waited out
 
 

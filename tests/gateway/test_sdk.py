@@ -17,6 +17,7 @@ from tests.support.gateway import RunningGateway
 from tests.support.upstream import OPENAI_TEXT, MockUpstream
 
 CHAT_MODELS = ["gpt", "azure-gpt", "claude", "demo"]
+EXTRA_MODELS = ["flaky", "stormy", "with-fallback"]
 MESSAGES: list[Any] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Say hello."},
@@ -205,7 +206,7 @@ def test_models_list_shows_only_allowed_models(gateway: RunningGateway) -> None:
     raw = client(gateway).models.with_raw_response.list()
     validate("ListModelsResponse", json.loads(raw.text))
     assert sorted(m.id for m in raw.parse()) == sorted(
-        ["gpt", "gpt-short", "azure-gpt", "claude", "demo", "embed", "azure-embed", "demo-embed"]
+        EXTRA_MODELS + ["gpt", "gpt-short", "azure-gpt", "claude", "demo", "embed", "azure-embed", "demo-embed"]
     )
     assert [m.id for m in client(gateway, LIMITED_KEY).models.list()] == ["demo"]
 

@@ -41,6 +41,7 @@ class Received:
     headers: dict[str, str]
     body: dict[str, Any]
     peer: tuple[str, int] | None = None  # the gateway's side of the TCP connection
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass
@@ -111,7 +112,9 @@ class MockUpstream:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body, peer))
+        self.received.append(
+            Received(request.path, dict(request.query), dict(request.headers), body, peer, time.monotonic())
+        )
         return body  # type: ignore[no-any-return]
 
     async def _prelude(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
