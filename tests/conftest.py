@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.failover import Failover
-
 from tests.support.gateway import RunningGateway, sha
 from tests.support.upstream import MockUpstream
 
@@ -43,8 +42,14 @@ models:
   azure-gpt: {{deployments: [{{provider: up-azure, model: my-deployment}}], timeout_s: 5}}
   claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], timeout_s: 5}}
   demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
-  flaky: {{deployments: [{{provider: up-openai, model: flaky-model}}], retries: 0, circuit: {{failures: 3, cooldown_s: 1}}}}
-  stormy: {{deployments: [{{provider: up-openai, model: stormy-model}}], retries: 2, circuit: {{failures: 100000, cooldown_s: 1}}}}
+  flaky:
+    deployments: [{{provider: up-openai, model: flaky-model}}]
+    retries: 0
+    circuit: {{failures: 3, cooldown_s: 1}}
+  stormy:
+    deployments: [{{provider: up-openai, model: stormy-model}}]
+    retries: 2
+    circuit: {{failures: 100000, cooldown_s: 1}}
   with-fallback: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], retries: 1, fallbacks: [demo]}}
   gpt-short: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], timeout_s: 1.5, first_byte_timeout_s: 0.5}}
   embed: {{deployments: [{{provider: up-openai, model: text-embedding-3-small}}]}}

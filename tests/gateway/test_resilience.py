@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict
 
@@ -76,7 +77,7 @@ def test_retries_honour_retry_after_and_stay_within_the_budget(gateway: RunningG
     retried = [times for times in arrivals.values() if len(times) > 1]
     assert retried, "some requests should have been retried"
     for times in retried:
-        assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[1:], strict=False))
+        assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
 
 
 def test_fallback_answers_when_the_model_fails(gateway: RunningGateway, upstream: MockUpstream) -> None:

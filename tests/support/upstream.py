@@ -51,6 +51,7 @@ class MockUpstream:
     behaviour: Behaviour = field(default_factory=Behaviour)
     received: list[Received] = field(default_factory=list)
     cancelled: list[float] = field(default_factory=list)  # monotonic times when a client hung up on us
+    peers_ever: set[tuple[str, int]] = field(default_factory=set)  # every connection seen (never reset)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -112,6 +113,8 @@ class MockUpstream:
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
         peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer is not None:
+            self.peers_ever.add(peer)
         self.received.append(
             Received(request.path, dict(request.query), dict(request.headers), body, peer, time.monotonic())
         )
