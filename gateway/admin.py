@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
-from gateway.errors import AuthError, GatewayError, InvalidRequest, NotFound
+from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
+from gateway.runtime import Tenant
 from gateway.state import GatewayState
+from policies.budgets import LimitState
 
 
 def check_admin(scope: Scope, state: GatewayState) -> None:
@@ -49,3 +54,74 @@ class ReloadEndpoint:
             "disabled_providers": dict(runtime.disabled_providers),
         }
         await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+
+def _tenant_view(tenant: Tenant, states: list[LimitState]) -> dict[str, Any]:
+    return {
+        "id": tenant.name,
+        "models": sorted(tenant.routes),
+        "max_tokens_per_request": tenant.max_tokens_per_request,
+        "policies": tenant.policies.model_dump(),
+        "log_content": tenant.log_content,
+        "limits": [
+            {
+                "name": s.spec.name,
+                "unit": s.spec.unit,
+                "per": s.spec.window,
+                "window_start": s.span.start,
+                "window_end": s.span.end,
+                "limit": s.spec.limit,
+                "reserved": s.reserved,
+                "spent": s.spent,
+                "remaining": s.remaining,
+            }
+            for s in states
+        ],
+    }
+
+
+class TenantsEndpoint:
+    """GET /admin/tenants (ids) and GET /admin/tenants/{id} (policies in force after inheritance, live
+    budget and rate-limit state)."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            check_admin(scope, self.state)
+            if scope["method"] != "GET":
+                raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
+            tenants = self.state.runtime.tenants
+            name = scope["path"].removeprefix(TENANTS_PREFIX).strip("/")
+            if not name:
+                body: Any = {"object": "list", "data": sorted(tenants)}
+            else:
+                tenant = tenants.get(unquote(name))
+                if tenant is None:
+                    raise NotFound(f"No tenant '{unquote(name)}'.")
+                states = await self.state.store.state(tenant.name, tenant.limits, time.time())
+                body = _tenant_view(tenant, states)
+        except GatewayError as err:
+            await send_error(send, err)
+            return
+        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+
+class CircuitsEndpoint:
+    """GET /admin/circuits: every deployment's breaker."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            check_admin(scope, self.state)
+        except GatewayError as err:
+            await send_error(send, err)
+            return
+        body = {"object": "list", "data": self.state.failover.circuits.snapshot()}
+        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+
+TENANTS_PREFIX = "/admin/tenants"

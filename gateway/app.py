@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.admin import ReloadEndpoint
+from gateway.admin import TENANTS_PREFIX, CircuitsEndpoint, ReloadEndpoint, TenantsEndpoint
 from gateway.azure_paths import PREFIX as AZURE_PREFIX
 from gateway.azure_paths import AzureDeployments
 from gateway.chat import ChatEndpoint
@@ -26,10 +26,13 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
     chat = ChatEndpoint(state)
     embeddings = EmbeddingsEndpoint(state)
     models = ModelsEndpoint(state)
+    tenants = TenantsEndpoint(state)
     routes: dict[str, dict[str, ASGIApp]] = {
         "/healthz": {"GET": HealthEndpoint()},
         "/readyz": {"GET": ReadyEndpoint(state)},
         "/admin/reload": {"POST": ReloadEndpoint(state)},
+        "/admin/tenants": {"GET": tenants},
+        "/admin/circuits": {"GET": CircuitsEndpoint(state)},
     }
     # OpenAI SDKs are pointed at a base URL with or without /v1; answer both.
     for prefix in ("/v1", ""):
@@ -39,6 +42,7 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
     prefixes: dict[str, ASGIApp] = {
         AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings}),
         MODEL_PREFIX: models,
+        TENANTS_PREFIX + "/": tenants,
         MODEL_PREFIX.removeprefix("/v1"): models,
     }
     return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_sighup=handle_sighup)

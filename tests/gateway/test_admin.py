@@ -1,0 +1,51 @@
+"""The admin API: live tenant state (policies after inheritance, budgets) and circuits."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN, BUDGET_KEY
+from tests.support.gateway import RunningGateway
+from tests.support.upstream import MockUpstream
+
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_admin_needs_the_token(gateway: RunningGateway) -> None:
+    for path in ("/admin/tenants", "/admin/tenants/acme", "/admin/circuits"):
+        assert httpx.get(gateway.url + path).status_code == 401
+        assert httpx.get(gateway.url + path, headers={"authorization": "Bearer nope"}).status_code == 401
+
+
+def test_tenant_view_shows_policies_and_live_budget(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    assert "budgeted" in httpx.get(gateway.url + "/admin/tenants", headers=ADMIN).json()["data"]
+    before = httpx.get(gateway.url + "/admin/tenants/budgeted", headers=ADMIN).json()
+    [budget] = before["limits"]
+    assert (budget["unit"], budget["per"], budget["limit"]) == ("tokens", "day", 10000)
+    assert budget["window_end"] - budget["window_start"] == 86400
+    assert before["policies"]["pii"]["action"] == "redact"  # inherited from defaults
+    httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+        headers={"authorization": f"Bearer {BUDGET_KEY}"},
+    )
+    [after] = httpx.get(gateway.url + "/admin/tenants/budgeted", headers=ADMIN).json()["limits"]
+    assert after["spent"] == budget["spent"] + 18  # the mock provider reports 18 tokens
+    assert after["reserved"] == 0
+    assert after["remaining"] == 10000 - after["spent"]
+    blocker = httpx.get(gateway.url + "/admin/tenants/blocker", headers=ADMIN).json()
+    assert blocker["policies"]["pii"] == {"action": "block", "entities": ["email", "credit_card"]}
+    assert httpx.get(gateway.url + "/admin/tenants/nobody", headers=ADMIN).status_code == 404
+
+
+def test_circuits_view(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.status = 500
+    for _ in range(3):
+        httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": "Bearer sk-test-acme-0001"},
+        )
+    circuits = httpx.get(gateway.url + "/admin/circuits", headers=ADMIN).json()["data"]
+    assert circuits["up-openai/flaky-model"]["state"] == "open"
+    assert circuits["up-openai/flaky-model"]["consecutive_failures"] == 3
