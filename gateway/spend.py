@@ -19,15 +19,12 @@ from gateway.errors import BudgetExceeded, PermissionDenied, RateLimited, Servic
 from gateway.pricing import Price
 from gateway.runtime import Deployment, Tenant
 from policies.budgets import Admission, ReservationStore, Unit
+from policies.redis_store import StoreUnavailable
 
 log = logging.getLogger("gateway.spend")
 
 IMAGE_TOKEN_ALLOWANCE = 2000  # above the largest per-image charge of current vision models
 RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
-
-
-class StoreUnavailable(Exception):
-    """The shared state store cannot be reached and the policy is fail_closed."""
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from gateway.config.loader import ConfigError, load_file
 from gateway.events import LogSink, UsageSink
 from gateway.failover import Failover
 from gateway.runtime import Runtime, build_runtime
+from gateway.state_store import StateStore
 from gateway.upstream import UpstreamClient
 from policies.budgets import MemoryStore, ReservationStore
 
@@ -28,8 +29,19 @@ class GatewayState:
     rng: random.Random = field(default_factory=random.Random)
     store: ReservationStore = field(default_factory=MemoryStore)
     failover: Failover = field(default_factory=Failover)
+    state_store: StateStore | None = None
     draining: bool = False
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
+
+    def open_state_store(self) -> None:
+        """Counters live in Redis when `state.redis_url` is set (a change needs a restart, not a reload)."""
+        if self.state_store is None:
+            self.state_store = StateStore(self.runtime.config.state)
+            self.store = self.state_store.store
+
+    async def close_state_store(self) -> None:
+        if self.state_store is not None:
+            await self.state_store.close()
 
     def reload_soon(self) -> None:
         """For signal handlers: reload in the background (the task is kept so it is not collected)."""

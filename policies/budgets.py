@@ -114,6 +114,7 @@ class MemoryStore:
 
     counters: dict[str, _Counter] = field(default_factory=dict)
     reservations: dict[str, list[tuple[str, Unit, float]]] = field(default_factory=dict)
+    recorded: set[str] = field(default_factory=set)
 
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
@@ -154,6 +155,21 @@ class MemoryStore:
             counter = self.counters.get(counter_key(scope, spec, span)) or _Counter()
             states.append(LimitState(spec, span, counter.reserved, counter.spent))
         return states
+
+    async def record_spend(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
+    ) -> bool:
+        """Spend that happened without a reservation here (admitted while the store was unreachable)."""
+        if request_id in self.recorded:
+            return False
+        self.recorded.add(request_id)
+        if await self.settle(request_id, actual):
+            return True
+        for spec in limits:
+            span = window_span(spec.window, now)
+            counter = self.counters.setdefault(counter_key(scope, spec, span), _Counter(expires=span.end))
+            counter.spent += actual.get(spec.unit, 0.0)
+        return True
 
     def _expire(self, now: float) -> None:
         if len(self.counters) < 4096:

@@ -1,0 +1,439 @@
+"""The shared reservation store: `budgets.MemoryStore`'s semantics in Redis, for several gateway processes.
+
+    reserve  one Lua script: for every limit, reserved + spent + asked <= limit?  all yes ─► HINCRBYFLOAT
+             reserved on every counter and SET the reservation record {prefix}resv:{request_id} (EX 2 days)
+    settle   one Lua script: GET + DEL the record (absent ─► nothing to do, False), then per counter it names
+             reserved -= asked (floored at 0) and spent += actual
+    state    HMGET of every counter, in one pipelined round trip
+
+Counters are hashes {prefix}{counter_key(...)} with fields `reserved` and `spent`, expiring an hour after
+their window ends (a TTL counted from the caller's `now`, so clock skew between gateway and Redis does not
+matter; a counter that a late settlement recreates gets just the margin). Amounts travel as `repr(float)`
+strings, so no precision is lost on the way to Lua; Redis then sums them in long double, so a total can
+differ from the in-process one in the last ulp.
+
+`GuardedStore` wraps a store with a deadline per call and a policy for when the shared store is down:
+`fail_closed` refuses (`StoreUnavailable`), `fail_open` admits and keeps the books locally, then pushes
+what it owes once the store answers again (`record_spend`, idempotent per request id).
+
+Redis Cluster: the settle script reaches counters named in the record, not in KEYS, so this targets a
+single Redis (or a primary with replicas), not a sharded cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from policies.budgets import (
+    Admission,
+    LimitSpec,
+    LimitState,
+    ReservationStore,
+    Unit,
+    counter_key,
+    denial,
+    window_span,
+)
+
+logger = logging.getLogger("gateway.state")
+
+_UNITS: tuple[Unit, ...] = ("tokens", "usd", "requests")
+RESERVATION_TTL_S = 2 * 86400  # a crashed request's reservation record does not live forever
+COUNTER_MARGIN_S = 3600  # counters outlive their window by this much
+
+# Settles the reservation whose record is under `record_key` with ARGV[1..3] = actual tokens, usd, requests.
+# Record: JSON list of [counter key, unit, -asked]. Returns 1, or 0 when there was no record.
+_SETTLE_FUNCTION = f"""
+local function settle(record_key)
+  local record = redis.call('GET', record_key)
+  if not record then return 0 end
+  redis.call('DEL', record_key)
+  local actual = {{tokens = ARGV[1], usd = ARGV[2], requests = ARGV[3]}}
+  for _, held in ipairs(cjson.decode(record)) do
+    local key = held[1]
+    if tonumber(redis.call('HINCRBYFLOAT', key, 'reserved', held[3])) < 0 then
+      redis.call('HSET', key, 'reserved', '0')
+    end
+    redis.call('HINCRBYFLOAT', key, 'spent', actual[held[2]] or '0')
+    if redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, {COUNTER_MARGIN_S}) end
+  end
+  return 1
+end
+"""
+
+# KEYS[1] reservation record, KEYS[2..n+1] counters in limit order.
+# ARGV[1] record JSON, ARGV[2] record TTL; for counter i: ARGV[3i] asked, ARGV[3i+1] limit, ARGV[3i+2] counter TTL.
+# Returns 0 when admitted (or already holding a reservation), else the 1-based index of the first limit that
+# does not fit; a denial writes nothing.
+_RESERVE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = #KEYS - 1
+for i = 1, n do
+  local amount = tonumber(ARGV[3 * i])
+  if amount > 0 then
+    local v = redis.call('HMGET', KEYS[i + 1], 'reserved', 'spent')
+    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+    if used + amount > tonumber(ARGV[3 * i + 1]) then return i end
+  end
+end
+for i = 1, n do
+  redis.call('HINCRBYFLOAT', KEYS[i + 1], 'reserved', ARGV[3 * i])
+  redis.call('EXPIRE', KEYS[i + 1], ARGV[3 * i + 2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 0
+"""
+
+# KEYS[1] reservation record. ARGV[1..3] actual tokens, usd, requests.
+_SETTLE = _SETTLE_FUNCTION + "\nreturn settle(KEYS[1])\n"
+
+# Spend booked without going through reserve (a request admitted while the store was down), once per request id.
+# KEYS[1] reservation record, KEYS[2] done marker, KEYS[3..] counters. ARGV[1..3] actual tokens, usd, requests,
+# ARGV[4] marker TTL; for counter i (KEYS[i + 2]): ARGV[3 + 2i] unit, ARGV[4 + 2i] TTL for a counter this creates.
+# If a reservation for the request did land after all (a reserve that timed out on our side), it is settled.
+_RECORD_SPEND = (
+    _SETTLE_FUNCTION
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[4])
+if settle(KEYS[1]) == 1 then return 1 end
+local actual = {tokens = ARGV[1], usd = ARGV[2], requests = ARGV[3]}
+for i = 1, #KEYS - 2 do
+  redis.call('HINCRBYFLOAT', KEYS[i + 2], 'spent', actual[ARGV[3 + 2 * i]] or '0')
+  if redis.call('TTL', KEYS[i + 2]) == -1 then redis.call('EXPIRE', KEYS[i + 2], ARGV[4 + 2 * i]) end
+end
+return 1
+"""
+)
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _actual_args(actual: Mapping[Unit, float]) -> list[str]:
+    return [_num(actual.get(unit, 0.0)) for unit in _UNITS]
+
+
+def _field(raw: object) -> float:
+    if raw is None:
+        return 0.0
+    if isinstance(raw, bytes | str):
+        return float(raw)
+    raise TypeError(f"unexpected counter value {raw!r}")
+
+
+class RedisStore:
+    """`ReservationStore` on one Redis shared by every gateway process. Each operation is one atomic script."""
+
+    def __init__(self, client: Redis, prefix: str = "gw:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._record_spend = client.register_script(_RECORD_SPEND)
+
+    def _counter(self, scope: str, spec: LimitSpec, now: float) -> tuple[str, int]:
+        """The counter's key and its TTL: until the window's end (by `now`) plus the margin."""
+        span = window_span(spec.window, now)
+        return self.prefix + counter_key(scope, spec, span), math.ceil(span.end - now) + COUNTER_MARGIN_S
+
+    def _record_key(self, request_id: str) -> str:
+        return f"{self.prefix}resv:{request_id}"
+
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission:
+        keys = [self._record_key(request_id)]
+        args: list[str | int] = []
+        record: list[list[str]] = []
+        for spec in limits:
+            key, ttl = self._counter(scope, spec, now)
+            amount = float(asked.get(spec.unit, 0.0))
+            keys.append(key)
+            args += [_num(amount), _num(spec.limit), ttl]
+            record.append([key, spec.unit, _num(-amount)])
+        args[0:0] = [json.dumps(record, separators=(",", ":"), ensure_ascii=False), RESERVATION_TTL_S]
+        denied = int(await self._reserve(keys=keys, args=args))
+        if denied == 0:
+            return Admission(True)
+        spec = limits[denied - 1]
+        return denial(spec, window_span(spec.window, now), now)
+
+    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
+        return int(await self._settle(keys=[self._record_key(request_id)], args=_actual_args(actual))) == 1
+
+    async def record_spend(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
+    ) -> bool:
+        """Books `actual` as spent in the windows containing `now`, without a reservation: for requests admitted
+        while the store was unreachable. Idempotent per request id (False the second time); a reservation under
+        that id, if one landed after all, is settled instead of adding the spend beside it."""
+        keys = [self._record_key(request_id), f"{self.prefix}owed:{request_id}"]
+        args: list[str | int] = [*_actual_args(actual), RESERVATION_TTL_S]
+        for spec in limits:
+            key, ttl = self._counter(scope, spec, now)
+            keys.append(key)
+            args += [spec.unit, ttl]
+        return int(await self._record_spend(keys=keys, args=args)) == 1
+
+    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
+        spans = [window_span(spec.window, now) for spec in limits]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for spec, span in zip(limits, spans, strict=True):
+                pipe.hmget(self.prefix + counter_key(scope, spec, span), ["reserved", "spent"])
+            rows = await pipe.execute()
+        return [
+            LimitState(spec, span, _field(row[0]), _field(row[1]))
+            for spec, span, row in zip(limits, spans, rows, strict=True)
+        ]
+
+
+class SpendRecordingStore(ReservationStore, Protocol):
+    """What `GuardedStore` needs from its primary: a reservation store that can also book owed spend."""
+
+    async def record_spend(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
+    ) -> bool: ...
+
+
+class StoreUnavailable(Exception):
+    """The shared state store did not answer in time and the policy is fail_closed."""
+
+
+Mode = Literal["primary", "degraded_open", "degraded_closed"]
+OnError = Literal["fail_closed", "fail_open"]
+T = TypeVar("T")
+
+
+class _PrimaryDown(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Held:
+    """A request admitted (fail_open) or owed for without the primary."""
+
+    scope: str
+    limits: tuple[LimitSpec, ...]
+    amounts: dict[Unit, float]  # asked while held, actual once owed
+    now: float
+
+    def counts_in(self, key: str) -> bool:
+        return any(counter_key(self.scope, s, window_span(s.window, self.now)) == key for s in self.limits)
+
+
+class GuardedStore:
+    """Puts a deadline on every call to `primary` and decides what happens when it is missed or fails.
+
+    fail_closed: reserve/state raise `StoreUnavailable`. fail_open: reserve admits (`degraded=True`) and the
+    request is settled locally; its spend is owed to the primary and pushed on recovery. In both modes a
+    settlement that cannot reach the primary is kept and replayed (settle is idempotent by request id), so
+    settle never raises. While degraded, at most one call per `probe_interval_s` tries the primary; the
+    others take the degraded path at once instead of each waiting out the deadline.
+    """
+
+    def __init__(
+        self,
+        primary: SpendRecordingStore,
+        on_error: OnError,
+        timeout_s: float = 0.25,
+        probe_interval_s: float = 1.0,
+    ) -> None:
+        self.primary = primary
+        self.on_error: OnError = on_error
+        self.timeout_s = timeout_s
+        self.probe_interval_s = probe_interval_s
+        self.errors = 0  # failed or timed-out primary calls, for metrics
+        self.last_error: str | None = None
+        self._degraded = False
+        self._next_probe = 0.0
+        self._local: dict[str, _Held] = {}  # admitted without the primary, not settled yet
+        self._owed: dict[str, _Held] = {}  # settled locally, spend not yet in the primary
+        self._retry: dict[str, dict[Unit, float]] = {}  # settlements to replay on the primary
+        self._reconcile_lock = asyncio.Lock()
+        self._reconciling = False
+        self._reconcile_task: asyncio.Task[bool] | None = None
+
+    @property
+    def mode(self) -> Mode:
+        if not self._degraded:
+            return "primary"
+        return "degraded_open" if self.on_error == "fail_open" else "degraded_closed"
+
+    @property
+    def pending(self) -> int:
+        """Settlements (owed spend or replays) not yet applied to the primary."""
+        return len(self._owed) + len(self._retry)
+
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission:
+        if request_id in self._local:
+            return Admission(True, degraded=True)
+        attempted = self._may_try_primary()
+        if attempted:
+            try:
+                return await self._call(self.primary.reserve(scope, request_id, limits, asked, now))
+            except _PrimaryDown:
+                pass
+        if self.on_error == "fail_closed":
+            if attempted:  # the reservation may have landed before the deadline hit: release it later
+                self._retry.setdefault(request_id, {})
+            raise self._unavailable()
+        self._local[request_id] = _Held(scope, tuple(limits), dict(asked), now)
+        return Admission(True, degraded=True)
+
+    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
+        held = self._local.pop(request_id, None)
+        if held is not None:
+            owed = _Held(held.scope, held.limits, dict(actual), held.now)
+            if self._may_try_primary():
+                try:
+                    await self._call(self._push(request_id, owed))
+                    return True
+                except _PrimaryDown:
+                    pass
+            self._owed[request_id] = owed
+            return True
+        if request_id in self._owed or request_id in self._retry:
+            return False
+        if self._may_try_primary():
+            try:
+                return await self._call(self.primary.settle(request_id, actual))
+            except _PrimaryDown:
+                pass
+        self._retry[request_id] = dict(actual)
+        return True
+
+    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
+        if self._may_try_primary():
+            try:
+                return await self._call(self.primary.state(scope, limits, now))
+            except _PrimaryDown:
+                pass
+        if self.on_error == "fail_closed":
+            raise self._unavailable()
+        states = []
+        for spec in limits:
+            span = window_span(spec.window, now)
+            key = counter_key(scope, spec, span)
+            reserved = sum(h.amounts.get(spec.unit, 0.0) for h in self._local.values() if h.counts_in(key))
+            spent = sum(h.amounts.get(spec.unit, 0.0) for h in self._owed.values() if h.counts_in(key))
+            states.append(LimitState(spec, span, reserved, spent))
+        return states
+
+    async def reconcile(self) -> bool:
+        """Pushes owed spend and replays failed settlements. True when nothing is left pending."""
+        async with self._reconcile_lock:
+            self._reconciling = True
+            try:
+                return await self._reconcile()
+            finally:
+                self._reconciling = False
+
+    async def aclose(self) -> None:
+        """Waits for a background reconciliation started by a recovery, if any."""
+        task = self._reconcile_task
+        if task is not None and not task.done():
+            await task
+
+    async def _reconcile(self) -> bool:
+        batch = 64
+        owed = list(self._owed.items())
+        for i in range(0, len(owed), batch):
+            done = await asyncio.gather(*(self._apply_owed(rid, held) for rid, held in owed[i : i + batch]))
+            if not all(done):
+                return False
+        retry = list(self._retry.items())
+        for i in range(0, len(retry), batch):
+            done = await asyncio.gather(*(self._apply_retry(rid, actual) for rid, actual in retry[i : i + batch]))
+            if not all(done):
+                return False
+        return self.pending == 0
+
+    async def _apply_owed(self, request_id: str, held: _Held) -> bool:
+        try:
+            await self._call(self._push(request_id, held))
+        except _PrimaryDown:
+            return False
+        self._owed.pop(request_id, None)
+        return True
+
+    async def _apply_retry(self, request_id: str, actual: dict[Unit, float]) -> bool:
+        try:
+            await self._call(self.primary.settle(request_id, actual))
+        except _PrimaryDown:
+            return False
+        self._retry.pop(request_id, None)
+        return True
+
+    def _push(self, request_id: str, held: _Held) -> Awaitable[bool]:
+        return self.primary.record_spend(held.scope, request_id, held.limits, held.amounts, held.now)
+
+    def _may_try_primary(self) -> bool:
+        if not self._degraded:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + self.probe_interval_s  # this call is the probe; the others stay degraded
+        return True
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await operation
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError and the builtin ConnectionError
+            self._failed(exc)
+            raise _PrimaryDown from exc
+        self._recovered()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._next_probe = time.monotonic() + self.probe_interval_s
+        if not self._degraded:
+            self._degraded = True
+            action = (
+                "admitting requests without shared limits (fail_open)"
+                if self.on_error == "fail_open"
+                else "refusing requests that need it (fail_closed)"
+            )
+            logger.warning("shared state store unreachable (%s): %s", self.last_error, action)
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            logger.info(
+                "shared state store reachable again after %d errors; %d settlements to reconcile",
+                self.errors,
+                self.pending,
+            )
+        if self.pending and not self._reconciling:
+            task = self._reconcile_task
+            if task is None or task.done():
+                self._reconcile_task = asyncio.get_running_loop().create_task(self.reconcile())
+                self._reconcile_task.add_done_callback(_log_failure)
+
+    def _unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the shared state store is unreachable ({self.last_error or 'no answer'}); "
+            "refusing the request (state_store.on_error: fail_closed)"
+        )
+
+
+def _log_failure(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("reconciling with the shared state store failed", exc_info=exc)

@@ -1,0 +1,530 @@
+"""RedisStore against MemoryStore's semantics, under races and across processes; GuardedStore during outages.
+
+Async code runs with `asyncio.run(...)` inside plain test functions. Redis comes from a throwaway
+redis-server (tests/support/redis_server.py), installed with apt-get when missing: nothing here skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as aredis
+
+from policies.budgets import Admission, LimitSpec, LimitState, MemoryStore, ReservationStore, Unit, window_span
+from policies.redis_store import GuardedStore, RedisStore, StoreUnavailable
+from tests.support.redis_server import BlackHole, RedisServer
+
+
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+
+
+NOW = ts(2025, 3, 14, 12, 30, 15) + 0.25
+TOKENS_DAY = LimitSpec("budget[0]", "tokens", "day", 1000)
+USD_MONTH = LimitSpec("budget[1]", "usd", "month", 1.0)
+RPM = LimitSpec("rpm", "requests", "minute", 2)
+TPM = LimitSpec("tpm", "tokens", "minute", 600)
+
+Case = Callable[[ReservationStore], Awaitable[None]]
+
+
+async def one(store: ReservationStore, spec: LimitSpec, now: float = NOW, scope: str = "acme") -> LimitState:
+    (state,) = await store.state(scope, [spec], now)
+    return state
+
+
+# ── conformance: the same table against MemoryStore and RedisStore ─────────────────────────────────────────
+
+
+async def admit_within_limit(store: ReservationStore) -> None:
+    assert await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 400}, NOW) == Admission(True)
+    state = await one(store, TOKENS_DAY)
+    assert (state.reserved, state.spent, state.remaining) == (400, 0, 600)
+    assert state.span == window_span("day", NOW)
+    assert (await one(store, TOKENS_DAY, scope="other")).reserved == 0  # scopes are separate
+
+
+async def deny_when_exceeding(store: ReservationStore) -> None:
+    assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 700}, NOW)).admitted
+    denied = await store.reserve("acme", "r2", [TOKENS_DAY], {"tokens": 301}, NOW)
+    day_end = window_span("day", NOW).end
+    assert denied == Admission(False, TOKENS_DAY, math.ceil(day_end - NOW))
+    assert (await one(store, TOKENS_DAY)).reserved == 700  # the denial reserved nothing
+    assert (await store.reserve("acme", "r3", [TOKENS_DAY], {"tokens": 300}, NOW)).admitted  # exactly full fits
+    assert (await store.reserve("acme", "r4", [TOKENS_DAY], {"usd": 5.0}, NOW)).admitted  # asks no tokens
+    late = await store.reserve("acme", "r5", [TOKENS_DAY], {"tokens": 1}, day_end - 0.5)
+    assert late == Admission(False, TOKENS_DAY, 1.0)  # at least a second
+
+
+async def all_or_nothing(store: ReservationStore) -> None:
+    limits = [TOKENS_DAY, USD_MONTH, RPM]
+    ask: dict[Unit, float] = {"tokens": 100, "usd": 0.5, "requests": 1}
+    assert (await store.reserve("acme", "a", limits, ask, NOW)).admitted
+    assert (await store.reserve("acme", "b", limits, ask, NOW)).admitted
+    third = await store.reserve("acme", "c", limits, {"tokens": 100, "usd": 0.0, "requests": 1}, NOW)
+    assert (third.admitted, third.denied, third.retry_after_s) == (False, RPM, 45)
+    later = NOW + 60  # a new minute: rpm has room, the month's usd does not
+    fourth = await store.reserve("acme", "d", limits, {"tokens": 100, "usd": 0.25, "requests": 1}, later)
+    assert (fourth.admitted, fourth.denied) == (False, USD_MONTH)
+    states = await store.state("acme", limits, NOW)
+    assert [(s.reserved, s.spent) for s in states] == [(200, 0), (1.0, 0), (2, 0)]
+    assert (await one(store, RPM, later)).reserved == 0  # nothing reserved in the new minute either
+    assert (await one(store, TOKENS_DAY, later)).reserved == 200
+
+
+async def settle_moves_reserved_to_spent(store: ReservationStore) -> None:
+    limits = [TOKENS_DAY, TPM, USD_MONTH]
+    assert (await store.reserve("acme", "r1", limits, {"tokens": 500, "usd": 0.25}, NOW)).admitted
+    assert await store.settle("r1", {"tokens": 321, "usd": 0.125}) is True
+    states = await store.state("acme", limits, NOW)
+    assert [(s.reserved, s.spent) for s in states] == [(0, 321), (0, 321), (0, 0.125)]
+    assert states[0].remaining == 679
+
+
+async def settle_twice_is_noop(store: ReservationStore) -> None:
+    assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 500}, NOW)).admitted
+    assert await store.settle("r1", {"tokens": 200}) is True
+    assert await store.settle("r1", {"tokens": 999}) is False
+    assert await store.settle("never-reserved", {"tokens": 5}) is False
+    state = await one(store, TOKENS_DAY)
+    assert (state.reserved, state.spent) == (0, 200)
+
+
+async def reserve_twice_counts_once(store: ReservationStore) -> None:
+    assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 600}, NOW)).admitted
+    assert await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 600}, NOW) == Admission(True)
+    assert (await one(store, TOKENS_DAY)).reserved == 600
+    assert await store.settle("r1", {"tokens": 600}) is True
+    assert await store.settle("r1", {"tokens": 600}) is False
+    state = await one(store, TOKENS_DAY)
+    assert (state.reserved, state.spent) == (0, 600)
+
+
+async def windows_roll_over(store: ReservationStore) -> None:
+    rpm1 = LimitSpec("rpm", "requests", "minute", 1)
+    last_second = ts(2025, 1, 31, 23, 59, 59)
+    assert (await store.reserve("acme", "m1", [rpm1], {"requests": 1}, last_second + 0.5)).admitted
+    assert await store.reserve("acme", "m2", [rpm1], {"requests": 1}, last_second + 0.9) == Admission(False, rpm1, 1)
+    assert (await store.reserve("acme", "m3", [rpm1], {"requests": 1}, last_second + 1.0)).admitted
+
+    assert (await store.reserve("acme", "u1", [USD_MONTH], {"usd": 1.0}, last_second)).admitted
+    january = await store.reserve("acme", "u2", [USD_MONTH], {"usd": 0.01}, last_second)
+    assert (january.denied, january.retry_after_s) == (USD_MONTH, 1)
+    february = ts(2025, 2, 1)
+    assert (await store.reserve("acme", "u3", [USD_MONTH], {"usd": 0.75}, february)).admitted
+    assert await store.settle("u1", {"usd": 0.5}) is True  # settled in February, booked in January's window
+    jan, feb = await one(store, USD_MONTH, last_second), await one(store, USD_MONTH, february)
+    assert (jan.span.start, jan.span.end) == (ts(2025, 1, 1), february)
+    assert (feb.span.start, feb.span.end) == (february, ts(2025, 3, 1))
+    assert (jan.reserved, jan.spent, feb.reserved, feb.spent) == (0, 0.5, 0.75, 0)
+
+
+async def usd_decimals(store: ReservationStore) -> None:
+    limit = LimitSpec("budget[0]", "usd", "day", 1.0)
+    for i in range(10):
+        assert (await store.reserve("acme", f"r{i}", [limit], {"usd": 0.1}, NOW)).admitted, i
+    assert (await store.reserve("acme", "r10", [limit], {"usd": 0.1}, NOW)).denied == limit
+    assert (await store.reserve("acme", "tiny", [limit], {"usd": 0.000001}, NOW)).denied == limit
+    for i in range(10):
+        assert await store.settle(f"r{i}", {"usd": 0.0123456789})
+    state = await one(store, limit)
+    assert state.reserved == pytest.approx(0, abs=1e-12)
+    assert state.spent == pytest.approx(0.123456789, abs=1e-12)
+    assert (await store.reserve("acme", "r11", [limit], {"usd": 0.8765}, NOW)).admitted
+    assert (await store.reserve("acme", "r12", [limit], {"usd": 0.001}, NOW)).denied == limit
+
+
+async def odd_scopes_and_ids(store: ReservationStore) -> None:
+    scope, rid = 'tenant "ü" 🚀 \\ x', 'req-ü-🚀-"quoted"'
+    assert (await store.reserve(scope, rid, [TOKENS_DAY, USD_MONTH], {"tokens": 10, "usd": 0.5}, NOW)).admitted
+    assert (await one(store, TOKENS_DAY, scope=scope)).reserved == 10
+    assert await store.settle(rid, {"tokens": 4, "usd": 0.25})
+    states = await store.state(scope, [TOKENS_DAY, USD_MONTH], NOW)
+    assert [(s.reserved, s.spent) for s in states] == [(0, 4), (0, 0.25)]
+    assert (await store.reserve("acme", "empty", [], {"tokens": 10}, NOW)).admitted  # no limits: nothing to hold
+    assert await store.settle("empty", {"tokens": 10}) is True
+
+
+CASES: list[Case] = [
+    odd_scopes_and_ids,
+    admit_within_limit,
+    deny_when_exceeding,
+    all_or_nothing,
+    settle_moves_reserved_to_spent,
+    settle_twice_is_noop,
+    reserve_twice_counts_once,
+    windows_roll_over,
+    usd_decimals,
+]
+
+
+def run_with(request: pytest.FixtureRequest, kind: str, body: Callable[[ReservationStore], Awaitable[None]]) -> None:
+    if kind == "memory":
+        asyncio.run(body(MemoryStore()))
+        return
+    client: aredis.Redis = request.getfixturevalue("redis_client")
+
+    async def main() -> None:
+        try:
+            await body(RedisStore(client))
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_conformance(request: pytest.FixtureRequest, kind: str, case: Case) -> None:
+    run_with(request, kind, case)
+
+
+def test_random_trace_matches_memory_store(redis_client: aredis.Redis) -> None:
+    """The same random sequence of reserve/settle/state on both stores gives the same answers."""
+    rng = random.Random(7)
+    limits = [TOKENS_DAY, TPM, USD_MONTH, RPM]
+
+    async def main() -> None:
+        memory, shared = MemoryStore(), RedisStore(redis_client, prefix="trace:")
+        ids: list[str] = []
+        now = NOW
+        for step in range(400):
+            now += rng.choice([0.0, 0.5, 7.0, 30.0])
+            scope = rng.choice(["acme", "beta"])
+            if rng.random() < 0.55 or not ids:
+                rid = rng.choice([*ids[-3:], f"q{step}"]) if ids else f"q{step}"
+                ids.append(rid)
+                ask: dict[Unit, float] = {
+                    "tokens": rng.randint(0, 300), "usd": rng.randint(0, 40) / 128, "requests": rng.choice([0, 1]),
+                }  # fmt: skip
+                picked = rng.sample(limits, rng.randint(0, len(limits)))
+                expected = await memory.reserve(scope, rid, picked, ask, now)
+                assert await shared.reserve(scope, rid, picked, ask, now) == expected, step
+            else:
+                rid = rng.choice(ids)
+                actual: dict[Unit, float] = {"tokens": rng.randint(0, 300), "usd": rng.randint(0, 40) / 128}
+                assert await memory.settle(rid, actual) == await shared.settle(rid, actual), step
+            mine, theirs = await memory.state(scope, limits, now), await shared.state(scope, limits, now)
+            for a, b in zip(mine, theirs, strict=True):
+                assert (a.spec, a.span) == (b.spec, b.span)
+                assert (a.reserved, a.spent) == (pytest.approx(b.reserved), pytest.approx(b.spent)), step
+        await redis_client.aclose()
+
+    asyncio.run(main())
+
+
+# ── races: one budget, many concurrent requests, one or two gateway processes ──────────────────────────────
+
+BUDGET = LimitSpec("budget[0]", "tokens", "day", 10_000)
+
+
+async def race(stores: Sequence[RedisStore], settle_inline: bool, seed: int) -> None:
+    rng = random.Random(seed)
+    observed: list[float] = []
+    done = asyncio.Event()
+
+    async def observe() -> None:
+        while not done.is_set():
+            (state,) = await stores[0].state("acme", [BUDGET], NOW)
+            observed.append(state.reserved + state.spent)
+            await asyncio.sleep(0)
+
+    actuals = {f"r{i}": float(rng.randint(0, 100)) for i in range(500)}
+
+    async def one_request(i: int) -> bool:
+        rid = f"r{i}"
+        store = stores[i % len(stores)]
+        admission = await store.reserve("acme", rid, [BUDGET], {"tokens": 100}, NOW)
+        if admission.admitted and settle_inline:
+            await asyncio.sleep(rng.random() / 100)
+            assert await store.settle(rid, {"tokens": actuals[rid]})
+        return admission.admitted
+
+    watcher = asyncio.create_task(observe())
+    try:
+        results = await asyncio.gather(*(one_request(i) for i in range(500)))
+        admitted = [f"r{i}" for i, ok in enumerate(results) if ok]
+        if settle_inline:
+            assert len(admitted) >= 100  # settled below the worst case: the budget let more through
+        else:
+            assert len(admitted) == 100  # 100 x 100 = 10,000: exactly full, never over
+            (state,) = await stores[0].state("acme", [BUDGET], NOW)
+            assert (state.reserved, state.spent) == (10_000, 0)
+            settles = await asyncio.gather(
+                *(stores[i % len(stores)].settle(rid, {"tokens": actuals[rid]}) for i, rid in enumerate(admitted))
+            )
+            assert all(settles)
+    finally:
+        done.set()
+        await watcher
+    assert observed and max(observed) <= 10_000
+    (state,) = await stores[0].state("acme", [BUDGET], NOW)
+    assert state.reserved == 0
+    assert state.spent == sum(actuals[rid] for rid in admitted) <= 10_000
+    for store in stores:  # every process reads the same numbers
+        assert await store.state("acme", [BUDGET], NOW) == [state]
+
+
+def pooled(url: str) -> aredis.Redis:
+    return aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(url, max_connections=40, timeout=10))
+
+
+@pytest.mark.parametrize("settle_inline", [False, True], ids=["reserve-then-settle", "settle-inline"])
+def test_race_one_process(redis_server: RedisServer, redis_client: aredis.Redis, settle_inline: bool) -> None:
+    async def main() -> None:
+        client = pooled(redis_server.url)
+        try:
+            await race([RedisStore(client)], settle_inline, seed=1)
+        finally:
+            await client.aclose()
+            await redis_client.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("settle_inline", [False, True], ids=["reserve-then-settle", "settle-inline"])
+def test_race_two_processes_share_one_limit(
+    redis_server: RedisServer, redis_client: aredis.Redis, settle_inline: bool
+) -> None:
+    """Two clients with their own pools (two gateway processes) against one server: one limit, not two."""
+
+    async def main() -> None:
+        first, second = pooled(redis_server.url), pooled(redis_server.url)
+        try:
+            await race([RedisStore(first), RedisStore(second)], settle_inline, seed=2)
+        finally:
+            await first.aclose()
+            await second.aclose()
+            await redis_client.aclose()
+
+    asyncio.run(main())
+
+
+# ── GuardedStore: outages ─────────────────────────────────────────────────────────────────────────────────
+
+TIMEOUT_S = 0.25
+SLACK_S = 0.05
+
+
+async def timed(call: Awaitable[Any]) -> tuple[float, Any]:
+    start = time.monotonic()
+    try:
+        result = await call
+    except StoreUnavailable as exc:
+        result = exc
+    return time.monotonic() - start, result
+
+
+def state_logs(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.state" and r.levelno == level]
+
+
+@pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])
+@pytest.mark.parametrize("outage", ["stopped", "black_hole"])
+def test_outage_answers_within_the_deadline(outage: str, on_error: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.state")
+    server = RedisServer().start()
+    hole = BlackHole()
+    timings: list[float] = []
+
+    async def main() -> None:
+        client = aredis.Redis.from_url(hole.url if outage == "black_hole" else server.url)
+        guarded = GuardedStore(RedisStore(client), on_error, timeout_s=TIMEOUT_S, probe_interval_s=0)
+        if outage == "stopped":
+            assert (await guarded.reserve("acme", "warm", [TOKENS_DAY], {"tokens": 1}, NOW)).admitted
+            server.stop()
+        assert guarded.mode == "primary"
+        for i in range(2):
+            elapsed, result = await timed(guarded.reserve("acme", f"r{i}", [TOKENS_DAY], {"tokens": 10}, NOW))
+            timings.append(elapsed)
+            if on_error == "fail_closed":
+                assert isinstance(result, StoreUnavailable)
+                assert "shared state store is unreachable" in str(result)
+            else:
+                assert result == Admission(True, degraded=True)
+        elapsed, settled = await timed(guarded.settle("r0" if on_error == "fail_open" else "warm", {"tokens": 5}))
+        timings.append(elapsed)
+        assert settled is True  # kept (owed or replayed later), never raised
+        elapsed, states = await timed(guarded.state("acme", [TOKENS_DAY], NOW))
+        timings.append(elapsed)
+        if on_error == "fail_closed":
+            assert isinstance(states, StoreUnavailable)
+            assert guarded.mode == "degraded_closed"
+        else:
+            assert [(s.reserved, s.spent) for s in states] == [(10, 5)]  # the local books: r1 held, r0 owed
+            assert guarded.mode == "degraded_open"
+        assert guarded.errors == 4
+        assert guarded.pending == (3 if on_error == "fail_closed" else 1)  # releases + replay, or owed spend
+        # with the default probe interval, calls after a failure do not wait for the primary again
+        quick = GuardedStore(RedisStore(client), on_error, timeout_s=TIMEOUT_S)
+        await timed(quick.state("acme", [TOKENS_DAY], NOW))
+        elapsed, _ = await timed(quick.reserve("acme", "fast", [TOKENS_DAY], {"tokens": 1}, NOW))
+        assert elapsed < 0.01
+        await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        hole.close()
+        server.close()
+    assert max(timings) <= TIMEOUT_S + SLACK_S, timings
+    assert len(state_logs(caplog, logging.WARNING)) == 2  # one per store entering its degraded mode
+    print(f"{outage}/{on_error}: " + ", ".join(f"{t * 1000:.0f} ms" for t in timings))  # shown with -s
+
+
+def test_fail_open_reconciles_owed_spend(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.state")
+    server = RedisServer().start()
+    limits = [TOKENS_DAY, USD_MONTH]
+
+    async def main() -> None:
+        client = aredis.Redis.from_url(server.url)
+        primary = RedisStore(client)
+        guarded = GuardedStore(primary, "fail_open", timeout_s=TIMEOUT_S, probe_interval_s=0)
+        spent: dict[Unit, float] = {"tokens": 0, "usd": 0}
+
+        def book(actual: Mapping[Unit, float]) -> Mapping[Unit, float]:
+            for unit, amount in actual.items():
+                spent[unit] += amount
+            return actual
+
+        # before the outage: one settled request, one still in flight
+        assert await guarded.reserve("acme", "before", limits, {"tokens": 100, "usd": 0.5}, NOW) == Admission(True)
+        assert await guarded.settle("before", book({"tokens": 80, "usd": 0.25}))
+        assert (await guarded.reserve("acme", "inflight", limits, {"tokens": 100, "usd": 0.25}, NOW)).admitted
+
+        server.stop(persist=True)
+        assert await guarded.settle("inflight", book({"tokens": 60, "usd": 0.125}))  # kept for replay
+        for i in range(4):  # admitted without the shared store, settled locally
+            assert await guarded.reserve("acme", f"down{i}", limits, {"tokens": 500, "usd": 0.5}, NOW) == Admission(
+                True, degraded=True
+            )
+            assert await guarded.settle(f"down{i}", book({"tokens": 100 + i, "usd": 0.0625}))
+        assert await guarded.settle("down0", {"tokens": 1}) is False  # already settled (owed)
+        assert await guarded.reserve("acme", "late", limits, {"tokens": 10, "usd": 0.5}, NOW) == Admission(
+            True, degraded=True
+        )
+        assert guarded.mode == "degraded_open"
+        assert guarded.pending == 5
+        assert await guarded.reconcile() is False  # still down: nothing lost
+        assert guarded.pending == 5
+
+        server.start()
+        assert await guarded.reconcile() is True
+        assert guarded.mode == "primary"
+        assert guarded.pending == 0
+        assert await guarded.settle("late", book({"tokens": 7, "usd": 0.03125}))  # straight to the primary
+        states = await primary.state("acme", limits, NOW)
+        assert [(s.reserved, s.spent) for s in states] == [(0, spent["tokens"]), (0, spent["usd"])]
+        assert spent == {"tokens": 80 + 60 + 406 + 7, "usd": 0.25 + 0.125 + 0.25 + 0.03125}
+        # pushing the same owed request again (a retry after a lost reply) changes nothing
+        assert await primary.record_spend("acme", "down1", limits, {"tokens": 101, "usd": 0.0625}, NOW) is False
+        assert await primary.state("acme", limits, NOW) == states
+        await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    assert len(state_logs(caplog, logging.WARNING)) == 1
+    assert len(state_logs(caplog, logging.INFO)) == 1
+
+
+def test_recovery_reconciles_in_the_background() -> None:
+    """The first primary call that succeeds after an outage starts the reconciliation by itself."""
+    server = RedisServer().start()
+
+    async def main() -> None:
+        client = aredis.Redis.from_url(server.url)
+        primary = RedisStore(client)
+        guarded = GuardedStore(primary, "fail_open", timeout_s=TIMEOUT_S, probe_interval_s=0)
+        server.stop()
+        assert (await guarded.reserve("acme", "down", [TOKENS_DAY], {"tokens": 50}, NOW)).degraded
+        assert await guarded.settle("down", {"tokens": 42})
+        server.start()
+        assert (await guarded.reserve("acme", "up", [TOKENS_DAY], {"tokens": 50}, NOW)) == Admission(True)
+        await guarded.aclose()
+        assert guarded.pending == 0
+        assert (await one(primary, TOKENS_DAY)).spent == 42
+        await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+class SlowAfterReserve:
+    """A primary whose reserve lands in Redis but answers too late (the deadline hits after the script ran)."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission:
+        admission = await self.inner.reserve(scope, request_id, limits, asked, now)
+        await asyncio.sleep(1)
+        return admission
+
+    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
+        return await self.inner.settle(request_id, actual)
+
+    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
+        return await self.inner.state(scope, limits, now)
+
+    async def record_spend(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
+    ) -> bool:
+        return await self.inner.record_spend(scope, request_id, limits, actual, now)
+
+
+@pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])
+def test_reservation_that_landed_after_the_deadline_is_not_leaked(redis_client: aredis.Redis, on_error: Any) -> None:
+    async def main() -> None:
+        primary = RedisStore(redis_client)
+        guarded = GuardedStore(SlowAfterReserve(primary), on_error, timeout_s=0.1, probe_interval_s=0)
+        elapsed, admission = await timed(guarded.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 300}, NOW))
+        assert elapsed <= 0.1 + SLACK_S
+        assert (await one(primary, TOKENS_DAY)).reserved == 300  # it did land
+        if on_error == "fail_closed":
+            assert isinstance(admission, StoreUnavailable)  # refused: the landed reservation is released
+        else:
+            assert admission == Admission(True, degraded=True)
+            assert await guarded.settle("r1", {"tokens": 120})  # settles the landed reservation
+        assert await guarded.reconcile() is True
+        state = await one(primary, TOKENS_DAY)
+        assert (state.reserved, state.spent) == (0, 0 if on_error == "fail_closed" else 120)
+        await redis_client.aclose()
+
+    asyncio.run(main())
+
+
+def test_counters_and_records_expire(redis_client: aredis.Redis) -> None:
+    async def main() -> None:
+        store = RedisStore(redis_client, prefix="x:")
+        now = time.time()
+        assert (await store.reserve("acme", "r1", [RPM, USD_MONTH], {"requests": 1, "usd": 0.5}, now)).admitted
+        record_ttl = await redis_client.ttl("x:resv:r1")
+        assert 2 * 86400 - 5 <= record_ttl <= 2 * 86400
+        rpm_key = f"x:acme:rpm:requests:minute:{window_span('minute', now).start}"
+        usd_key = f"x:acme:budget[1]:usd:month:{window_span('month', now).start}"
+        assert sorted(k.decode() for k in await redis_client.keys("x:acme:*")) == sorted([rpm_key, usd_key])
+        assert abs(await redis_client.ttl(usd_key) - (window_span("month", now).end + 3600 - now)) <= 2
+        assert abs(await redis_client.ttl(rpm_key) - (window_span("minute", now).end + 3600 - now)) <= 2
+        await redis_client.delete(rpm_key)  # as if the counter expired before a very late settlement
+        assert await store.settle("r1", {"requests": 1, "usd": 0.25})
+        assert await redis_client.exists("x:resv:r1") == 0
+        assert 3590 <= await redis_client.ttl(rpm_key) <= 3600  # recreated: it gets the margin, not forever
+        assert abs(await redis_client.ttl(usd_key) - (window_span("month", now).end + 3600 - now)) <= 2
+        await redis_client.aclose()
+
+    asyncio.run(main())
