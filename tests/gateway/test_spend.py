@@ -18,6 +18,8 @@ BODY = {"model": "gpt", "messages": [{"role": "user", "content": "Count to three
 
 def test_concurrent_requests_cannot_overrun_a_token_budget(gateway: RunningGateway, upstream: MockUpstream) -> None:
     upstream.behaviour.delay_s = 0.05
+    tenant = gateway.state.runtime.tenants["budgeted"]
+    [before] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
 
     async def scenario() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
@@ -36,10 +38,10 @@ def test_concurrent_requests_cannot_overrun_a_token_budget(gateway: RunningGatew
         assert denied.json()["error"]["code"] == "budget_exceeded"
         assert int(denied.headers["retry-after"]) >= 1
     seen_tokens = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
-    tenant = gateway.state.runtime.tenants["budgeted"]
     [budget] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
     assert budget.reserved == 0  # every reservation was settled
-    assert budget.spent == seen_tokens <= 10_000
+    assert budget.spent - before.spent == seen_tokens
+    assert budget.spent <= 10_000
     assert len(upstream.received) == statuses.count(200)  # a denied request never reached the provider
 
 
