@@ -51,6 +51,10 @@ models:
     retries: 2
     circuit: {{failures: 100000, cooldown_s: 1}}
   with-fallback: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], retries: 1, fallbacks: [demo]}}
+  coinflip:
+    deployments: [{{provider: up-openai, model: coinflip-model}}]
+    retries: 0
+    circuit: {{failures: 100000, cooldown_s: 1}}
   gpt-short: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}], timeout_s: 1.5, first_byte_timeout_s: 0.5}}
   embed: {{deployments: [{{provider: up-openai, model: text-embedding-3-small}}]}}
   azure-embed: {{deployments: [{{provider: up-azure, model: my-embedding-deployment}}]}}

@@ -17,7 +17,7 @@ from tests.support.gateway import RunningGateway
 from tests.support.upstream import OPENAI_TEXT, MockUpstream
 
 CHAT_MODELS = ["gpt", "azure-gpt", "claude", "demo"]
-EXTRA_MODELS = ["flaky", "stormy", "with-fallback"]
+EXTRA_MODELS = ["flaky", "stormy", "with-fallback", "coinflip"]
 MESSAGES: list[Any] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Say hello."},

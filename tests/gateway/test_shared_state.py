@@ -3,17 +3,30 @@ unreachable Redis never makes a request hang, under both `state.on_error` modes.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from tests.support.gateway import RunningGateway, sha
+from gateway.config.schema import TenantConfig
+from gateway.runtime import tenant_limits
+from gateway.state_store import REDIS_TIMEOUT_S
+from policies.budgets import LimitState
+from policies.redis_store import RedisStore
+from tests.gateway.test_serve import start, wait_ready
+from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.redis_server import BlackHole, RedisServer
 from tests.support.upstream import MockUpstream
 
 KEY = "sk-test-shared-0001"
+RACER_KEY = "sk-test-racer-0002"
+RACER_LIMITS = tenant_limits(TenantConfig.model_validate({"budgets": [{"tokens": 10000, "per": "day"}]}))
 
 
 def config(upstream: MockUpstream, redis_url: str, on_error: str = "fail_closed") -> str:
@@ -29,6 +42,10 @@ tenants:
     models: ["*"]
     rate_limits: {{rpm: 6}}
     budgets: [{{tokens: 1000000, per: day}}]
+  racer:
+    keys: [{{id: r-1, sha256: "{sha(RACER_KEY)}"}}]
+    models: ["*"]
+    budgets: [{{tokens: 10000, per: day}}]
 """
 
 
@@ -84,4 +101,60 @@ def test_unreachable_redis_answers_within_the_timeout(upstream: MockUpstream, on
             gateway.stop()
     if expected == 503:
         assert response.json()["error"]["code"] == "state_store_unavailable"
-    assert max(timings) < 0.25 + 0.05 + 0.1, timings  # Redis timeout + 50 ms (+ the local HTTP round trip)
+    assert max(timings) < REDIS_TIMEOUT_S + 0.05 + 0.1, timings  # Redis timeout + 50 ms (+ local HTTP round trip)
+
+
+@pytest.fixture
+def two_gateway_processes(redis_server: RedisServer, upstream: MockUpstream, tmp_path: Path) -> Iterator[list[str]]:
+    """Two `gateway serve` processes sharing one Redis, as two replicas would."""
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(config(upstream, redis_server.url))
+    ports = [free_port(), free_port()]
+    processes = [start(config_path, port) for port in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_ready(port, process)
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_budget(
+    redis_server: RedisServer, upstream: MockUpstream, two_gateway_processes: list[str]
+) -> None:
+    redis_server.flush()
+    upstream.reset()
+    upstream.behaviour.delay_s = 0.05
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "Count to three."}], "max_tokens": 50}
+
+    async def scenario() -> tuple[list[httpx.Response], LimitState]:
+        limits = httpx.Limits(max_connections=500)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            headers = {"authorization": f"Bearer {RACER_KEY}"}
+            responses = await asyncio.gather(
+                *(
+                    client.post(two_gateway_processes[i % 2] + "/v1/chat/completions", json=body, headers=headers)
+                    for i in range(500)
+                )
+            )
+        redis = Redis.from_url(redis_server.url)
+        try:
+            [budget] = await RedisStore(redis).state("racer", RACER_LIMITS, time.time())
+        finally:
+            await redis.aclose()
+        return responses, budget
+
+    responses, budget = asyncio.run(scenario())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, {r.text for r in responses if r.status_code not in (200, 429)}
+    assert statuses.count(200) > 0 and statuses.count(429) > 0
+    seen = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
+    assert budget.reserved == 0
+    assert budget.spent == seen <= 10_000
+    assert len(upstream.received) == statuses.count(200)

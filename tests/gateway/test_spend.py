@@ -84,3 +84,38 @@ def test_upstream_bounded_by_the_cap_when_the_client_gives_none(
         headers={"authorization": f"Bearer {ACME_KEY}"},
     )
     assert upstream.received[-1].body["max_completion_tokens"] == 1000  # defaults.max_tokens_per_request
+
+
+def test_failures_before_the_first_token_return_their_reservations(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    upstream.behaviour.status = 500
+    upstream.behaviour.fail_every = 2  # every other request fails before its first byte
+    tenant = gateway.state.runtime.tenants["budgeted"]
+    [before] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            headers = {"authorization": f"Bearer {BUDGET_KEY}"}
+            calls = [
+                client.post(
+                    "/v1/chat/completions", json={**BODY, "model": "coinflip", "stream": i % 2 == 0}, headers=headers
+                )
+                for i in range(40)
+            ]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(scenario())
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(502) >= 10 and statuses.count(200) >= 10, statuses
+    seen = 0
+    for response in responses:
+        if response.status_code != 200:
+            continue
+        if response.headers["content-type"].startswith("text/event-stream"):
+            seen += 18  # the stream's usage is not shown to this client, but the provider reported 18
+        else:
+            seen += response.json()["usage"]["total_tokens"]
+    [after] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
+    assert after.reserved == 0
+    assert after.spent - before.spent == seen

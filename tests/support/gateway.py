@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 
@@ -15,6 +16,8 @@ from gateway.app import build_app
 from gateway.config.loader import load_text
 from gateway.runtime import build_runtime
 from gateway.state import GatewayState
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -39,7 +42,15 @@ class RunningGateway:
                 self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", loop="asyncio"
             )
         )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve()
+
+        asyncio.run(serve())
 
     @property
     def url(self) -> str:

@@ -30,6 +30,7 @@ class Behaviour:
     tool_call: bool = False
     retry_after: str | None = None
     redirect_to: str | None = None
+    fail_every: int = 0  # when > 0, every fail_every-th request gets `status` and the others succeed
     linger_s: float = 0.0  # pause after the last event before ending the response body
     echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
 
@@ -129,7 +130,8 @@ class MockUpstream:
         except asyncio.CancelledError:
             self.cancelled.append(time.monotonic())
             raise
-        if b.status != 200:
+        failing = b.status != 200 and (b.fail_every <= 0 or len(self.received) % b.fail_every == 0)
+        if failing:
             headers = {"retry-after": b.retry_after} if b.retry_after else {}
             if b.redirect_to:
                 headers["location"] = b.redirect_to
