@@ -13,6 +13,7 @@ from gateway.config.loader import load_file
 from gateway.embeddings import EmbeddingsEndpoint
 from gateway.http import ASGIApp
 from gateway.info import MODEL_PREFIX, HealthEndpoint, ModelsEndpoint, ReadyEndpoint
+from gateway.metrics import MetricsEndpoint
 from gateway.middleware.error_boundary import ErrorBoundary
 from gateway.middleware.lifespan import Lifespan
 from gateway.router import Router
@@ -33,6 +34,7 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         "/admin/reload": {"POST": ReloadEndpoint(state)},
         "/admin/tenants": {"GET": tenants},
         "/admin/circuits": {"GET": CircuitsEndpoint(state)},
+        "/metrics": {"GET": MetricsEndpoint(state)},
     }
     # OpenAI SDKs are pointed at a base URL with or without /v1; answer both.
     for prefix in ("/v1", ""):

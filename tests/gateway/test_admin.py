@@ -49,3 +49,31 @@ def test_circuits_view(gateway: RunningGateway, upstream: MockUpstream) -> None:
     circuits = httpx.get(gateway.url + "/admin/circuits", headers=ADMIN).json()["data"]
     assert circuits["up-openai/flaky-model"]["state"] == "open"
     assert circuits["up-openai/flaky-model"]["consecutive_failures"] == 3
+
+
+def scrape(gateway: RunningGateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(gateway.url + "/metrics")
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_show_circuit_state_and_store_mode(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.status = 500
+    for _ in range(3):
+        httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": "Bearer sk-test-acme-0001"},
+        )
+    samples = scrape(gateway)
+    deployment = "up-openai/flaky-model"
+    assert samples[("gateway_circuit_state", (("deployment", deployment), ("state", "open")))] == 1.0
+    assert samples[("gateway_circuit_state", (("deployment", deployment), ("state", "closed")))] == 0.0
+    assert samples[("gateway_circuit_consecutive_failures", (("deployment", deployment),))] == 3.0
+    assert samples[("gateway_state_store_mode", (("mode", "in_process"),))] == 1.0

@@ -90,15 +90,17 @@ def test_unreachable_redis_answers_within_the_timeout(upstream: MockUpstream, on
     with BlackHole() as hole:
         gateway = RunningGateway(config(upstream, f"redis://127.0.0.1:{hole.port}/0", on_error)).start()
         try:
-            ask(gateway)  # warm up the client side
             timings = []
-            for _ in range(5):
+            for _ in range(6):
                 started = time.monotonic()
                 response = ask(gateway)
                 timings.append(time.monotonic() - started)
                 assert response.status_code == expected, response.text
+            metrics = httpx.get(gateway.url + "/metrics").text
         finally:
             gateway.stop()
+    mode = "degraded_closed" if on_error == "fail_closed" else "degraded_open"
+    assert f'gateway_state_store_mode{{mode="{mode}"}} 1.0' in metrics
     if expected == 503:
         assert response.json()["error"]["code"] == "state_store_unavailable"
     assert max(timings) < REDIS_TIMEOUT_S + 0.05 + 0.1, timings  # Redis timeout + 50 ms (+ local HTTP round trip)
