@@ -246,25 +246,21 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
 _TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
 
-def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
+def _parse(schema: TypeAdapter[Any], body: bytes, model: str | None) -> dict[str, Any]:
     """`model`, when given, comes from the URL (Azure-style paths) and wins over the body's."""
     payload = _loads_object(body)
     if model is not None:
         payload["model"] = model
     try:
-        _chat.validate_python(payload, strict=True)
+        schema.validate_python(payload, strict=True)
     except ValidationError as exc:
         raise _first_error(exc) from None
     return payload
+
+
+def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
+    return _parse(_chat, body, model)
 
 
 def parse_embeddings(body: bytes, model: str | None = None) -> dict[str, Any]:
-    """`model`, when given, comes from the URL (Azure-style paths) and wins over the body's."""
-    payload = _loads_object(body)
-    if model is not None:
-        payload["model"] = model
-    try:
-        _embeddings.validate_python(payload, strict=True)
-    except ValidationError as exc:
-        raise _first_error(exc) from None
-    return payload
+    return _parse(_embeddings, body, model)

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.failover import Failover
 from tests.support.gateway import RunningGateway, sha
+from tests.support.redis_server import RedisServer
 from tests.support.upstream import MockUpstream
 
 ACME_KEY = "sk-test-acme-0001"
@@ -30,7 +31,7 @@ UPSTREAM_SECRETS = (
 
 def gateway_config(upstream_url: str, extra_tenants: str = "") -> str:
     return f"""
-server: {{max_body_bytes: 20000, body_timeout_s: 1}}
+server: {{max_body_bytes: 20000, body_timeout_s: 10}}
 admin: {{token_sha256: "{sha(ADMIN_TOKEN)}"}}
 providers:
   up-openai: {{type: openai, base_url: "{upstream_url}/v1", api_key: "sk-upstream-openai-secret"}}
@@ -98,6 +99,16 @@ tenants:
     budgets: [{{usd: 0.0005, per: month}}]
 {extra_tenants}
 """
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway redis-server for the session (installed with apt-get when missing)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -483,19 +483,24 @@ def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: Mo
     assert len(upstream.received) == 1
 
 
-def test_slow_request_body_gets_408(gateway: RunningGateway) -> None:
+def test_slow_request_body_gets_408(upstream: MockUpstream) -> None:
     import socket
 
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
-            + f"authorization: Bearer {ACME_KEY}\r\ncontent-length: 100\r\n\r\n".encode()
-            + b'{"model": "demo"'
-        )
-        started = time.monotonic()
-        answer = sock.recv(4096).decode()
+    config = gateway_config(upstream.url).replace("body_timeout_s: 10", "body_timeout_s: 0.5")
+    running = RunningGateway(config).start()
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+                + f"authorization: Bearer {ACME_KEY}\r\ncontent-length: 100\r\n\r\n".encode()
+                + b'{"model": "demo"'
+            )
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+    finally:
+        running.stop()
     assert answer.startswith("HTTP/1.1 408")
-    assert time.monotonic() - started < 3  # body_timeout_s is 1
+    assert time.monotonic() - started < 2.5  # body_timeout_s is 0.5
 
 
 def test_models_retrieve(gateway: RunningGateway) -> None:

@@ -58,15 +58,6 @@ def ask(gateway: RunningGateway) -> httpx.Response:
     )
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_two_gateways_share_one_limit(redis_server: RedisServer, upstream: MockUpstream) -> None:
     redis_server.flush()
     upstream.reset()

@@ -1,4 +1,4 @@
-"""Redis fixtures for the reservation-store tests: one throwaway server per session, a clean db per test.
+"""Redis fixtures for the reservation-store tests: a clean db per test on the session's server (tests/conftest.py).
 
 `redis_client` is a `redis.asyncio.Redis`; its connections belong to the event loop that opened them, so a
 test closes it (`await redis_client.aclose()`) before its `asyncio.run(...)` returns. Closed, it reconnects
@@ -13,15 +13,6 @@ import pytest
 import redis.asyncio as aredis
 
 from tests.support.redis_server import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
