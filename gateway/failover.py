@@ -76,11 +76,20 @@ class RetryBudget:
         return False
 
 
+FIRST_BACKOFF_S = 0.1
+
+
+def _first_wait(failed: AttemptFailed) -> float:
+    """The pause before the first retry: the backoff's first step with jitter, or Retry-After."""
+    backoff = FIRST_BACKOFF_S + random.uniform(0, FIRST_BACKOFF_S)
+    return max(backoff, failed.retry_after or 0.0)
+
+
 class _RetryAfterOrBackoff(wait_base):
     """Exponential backoff with jitter, but never less than what the provider asked for."""
 
     def __init__(self) -> None:
-        self._backoff = wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1)
+        self._backoff = wait_exponential_jitter(multiplier=2 * FIRST_BACKOFF_S, max=2.0, jitter=FIRST_BACKOFF_S)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         backoff = float(self._backoff(retry_state))
@@ -142,6 +151,42 @@ class Failover:
                 f"No provider answered for '{route.alias}' within {route.timeouts.total_s:g} s."
             ) from None
 
+    async def _attempt(
+        self,
+        current: ModelRoute,
+        tried: set[str],
+        record: RequestRecord,
+        attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+    ) -> T:
+        """One attempt on a deployment the circuits allow, with the verdict reported to its breaker."""
+        chosen = self._choose(current, tried)
+        if chosen is None:
+            raise AttemptFailed(
+                ServiceUnavailable(
+                    f"Every deployment of '{current.alias}' is failing; retry later.", code="upstream_unavailable"
+                ),
+                retryable=False,
+                unhealthy=False,
+            )
+        deployment, breaker = chosen
+        tried.add(deployment.label)
+        record.attempts.append(deployment.label)
+        try:
+            result = await attempt(current, deployment)
+        except AttemptFailed as failed:
+            if failed.unhealthy:
+                breaker.record_failure()
+            else:
+                breaker.release()
+            if failed.retry_after is not None and failed.retry_after > MAX_RETRY_WAIT_S:
+                failed.retryable = False  # too long to wait here: a fallback, or the client, may
+            raise
+        except BaseException:
+            breaker.release()
+            raise
+        breaker.record_success()
+        return result
+
     async def _run(
         self,
         route: ModelRoute,
@@ -150,53 +195,30 @@ class Failover:
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
     ) -> T:
         last: GatewayError | None = None
-        first_attempt = True
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
 
-        for current in self.routes(route, tenant):
-            if not first_attempt and not self.budget.try_spend():
+        for index, current in enumerate(self.routes(route, tenant)):
+            if index > 0 and not self.budget.try_spend():
                 break  # a fallback is another attempt: the retry budget decides
             tried: set[str] = set()
-            retrying = AsyncRetrying(
-                stop=stop_after_attempt(1 + current.retries),
-                wait=_RetryAfterOrBackoff(),
-                retry=retry_if_exception(should_retry),
-                reraise=True,
-            )
             try:
+                try:  # the first attempt goes straight through: tenacity only once something failed
+                    return await self._attempt(current, tried, record, attempt)
+                except AttemptFailed as failed:
+                    if current.retries == 0 or not should_retry(failed):
+                        raise
+                    await asyncio.sleep(_first_wait(failed))
+                retrying = AsyncRetrying(
+                    stop=stop_after_attempt(current.retries),
+                    wait=_RetryAfterOrBackoff(),
+                    retry=retry_if_exception(should_retry),
+                    reraise=True,
+                )
                 async for attempt_state in retrying:
                     with attempt_state:
-                        first_attempt = False
-                        chosen = self._choose(current, tried)
-                        if chosen is None:
-                            raise AttemptFailed(
-                                ServiceUnavailable(
-                                    f"Every deployment of '{current.alias}' is failing; retry later.",
-                                    code="upstream_unavailable",
-                                ),
-                                retryable=False,
-                                unhealthy=False,
-                            )
-                        deployment, breaker = chosen
-                        tried.add(deployment.label)
-                        record.attempts.append(deployment.label)
-                        try:
-                            result = await attempt(current, deployment)
-                        except AttemptFailed as failed:
-                            if failed.unhealthy:
-                                breaker.record_failure()
-                            else:
-                                breaker.release()
-                            if failed.retry_after is not None and failed.retry_after > MAX_RETRY_WAIT_S:
-                                failed.retryable = False  # too long to wait here: a fallback, or the client, may
-                            raise
-                        except BaseException:
-                            breaker.release()
-                            raise
-                        breaker.record_success()
-                        return result
+                        return await self._attempt(current, tried, record, attempt)
             except AttemptFailed as failed:
                 last = failed.error
                 if not failed.fallback_may_help:

@@ -17,6 +17,7 @@ minute. `ReservationStore` is the interface; `MemoryStore` is the embedded one (
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class WindowSpan:
 def window_span(window: Window, now: float) -> WindowSpan:
     """The calendar window (UTC) that contains `now`."""
     t = int(now)
+    if window == "month":
+        return _month_span(t - t % 86400)
     if window == "minute":
         start = t - t % 60
         return WindowSpan(start, start + 60)
@@ -53,7 +56,13 @@ def window_span(window: Window, now: float) -> WindowSpan:
     if window == "day":
         start = t - t % 86400
         return WindowSpan(start, start + 86400)
-    moment = datetime.fromtimestamp(t, UTC)
+    raise ValueError(f"unknown window {window!r}")
+
+
+@functools.lru_cache(maxsize=8)
+def _month_span(day_start: int) -> WindowSpan:
+    """Months need the calendar; cached per day, so the hot path does this once a day."""
+    moment = datetime.fromtimestamp(day_start, UTC)
     first = datetime(moment.year, moment.month, 1, tzinfo=UTC)
     days = calendar.monthrange(moment.year, moment.month)[1]
     start = int(first.timestamp())
