@@ -64,9 +64,9 @@ Credential = Annotated[str, AfterValidator(_clean_credential)]
 class ProviderConfig(Strict):
     type: str
     base_url: str | None = None
-    api_key: Credential | None = None
+    api_key: Credential | None = Field(None, repr=False)  # repr=False: a logged config shows no secret
     api_version: str | None = None
-    headers: dict[str, Credential] = Field(default_factory=dict)
+    headers: dict[str, Credential] = Field(default_factory=dict, repr=False)
 
 
 class DeploymentConfig(Strict):
@@ -161,7 +161,7 @@ class RateLimits(Strict):
 
 
 class CredentialConfig(Strict):
-    api_key: Credential
+    api_key: Credential = Field(repr=False)
 
 
 class TenantConfig(Strict):

@@ -710,3 +710,13 @@ def test_keys_map_to_tenant_and_key_id() -> None:
     )
     runtime = build_runtime(load_text(text, {}))
     assert {h: (k.tenant.name, k.key_id) for h, k in runtime.keys.items()} == {key_a: ("a", "a-1"), key_b: ("b", "b-1")}
+
+
+def test_config_repr_shows_no_credentials() -> None:
+    text = """
+providers: {o: {type: openai, api_key: "sk-secret-provider", headers: {X-Key: "hdr-secret"}}}
+tenants: {t: {credentials: {o: {api_key: "sk-secret-tenant"}}}}
+"""
+    shown = repr(load_text(text, {}).config)
+    for secret in ("sk-secret-provider", "hdr-secret", "sk-secret-tenant"):
+        assert secret not in shown
