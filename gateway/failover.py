@@ -26,7 +26,7 @@ from tenacity.wait import wait_base, wait_exponential_jitter
 from adapters.base import ProviderError
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from gateway.events import RequestRecord
-from gateway.runtime import Deployment, ModelRoute, Tenant
+from gateway.runtime import Deployment, ModelRoute, Tenant, weighted_choice
 from policies.circuit import CircuitBreaker, CircuitRegistry
 
 T = TypeVar("T")
@@ -121,12 +121,7 @@ class Failover:
         """A weighted pick among deployments whose circuit allows a call, untried ones first."""
         for pool in ([d for d in route.deployments if d.label not in tried], list(route.deployments)):
             while pool:
-                total = sum(d.weight for d in pool)
-                point = self.rng.random() * total
-                for deployment in pool:
-                    point -= deployment.weight
-                    if point < 0:
-                        break
+                deployment = weighted_choice(pool, self.rng)
                 breaker = self._breaker(route, deployment)
                 if breaker.allow():
                     return deployment, breaker

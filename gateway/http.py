@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from gateway.errors import GatewayError, PayloadTooLarge, render
@@ -52,6 +52,6 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, err: GatewayError, extra_headers: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+async def send_error(send: Send, err: GatewayError, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     status, headers, body = render(err)
-    await send_bytes(send, status, body, headers + extra_headers)
+    await send_bytes(send, status, body, [*headers, *extra_headers])

@@ -9,10 +9,10 @@ own key) already substituted, so the hot path does dictionary look-ups and nothi
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -61,7 +61,6 @@ class Deployment:
 class ModelRoute:
     alias: str
     deployments: tuple[Deployment, ...]  # enabled ones only, weight > 0
-    cumulative_weights: tuple[int, ...]
     fallbacks: tuple[str, ...]
     retries: int
     timeouts: Timeouts
@@ -69,12 +68,25 @@ class ModelRoute:
     circuit_failures: int = 5
     circuit_cooldown_s: float = 30.0
 
+    @property
+    def cumulative_weights(self) -> tuple[int, ...]:
+        return tuple(itertools.accumulate(d.weight for d in self.deployments))
+
     def pick(self, rng: random.Random) -> Deployment:
         """Weighted random choice among the enabled deployments."""
-        if len(self.deployments) == 1:
-            return self.deployments[0]
-        point = rng.random() * self.cumulative_weights[-1]
-        return self.deployments[bisect.bisect_right(self.cumulative_weights, point)]
+        return weighted_choice(self.deployments, rng)
+
+
+def weighted_choice(pool: Sequence[Deployment], rng: random.Random) -> Deployment:
+    """A deployment drawn with probability proportional to its weight (`pool` is not empty)."""
+    if len(pool) == 1:
+        return pool[0]
+    point = rng.random() * sum(d.weight for d in pool)
+    for deployment in pool:
+        point -= deployment.weight
+        if point < 0:
+            return deployment
+    return pool[-1]  # float rounding at the very top of the range
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,16 +209,10 @@ def _route(
         target = _target(config, d.provider, d.model, credentials.get(d.provider))
         price = prices.get(alias) or prices.get(d.model)
         deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price))
-    cumulative: list[int] = []
-    total = 0
-    for deployment in deployments:
-        total += deployment.weight
-        cumulative.append(total)
     first_byte = model.first_byte_timeout_s
     return ModelRoute(
         alias=alias,
         deployments=tuple(deployments),
-        cumulative_weights=tuple(cumulative),
         fallbacks=tuple(model.fallbacks),
         retries=model.retries,
         timeouts=Timeouts(model.connect_timeout_s, first_byte, model.timeout_s),

@@ -31,7 +31,6 @@ RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
 class Reservation:
     request_id: str
     asked: dict[Unit, float]
-    degraded: bool
 
 
 def prompt_upper_bound(body: bytes, payload: dict[str, Any]) -> int:
@@ -95,7 +94,7 @@ async def admit(
         ) from None
     if not admission.admitted:
         raise _denied(admission)
-    return Reservation(request_id, asked, admission.degraded)
+    return Reservation(request_id, asked)
 
 
 async def settle(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,6 @@ class GatewayState:
     config_path: Path | None = None
     client: UpstreamClient = field(default_factory=UpstreamClient)
     events: UsageSink = field(default_factory=LogSink)
-    rng: random.Random = field(default_factory=random.Random)
     store: ReservationStore = field(default_factory=MemoryStore)
     failover: Failover = field(default_factory=Failover)
     state_store: StateStore | None = None

@@ -38,7 +38,8 @@ def test_tenant_view_shows_policies_and_live_budget(gateway: RunningGateway, ups
     assert httpx.get(gateway.url + "/admin/tenants/nobody", headers=ADMIN).status_code == 404
 
 
-def test_circuits_view(gateway: RunningGateway, upstream: MockUpstream) -> None:
+def open_flaky_circuit(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """Three upstream 500s open the `flaky` model's circuit (circuit.failures is 3)."""
     upstream.behaviour.status = 500
     for _ in range(3):
         httpx.post(
@@ -46,6 +47,10 @@ def test_circuits_view(gateway: RunningGateway, upstream: MockUpstream) -> None:
             json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
             headers={"authorization": "Bearer sk-test-acme-0001"},
         )
+
+
+def test_circuits_view(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    open_flaky_circuit(gateway, upstream)
     circuits = httpx.get(gateway.url + "/admin/circuits", headers=ADMIN).json()["data"]
     assert circuits["up-openai/flaky-model"]["state"] == "open"
     assert circuits["up-openai/flaky-model"]["consecutive_failures"] == 3
@@ -64,13 +69,7 @@ def scrape(gateway: RunningGateway) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 
 def test_metrics_show_circuit_state_and_store_mode(gateway: RunningGateway, upstream: MockUpstream) -> None:
-    upstream.behaviour.status = 500
-    for _ in range(3):
-        httpx.post(
-            gateway.url + "/v1/chat/completions",
-            json={"model": "flaky", "messages": [{"role": "user", "content": "hi"}]},
-            headers={"authorization": "Bearer sk-test-acme-0001"},
-        )
+    open_flaky_circuit(gateway, upstream)
     samples = scrape(gateway)
     deployment = "up-openai/flaky-model"
     assert samples[("gateway_circuit_state", (("deployment", deployment), ("state", "open")))] == 1.0

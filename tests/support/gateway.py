@@ -68,7 +68,3 @@ class RunningGateway:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
-
-
-def run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
