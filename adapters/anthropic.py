@@ -729,6 +729,8 @@ class AnthropicStreamTranslator(StreamTranslator):
 
 
 class AnthropicAdapter(Adapter):
+    gen_ai_system = "anthropic"
+
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
         if target.api_key:

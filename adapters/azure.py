@@ -12,6 +12,8 @@ STREAM_OPTIONS_SINCE = "2024-09-01"
 
 
 class AzureAdapter(OpenAIAdapter):
+    gen_ai_system = "az.ai.openai"
+
     def _deployment_url(self, target: Target, operation: str) -> str:
         version = target.api_version or DEFAULT_API_VERSION
         return (

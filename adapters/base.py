@@ -175,6 +175,7 @@ class Adapter(ABC):
     """One provider API. Stateless: one instance serves every request."""
 
     capabilities: Capabilities = Capabilities()
+    gen_ai_system: str = "_OTHER"  # OpenTelemetry's gen_ai.system value for this API
 
     @abstractmethod
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...

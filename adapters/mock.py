@@ -40,6 +40,8 @@ def _error(status: int, message: str, param: str | None = None) -> LocalAnswer:
 
 
 class MockAdapter(OpenAIAdapter, LocalAdapter):
+    gen_ai_system = "_OTHER"
+
     def answer(self, request: UpstreamRequest) -> LocalAnswer:
         try:
             body = orjson.loads(request.body)

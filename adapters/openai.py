@@ -123,6 +123,7 @@ class OpenAIStreamTranslator(StreamTranslator):
 
 
 class OpenAIAdapter(Adapter):
+    gen_ai_system = "openai"
     capabilities = Capabilities(chat=True, embeddings=True)
 
     def chat_url(self, target: Target) -> str:

@@ -19,6 +19,7 @@ from gateway.middleware.lifespan import Lifespan
 from gateway.router import Router
 from gateway.runtime import build_runtime
 from gateway.state import GatewayState
+from gateway.tracing import Tracing
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 
@@ -51,7 +52,7 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
 
 
 def state_from_file(path: str | Path) -> GatewayState:
-    return GatewayState(runtime=build_runtime(load_file(path)), config_path=Path(path))
+    return GatewayState(runtime=build_runtime(load_file(path)), config_path=Path(path), tracing=Tracing.from_env())
 
 
 def app_from_env() -> ASGIApp:

@@ -52,6 +52,24 @@ SSE_HEADERS = [
 ]
 
 
+def completion_text(body: JSON) -> str:
+    parts = []
+    for choice in body.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            parts.append(message["content"])
+    return "\n".join(parts)
+
+
+def chunk_texts(chunk: JSON) -> list[str]:
+    texts = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            texts.append(delta["content"])
+    return texts
+
+
 def chat_request(payload: dict[str, Any], tenant: Tenant) -> ChatRequest:
     cap = tenant.max_tokens_per_request
     for name in ("max_completion_tokens", "max_tokens"):
@@ -79,6 +97,8 @@ class ChatEndpoint(ModelEndpoint):
         call.record.streamed = req.stream
         with guarded(call) as guard:
             req = replace(req, body=guard.check_chat(req.body))
+        if call.identity.tenant.log_content:
+            call.record.prompt_content = guard.loggable(orjson.dumps(req.body["messages"]).decode())
         await call.admit(
             self.state.store,
             route.alias,
@@ -100,7 +120,7 @@ class ChatEndpoint(ModelEndpoint):
         record = call.record
 
         async def attempt(current: ModelRoute, deployment: Deployment) -> ChatCompletion:
-            self.answering(call, deployment)
+            self.answering(call, current, deployment)
             answer = await self.fetch(self._build(req, deployment), current, deployment)
             result = deployment.adapter.parse_chat(answer.status, answer.body)
             if not isinstance(result, ChatCompletion):
@@ -109,18 +129,22 @@ class ChatEndpoint(ModelEndpoint):
 
         result = await self.state.failover.run(route, call.identity.tenant, record, attempt)
         record.usage = result.usage
+        if call.identity.tenant.log_content:  # before the placeholders are put back
+            record.completion_content = guard.loggable(completion_text(result.body))
         guard.restore_completion(result.body)
         record.status, record.http_status = "completed", 200
+        call.finish()
         await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)
 
     async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record, send, reply_headers = call.record, call.send, call.reply_headers
         restorer = guard.stream_restore()
         hide_usage = not req.include_usage
+        logged: list[str] | None = [] if call.identity.tenant.log_content else None
 
         async def attempt(current: ModelRoute, deployment: Deployment) -> UpstreamResponse:
             """Opens the stream; a failure before its first byte may be retried elsewhere."""
-            self.answering(call, deployment)
+            self.answering(call, current, deployment)
             response = await self.open_upstream(self._build(req, deployment), current, deployment)
             if response.status < 300:
                 return response
@@ -137,6 +161,8 @@ class ChatEndpoint(ModelEndpoint):
             for chunk in chunks:
                 if hide_usage and not chunk.get("choices") and "usage" in chunk:
                     continue
+                if logged is not None:
+                    logged.extend(chunk_texts(chunk))
                 if restorer is not None:
                     restorer.apply(chunk)
                 out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
@@ -178,12 +204,17 @@ class ChatEndpoint(ModelEndpoint):
             failure = connect_failure(deployment, "the stream ended before the answer was complete")
         if failure is not None and not started:
             raise failure
+        if logged is not None:
+            record.completion_content = guard.loggable("".join(logged))
         if failure is not None:
-            record.status, record.http_status, record.error_type = "failed", 200, failure.type
+            record.status, record.http_status = "failed", 200
+            record.error_type, record.error_code = failure.type, failure.code
             payload = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
+            call.finish()
             await send({"type": "http.response.body", "body": payload, "more_body": False})
             return
         record.status, record.http_status = "completed", 200
+        call.finish()
         await send({"type": "http.response.body", "body": DONE_FRAME, "more_body": False})
 
     @staticmethod

@@ -24,10 +24,12 @@ class EmbeddingsEndpoint(ModelEndpoint):
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
         with guarded(call) as guard:
             payload = guard.check_embeddings(payload)
+        if call.identity.tenant.log_content:
+            call.record.prompt_content = guard.loggable(orjson.dumps(payload.get("input")).decode())
         await call.admit(self.state.store, route.alias, len(call.body), 0)
 
         async def attempt(current: ModelRoute, deployment: Deployment) -> Embeddings:
-            self.answering(call, deployment)
+            self.answering(call, current, deployment)
             try:
                 request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
             except Unsupported as exc:
@@ -41,4 +43,5 @@ class EmbeddingsEndpoint(ModelEndpoint):
         result = await self.state.failover.run(route, call.identity.tenant, call.record, attempt)
         call.record.usage = result.usage
         call.record.status, call.record.http_status = "completed", 200
+        call.finish()
         await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)

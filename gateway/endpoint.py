@@ -2,6 +2,10 @@
 
 record ─► auth ─► bounded body ─► [endpoint's handle(), cancelled if the client leaves]
        ─► errors rendered once ─► exactly one RequestRecord emitted, whatever happened
+
+The record is emitted (journaled on disk, counted in the metrics) by `Call.finish`, which runs just
+before the response's last bytes are sent: a client that has its whole answer can count on its usage
+event surviving even a SIGKILL a moment later. A request that never answers is finished at its end.
 """
 
 from __future__ import annotations
@@ -9,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
 from gateway.auth import authenticate
 from gateway.disconnect import DisconnectWatch
-from gateway.errors import GatewayError, RequestTimeout
+from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, timeout_failure
@@ -27,6 +31,7 @@ from gateway.routing import new_request_id
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
 from gateway.spend import Reservation, admit
 from gateway.state import GatewayState
+from gateway.tracing import Tracing
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
 from policies.budgets import ReservationStore
 
@@ -42,20 +47,23 @@ class Call:
     record: RequestRecord
     send: Send
     reply_headers: list[tuple[bytes, bytes]]
+    finish: Callable[[], None]  # emits the record; call it right before the response's last bytes
+    tracing: Tracing = field(default_factory=Tracing)
     reservation: Reservation | None = None
     answered_by: Deployment | None = None
 
     async def admit(self, store: ReservationStore, model: str, prompt_tokens: int, output_tokens: int) -> None:
         """Reserve the worst case against the tenant's budgets and rate limits (429 when it does not fit)."""
-        self.reservation = await admit(
-            store,
-            self.identity.tenant,
-            self.record.request_id,
-            model,
-            self.runtime.worst_prices.get(model),
-            prompt_tokens,
-            output_tokens,
-        )
+        with self.tracing.span("gateway.policy.budget"):
+            self.reservation = await admit(
+                store,
+                self.identity.tenant,
+                self.record.request_id,
+                model,
+                self.runtime.worst_prices.get(model),
+                prompt_tokens,
+                output_tokens,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +79,30 @@ def guarded(call: Call) -> Iterator[RequestGuard]:
     headers whether the request passes or is blocked."""
     guard = call.identity.tenant.guard.start()
     try:
-        yield guard
+        with call.tracing.span("gateway.policy.guardrails"):
+            yield guard
     finally:
         call.record.injection_score = guard.injection_score
         call.record.injection_signals = guard.injection_signals
         call.record.pii_counts = guard.pii_counts
         call.reply_headers.extend(guard.response_headers())
+
+
+POLICY_OF_CODE = {
+    "prompt_injection_detected": "injection",
+    "pii_detected": "pii",
+    "budget_exceeded": "budget",
+    "rate_limit_exceeded": "rate_limit",
+    "model_not_allowed": "model_access",
+    "price_unknown": "budget",
+}
+
+
+def blocked_by(err: GatewayError) -> str:
+    """Which policy refused the request: a bounded name for the metrics and the event."""
+    if isinstance(err, AuthError):
+        return "auth"
+    return POLICY_OF_CODE.get(err.code or "", "other")
 
 
 class ModelEndpoint(ABC):
@@ -91,12 +117,24 @@ class ModelEndpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        runtime = state.runtime
         record = RequestRecord(request_id=new_request_id(), endpoint=self.name, started_at=time.time())
+        with state.tracing.request(scope, self.name) as span:
+            try:
+                await self._serve(scope, receive, send, record)
+            finally:
+                state.tracing.finish(span, record)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
+        state = self.state
+        runtime = state.runtime
         reply_headers = [(b"x-request-id", record.request_id.encode())]
         watch = DisconnectWatch(receive)
         send = watch.wrap_send(send)
         call: Call | None = None
+
+        def finish() -> None:
+            self.emit(runtime, record, call.answered_by if call is not None else None)
+
         try:
             identity = authenticate(scope, runtime)
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
@@ -106,29 +144,52 @@ class ModelEndpoint(ABC):
                     body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
-            call = Call(scope, runtime, identity, body, record, send, reply_headers)
+            call = Call(scope, runtime, identity, body, record, send, reply_headers, finish, state.tracing)
             async with watch:
                 await self.handle(call)
-            if watch.disconnected:
+            if watch.disconnected and not record.emitted:
                 record.status, record.http_status = "cancelled", 499
         except GatewayError as err:
-            record.http_status, record.error_type = err.status, err.type
-            record.status = "blocked" if err.status in (401, 403) else "failed"
+            record.http_status, record.error_type, record.error_code = err.status, err.type, err.code
+            if isinstance(err, (AuthError, PermissionDenied, RateLimited)):
+                record.status, record.blocked_by = "blocked", blocked_by(err)
+            else:
+                record.status = "failed"
+            finish()
             await send_error(send, err, reply_headers)
         except ClientGone:
-            record.status, record.http_status = "cancelled", 499
+            if not record.emitted:
+                record.status, record.http_status = "cancelled", 499
         finally:
+            finish()  # a no-op when the answer already finished it
             if call is not None and call.reservation is not None:
                 # shielded: a cancelled request still turns its reservation into what it really spent
                 await asyncio.shield(spend.settle(state.store, call.reservation, record.usage, call.answered_by))
-            record.latency_s = time.time() - record.started_at
+
+    def emit(self, runtime: Runtime, record: RequestRecord, answered_by: Deployment | None) -> None:
+        """The record's final numbers, then out: journal and queue, metrics. Once per request."""
+        if record.emitted:
+            return
+        record.emitted = True
+        record.latency_s = time.time() - record.started_at
+        usage = record.usage
+        if usage is None or usage.total_tokens == 0:
+            record.cost_usd = 0.0  # nothing was spent, whatever the price
+        elif answered_by is not None and answered_by.price is not None:
+            record.cost_usd = answered_by.price.cost(usage)
+            record.price_version = answered_by.price.version
+        state = self.state
+        with state.tracing.span("gateway.usage_event"):
             state.events.emit(record)
+        state.metrics.observe(record, runtime.model_names)
 
     @staticmethod
-    def answering(call: Call, deployment: Deployment) -> None:
+    def answering(call: Call, route: ModelRoute, deployment: Deployment) -> None:
         """The deployment now being tried is the one that answers, unless it fails."""
         call.answered_by = deployment
-        call.record.deployment, call.record.provider = deployment.label, deployment.target.provider
+        record = call.record
+        record.model_alias, record.deployment = route.alias, deployment.label
+        record.provider, record.upstream_model = deployment.target.provider, deployment.target.model
 
     async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:
         """Send `request` and read the whole answer within the route's total timeout (one attempt)."""

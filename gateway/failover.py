@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -26,7 +27,9 @@ from tenacity.wait import wait_base, wait_exponential_jitter
 from adapters.base import ProviderError
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from gateway.events import RequestRecord
+from gateway.instruments import RequestMetrics
 from gateway.runtime import Deployment, ModelRoute, Tenant, weighted_choice
+from gateway.tracing import Tracing
 from policies.circuit import CircuitBreaker, CircuitRegistry
 
 T = TypeVar("T")
@@ -105,6 +108,8 @@ class Failover:
     circuits: CircuitRegistry = field(default_factory=CircuitRegistry)
     budget: RetryBudget = field(default_factory=RetryBudget)
     rng: random.Random = field(default_factory=random.Random)
+    metrics: RequestMetrics | None = None
+    tracing: Tracing = field(default_factory=Tracing)
 
     def routes(self, route: ModelRoute, tenant: Tenant) -> list[ModelRoute]:
         chain = [route]
@@ -164,21 +169,38 @@ class Failover:
                 unhealthy=False,
             )
         deployment, breaker = chosen
+        if tried and self.metrics is not None:
+            self.metrics.retries.labels(current.alias).inc()
         tried.add(deployment.label)
         record.attempts.append(deployment.label)
-        try:
-            result = await attempt(current, deployment)
-        except AttemptFailed as failed:
-            if failed.unhealthy:
-                breaker.record_failure()
-            else:
+        operation = "embeddings" if record.endpoint == "embeddings" else "chat"
+        outcome = "cancelled"
+        started = time.perf_counter()
+        with self.tracing.attempt(
+            operation, deployment.adapter.gen_ai_system, deployment.target.model, deployment.label
+        ) as span:
+            try:
+                result = await attempt(current, deployment)
+                outcome = "ok"
+            except AttemptFailed as failed:
+                outcome = "error"
+                if span is not None:
+                    span.set_attribute("error.type", failed.error.code or failed.error.type)
+                if failed.unhealthy:
+                    breaker.record_failure()
+                else:
+                    breaker.release()
+                if failed.retry_after is not None and failed.retry_after > MAX_RETRY_WAIT_S:
+                    failed.retryable = False  # too long to wait here: a fallback, or the client, may
+                raise
+            except BaseException:
                 breaker.release()
-            if failed.retry_after is not None and failed.retry_after > MAX_RETRY_WAIT_S:
-                failed.retryable = False  # too long to wait here: a fallback, or the client, may
-            raise
-        except BaseException:
-            breaker.release()
-            raise
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.attempt(
+                        deployment.target.provider, deployment.label, outcome, time.perf_counter() - started
+                    )
         breaker.record_success()
         return result
 
@@ -195,8 +217,12 @@ class Failover:
             return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
 
         for index, current in enumerate(self.routes(route, tenant)):
-            if index > 0 and not self.budget.try_spend():
-                break  # a fallback is another attempt: the retry budget decides
+            if index > 0:
+                if not self.budget.try_spend():
+                    break  # a fallback is another attempt: the retry budget decides
+                if self.metrics is not None:
+                    self.metrics.fallbacks.labels(route.alias, current.alias).inc()
+            record.fallback_path.append(current.alias)
             tried: set[str] = set()
             try:
                 try:  # the first attempt goes straight through: tenacity only once something failed

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config.schema import Policies
+from gateway.config.schema import ALL_PII_ENTITIES, Policies
 from gateway.errors import PolicyViolation
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner, Redaction, StreamRestorer
@@ -31,6 +31,7 @@ class TenantGuard:
     pii_action: str
     detector: InjectionDetector | None
     scanner: PiiScanner | None
+    content_scanner: PiiScanner  # what logged content (`log_content`) is redacted with: every entity type
 
     def start(self) -> RequestGuard:
         return RequestGuard(self)
@@ -40,18 +41,23 @@ def build_guard(
     policies: Policies, detector: InjectionDetector, scanners: dict[tuple[str, ...], PiiScanner]
 ) -> TenantGuard:
     """`scanners` is shared across tenants so that equal entity lists compile once."""
-    scanner: PiiScanner | None = None
-    if policies.pii.action != "off" and policies.pii.entities:
-        entities = tuple(sorted(set(policies.pii.entities)))
+
+    def compiled(entities: tuple[str, ...]) -> PiiScanner:
         scanner = scanners.get(entities)
         if scanner is None:
             scanner = scanners[entities] = PiiScanner(entities)
+        return scanner
+
+    scanner: PiiScanner | None = None
+    if policies.pii.action != "off" and policies.pii.entities:
+        scanner = compiled(tuple(sorted(set(policies.pii.entities))))
     return TenantGuard(
         injection_action=policies.injection.action,
         injection_threshold=policies.injection.threshold,
         pii_action=policies.pii.action if scanner is not None else "off",
         detector=detector if policies.injection.action != "off" else None,
         scanner=scanner,
+        content_scanner=compiled(tuple(sorted(ALL_PII_ENTITIES))),
     )
 
 
@@ -195,6 +201,10 @@ class RequestGuard:
                 if isinstance(message.get("reasoning_content"), str):
                     restored["reasoning_content"] = self.redaction.restore(message["reasoning_content"])
                 choice["message"] = restored
+
+    def loggable(self, text: str) -> str:
+        """`text` with every PII value replaced by a placeholder: what `log_content` may keep."""
+        return Redaction(self.policy.content_scanner).redact(text)
 
     def stream_restore(self) -> ChunkRestorer | None:
         if not self.restoring:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -60,7 +60,7 @@ class LiveStateCollector(Collector):
 
 class MetricsEndpoint:
     def __init__(self, state: GatewayState) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = state.registry
         self.registry.register(LiveStateCollector(state))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -6,6 +6,7 @@ unknown price is `None`, never zero: a USD budget cannot be enforced on a model 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -22,6 +23,7 @@ class Price:
     output: float  # USD per 1M completion tokens
     cached_input: float | None = None
     cache_write: float | None = None
+    version: str = PRICE_TABLE_VERSION  # the built-in table's date, or "config-<hash>" for a `pricing:` entry
 
     def cost(self, usage: Usage) -> float:
         cached = usage.cached_tokens if self.cached_input is not None else 0
@@ -62,5 +64,6 @@ BUILT_IN: Mapping[str, Price] = MappingProxyType(
 def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:
     table = dict(BUILT_IN)
     for name, p in overrides.items():
-        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write)
+        digest = hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:8]
+        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write, f"config-{digest}")
     return table

@@ -8,11 +8,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from gateway.config.loader import ConfigError, load_file
-from gateway.events import LogSink, UsageSink
+from gateway.events.pipeline import EventPipeline
+from gateway.events.record import DiscardSink, UsageSink
+from gateway.events.store import open_store
 from gateway.failover import Failover
+from gateway.instruments import RequestMetrics
 from gateway.runtime import Runtime, build_runtime
 from gateway.state_store import StateStore
+from gateway.tracing import Tracing
 from gateway.upstream import UpstreamClient
 from policies.budgets import MemoryStore, ReservationStore
 
@@ -24,12 +30,33 @@ class GatewayState:
     runtime: Runtime
     config_path: Path | None = None
     client: UpstreamClient = field(default_factory=UpstreamClient)
-    events: UsageSink = field(default_factory=LogSink)
+    events: UsageSink = field(default_factory=DiscardSink)  # the pipeline, once `open_events` ran
     store: ReservationStore = field(default_factory=MemoryStore)
     failover: Failover = field(default_factory=Failover)
     state_store: StateStore | None = None
+    pipeline: EventPipeline | None = None
+    tracing: Tracing = field(default_factory=Tracing)
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     draining: bool = False
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.metrics = RequestMetrics(self.registry)
+        self.failover.metrics, self.failover.tracing = self.metrics, self.tracing
+
+    async def open_events(self) -> None:
+        """Usage events go to Postgres (`events.postgres_dsn`) or SQLite, through the on-disk journal in
+        `events.spool_dir`. Like the state store, a change needs a restart, not a reload."""
+        if self.pipeline is None:
+            config = self.runtime.config.events
+            self.pipeline = EventPipeline(open_store(config), Path(config.spool_dir))
+            await self.pipeline.start()
+            self.events = self.pipeline
+
+    async def close_events(self, timeout_s: float = 10.0) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.close(timeout_s)
+        self.tracing.shutdown()
 
     def open_state_store(self) -> None:
         """Counters live in Redis when `state.redis_url` is set (a change needs a restart, not a reload)."""

@@ -8,6 +8,8 @@ import pytest
 
 from gateway.failover import Failover
 from tests.support.gateway import RunningGateway, sha
+from tests.support.postgres_server import PostgresServer
+from tests.support.prometheus_server import PrometheusServer
 from tests.support.redis_server import RedisServer
 from tests.support.upstream import MockUpstream
 
@@ -131,3 +133,23 @@ def gateway(gateway_server: RunningGateway, upstream: MockUpstream) -> RunningGa
     upstream.reset()
     gateway_server.state.failover = Failover()  # circuits and the retry budget start fresh for each test
     return gateway_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL 15 for the session, started on first use; `fresh_database()` isolates tests."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus_server() -> Iterator[PrometheusServer]:
+    """One throwaway Prometheus for the session, started on first use with no targets (see `set_targets`)."""
+    server = PrometheusServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

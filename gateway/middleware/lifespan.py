@@ -41,6 +41,7 @@ class Lifespan:
     async def startup(self) -> None:
         await self.state.client.start()
         self.state.open_state_store()
+        await self.state.open_events()
         if self.handle_sighup and self.state.config_path is not None:
             try:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload_soon)
@@ -51,3 +52,4 @@ class Lifespan:
         self.state.draining = True
         await self.state.client.close()
         await self.state.close_state_store()
+        await self.state.close_events()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,13 @@ def sha(value: str) -> str:
 
 class RunningGateway:
     def __init__(self, config_text: str, config_path: Path | None = None) -> None:
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if not any(line.startswith("events:") for line in config_text.splitlines()):
+            # usage events of a test gateway go to a scratch directory, never into the working tree
+            self._scratch = tempfile.TemporaryDirectory(prefix="gateway-events-")
+            base = self._scratch.name
+            events = f"events: {{sqlite_path: '{base}/usage.sqlite', spool_dir: '{base}/spool'}}\n"
+            config_text = events + config_text
         if config_path is not None:
             config_path.write_text(config_text)
         self.state = GatewayState(runtime=build_runtime(load_text(config_text)), config_path=config_path)
@@ -68,3 +76,5 @@ class RunningGateway:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+        if self._scratch is not None:
+            self._scratch.cleanup()

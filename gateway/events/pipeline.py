@@ -1,0 +1,230 @@
+"""Usage events from the request path to the database, losing none.
+
+    emit(record) ─► journal line on disk (before the response's last byte) ─► bounded queue
+                 ─► writer task: batches of up to BATCH_ROWS ─► store.write ─► journal released
+
+    store fails    ─► the open segment is sealed, the queue dropped (its rows are on disk); until the
+                      store takes writes again, new events are journaled only; then every sealed
+                      segment is replayed from disk, oldest first, and the queue resumes
+    queue full     ─► the event is journaled only and its segment replayed later
+    start          ─► segments of dead processes (SIGKILL, OOM) are adopted and replayed
+    close (SIGTERM)─► the queue is written within the deadline; what remains stays on disk
+
+`emit` never blocks and never raises into a request: a failure to journal is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from gateway.events.journal import Journal, Segment
+from gateway.events.record import RequestRecord
+from gateway.events.store import EventStore, Row, StoreUnreachable
+
+log = logging.getLogger("gateway.events")
+BATCH_ROWS = 500
+QUEUE_ROWS = 20_000
+LINGER_S = 0.05  # how long the writer waits for a batch to fill once an event is queued
+RETRY_S = 1.0
+
+
+@dataclass
+class PipelineStats:
+    written: int = 0  # rows the store accepted (replays of rows it already had included)
+    write_failures: int = 0  # batches the store refused or could not take
+    journal_failures: int = 0  # events that could not be journaled (disk full ...)
+    replayed: int = 0
+    last_error: str | None = None
+
+
+class EventPipeline:
+    def __init__(
+        self,
+        store: EventStore,
+        spool_dir: Path,
+        *,
+        batch_rows: int = BATCH_ROWS,
+        queue_rows: int = QUEUE_ROWS,
+        linger_s: float = LINGER_S,
+        retry_s: float = RETRY_S,
+    ) -> None:
+        self.store = store
+        self.journal = Journal(spool_dir)
+        self.batch_rows = batch_rows
+        self.queue_rows = queue_rows
+        self.linger_s = linger_s
+        self.retry_s = retry_s
+        self.stats = PipelineStats()
+        self.healthy = False  # True once migrated and every old segment replayed
+        self.migrated = False
+        self._queue: deque[tuple[Segment, Row]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # the request path -----------------------------------------------------------------------------
+    def emit(self, record: RequestRecord) -> None:
+        row = record.to_row()
+        try:
+            segment = self.journal.append(orjson.dumps(row))
+        except OSError as exc:
+            self.stats.journal_failures += 1
+            log.error("usage event %s could not be journaled (%s); writing it from memory", record.request_id, exc)
+            segment = None
+        if len(self._queue) >= self.queue_rows:
+            self.healthy = False  # the writer is behind: journal only, and replay from disk
+        if segment is None:
+            if len(self._queue) < self.queue_rows:
+                self._queue.append((_UNJOURNALED, row))
+            else:
+                log.error("usage event %s lost: no disk and no room in memory", record.request_id)
+        elif self.healthy:
+            self._queue.append((segment, row))
+        else:
+            segment.replay = True  # journaled only: the writer replays it from disk
+        if not self._wake.is_set():
+            self._wake.set()
+
+    # lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        adopted = self.journal.adopt_orphans()
+        if adopted:
+            log.info("usage events: %d rows left by earlier processes will be replayed", adopted)
+        self._writer = asyncio.get_running_loop().create_task(self._run(), name="usage-event-writer")
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Writes what is queued within `timeout_s`; what is not written stays in the journal."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
+            except TimeoutError:
+                self._writer.cancel()
+                log.warning("usage events: %d rows left in the journal for the next start", self.queue_depth)
+            except Exception:
+                log.exception("usage event writer failed while closing")
+        self.journal.close()
+        await self.store.close()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # the writer -----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if not self.healthy:
+                if await self._recover():
+                    self.healthy = True
+                    log.info("usage events: store %s is writable", self.store.name)
+                elif self._closing:
+                    return
+                else:
+                    await self._sleep(self.retry_s)
+                    continue
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                if not self._closing and len(self._queue) < self.batch_rows:
+                    await asyncio.sleep(self.linger_s)
+            while self._queue and self.healthy:
+                await self._write_queued()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _write_queued(self) -> None:
+        batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
+        try:
+            await self.store.write([row for _, row in batch])
+        except StoreUnreachable as exc:
+            self._failed(exc)
+            self.journal.rotate()
+            for segment, _ in batch:
+                segment.replay = True
+            for segment, _ in self._queue:
+                segment.replay = True
+            lost = [row for segment, row in list(batch) + list(self._queue) if segment is _UNJOURNALED]
+            self._queue.clear()
+            self._queue.extend((_UNJOURNALED, row) for row in lost)  # no copy on disk: keep them in memory
+            self.healthy = False
+            return
+        self.stats.written += len(batch)
+        counts: dict[Segment, int] = {}
+        for segment, _ in batch:
+            counts[segment] = counts.get(segment, 0) + 1
+        for segment, n in counts.items():
+            if segment is not _UNJOURNALED:
+                segment.committed += n
+        self.journal.release_done()
+
+    async def _recover(self) -> bool:
+        """Migrates (once), then replays every segment that needs it, oldest first. True when done;
+        no await separates the last check from the caller's switch back to the queue."""
+        try:
+            if not self.migrated:
+                applied = await self.store.migrate()
+                self.migrated = True
+                if applied:
+                    log.info("usage events: %s schema migrated to version %d", self.store.name, max(applied))
+            unjournaled = [row for segment, row in self._queue if segment is _UNJOURNALED]
+            if unjournaled:
+                await self.store.write(unjournaled)
+                self._queue = deque(item for item in self._queue if item[0] is not _UNJOURNALED)
+            while True:  # each pass replays what was journaled during the one before; it converges
+                if self.journal.current.replay:
+                    self.journal.rotate()
+                pending = self.journal.to_replay()
+                if not pending:
+                    break
+                for segment in pending:
+                    await self._replay(segment)
+        except StoreUnreachable as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    async def _replay(self, segment: Segment) -> None:
+        batch: list[Row] = []
+        for row in segment.rows():
+            batch.append(row)
+            if len(batch) >= self.batch_rows:
+                await self.store.write(batch)
+                self.stats.written += len(batch)
+                self.stats.replayed += len(batch)
+                batch = []
+                await asyncio.sleep(0)  # a long replay must not starve requests
+        if batch:
+            await self.store.write(batch)
+            self.stats.written += len(batch)
+            self.stats.replayed += len(batch)
+        self.journal.replayed(segment)
+
+    def _failed(self, exc: StoreUnreachable) -> None:
+        self.stats.write_failures += 1
+        message = str(exc)
+        if message != self.stats.last_error:
+            log.warning("usage events: %s; events are journaled in the spool until it returns", message)
+        self.stats.last_error = message
+
+
+class _Unjournaled(Segment):
+    """Stands for "no copy on disk" (the journal write failed): such a row lives in memory only."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(), -1)
+
+
+_UNJOURNALED = _Unjournaled()

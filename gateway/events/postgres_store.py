@@ -1,0 +1,138 @@
+"""The production event store: Postgres through asyncpg.
+
+A batch is one transaction: COPY into a temporary staging table, then one INSERT ... ON CONFLICT DO
+NOTHING into `usage_events`, so a replayed request id is skipped, not duplicated. The table is
+partitioned by day (UTC); the partitions a batch needs are created on the way, under an advisory lock
+so that replicas creating the same day do not collide. Every call is bounded by a timeout: a database
+that hangs counts as unreachable, and the batch stays in the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from gateway.events.migrations import POSTGRES, VERSION_TABLE
+from gateway.events.record import COLUMNS, JSON_COLUMNS
+from gateway.events.store import Row, StoreUnreachable
+
+CALL_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+MIGRATION_LOCK = 0x6761_7465_7761  # advisory lock ids: arbitrary, fixed
+PARTITION_LOCK = 0x6761_7465_7762
+STAGING = "usage_events_incoming"
+UTC = dt.UTC
+
+
+def _value(column: str, value: Any) -> Any:
+    if column == "ts":
+        return dt.datetime.fromtimestamp(value, UTC)
+    if column in JSON_COLUMNS:
+        return orjson.dumps(value).decode()
+    return value
+
+
+def partition_days(rows: Sequence[Row]) -> set[dt.date]:
+    return {dt.datetime.fromtimestamp(row["ts"], UTC).date() for row in rows}
+
+
+def partition_ddl(day: dt.date) -> str:
+    start = dt.datetime.combine(day, dt.time(), UTC)
+    end = start + dt.timedelta(days=1)
+    return (
+        f"CREATE TABLE IF NOT EXISTS usage_events_{day:%Y%m%d} PARTITION OF usage_events "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    )
+
+
+class PostgresStore:
+    name = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+        self._partitions: set[dt.date] = set()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=2, timeout=CONNECT_TIMEOUT_S, command_timeout=CALL_TIMEOUT_S
+                )
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+        return self._pool
+
+    async def migrate(self) -> list[int]:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")}
+                applied = []
+                for version, statements in POSTGRES:
+                    if version in done:
+                        continue
+                    for statement in statements:
+                        await conn.execute(statement)
+                    await conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ($1)", version)
+                    applied.append(version)
+                return applied
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        pool = await self._get_pool()
+        records = [tuple(_value(c, row.get(c)) for c in COLUMNS) for row in rows]
+        missing = partition_days(rows) - self._partitions
+        try:
+            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
+                if missing:
+                    await self._create_partitions(conn, missing)
+                async with conn.transaction():
+                    await conn.execute(
+                        f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "
+                        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                    )
+                    await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
+                    await conn.execute(
+                        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
+                        f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
+                    )
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+        except asyncpg.PostgresError as exc:
+            # a server-side failure (disk full, shutting down ...): keep the batch, say what it was
+            raise StoreUnreachable(f"postgres: {exc.sqlstate or type(exc).__name__}") from None
+
+    async def _create_partitions(self, conn: asyncpg.Connection, days: set[dt.date]) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+            for day in sorted(days):
+                await conn.execute(partition_ddl(day))
+        self._partitions |= days
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
+                return [tuple(r) for r in await conn.fetch(sql, *params)]
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT_S)
+            except Exception:  # a pool to a dead server: nothing to flush, just let go
+                pool.terminate()

@@ -1,0 +1,135 @@
+"""The record every request leaves behind, and its row form.
+
+One `RequestRecord` per request that reached the gateway, emitted exactly once when its outcome is
+known (success, failure, block or client disconnect). `to_row` flattens it into `COLUMNS`, the one
+column list the journal, SQLite and Postgres share. Never in a row: a key, a key's hash, a provider
+credential; prompt and answer texts only for a tenant with `log_content: true`, after PII redaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.base import Usage
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "ts",  # when the request arrived, epoch seconds (a timestamptz in Postgres)
+    "tenant",
+    "key_id",
+    "endpoint",
+    "model_requested",
+    "model_alias",  # the configured model (or fallback) that answered
+    "provider",
+    "deployment",
+    "upstream_model",
+    "fallback_path",  # JSON list of the model aliases tried, in order
+    "attempts",  # JSON list of the deployments tried, in order
+    "status",  # completed | failed | blocked | cancelled
+    "http_status",
+    "error_type",
+    "error_code",
+    "blocked_by",  # auth | model_access | injection | pii | budget | rate_limit
+    "streamed",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",  # NULL: no known price, never a silent zero
+    "price_version",
+    "latency_ms",
+    "ttft_ms",
+    "injection_score",
+    "injection_signals",  # JSON list
+    "pii_counts",  # JSON object: entity type ─► count, never values
+    "prompt_content",  # JSON of the messages as sent upstream (log_content only)
+    "completion_content",  # the answer's text (log_content only)
+)
+JSON_COLUMNS = frozenset({"fallback_path", "attempts", "injection_signals", "pii_counts"})
+STATUSES = ("completed", "failed", "blocked", "cancelled")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    endpoint: str
+    started_at: float
+    tenant: str | None = None
+    key_id: str | None = None
+    model_requested: str | None = None
+    model_alias: str | None = None
+    deployment: str | None = None  # provider/model that answered
+    provider: str | None = None
+    upstream_model: str | None = None
+    streamed: bool = False
+    status: str = "failed"
+    http_status: int = 0
+    error_type: str | None = None
+    error_code: str | None = None
+    blocked_by: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    price_version: str | None = None
+    latency_s: float = 0.0
+    first_token_s: float | None = None
+    fallback_path: list[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
+    injection_score: float | None = None
+    injection_signals: tuple[str, ...] = ()
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    prompt_content: str | None = None
+    completion_content: str | None = None
+    emitted: bool = False  # not a column: set once the record has gone out
+
+    def to_row(self) -> dict[str, Any]:
+        usage = self.usage or Usage()
+        return {
+            "request_id": self.request_id,
+            "ts": self.started_at,
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "endpoint": self.endpoint,
+            "model_requested": self.model_requested,
+            "model_alias": self.model_alias,
+            "provider": self.provider,
+            "deployment": self.deployment,
+            "upstream_model": self.upstream_model,
+            "fallback_path": self.fallback_path,
+            "attempts": self.attempts,
+            "status": self.status,
+            "http_status": self.http_status,
+            "error_type": self.error_type,
+            "error_code": self.error_code,
+            "blocked_by": self.blocked_by,
+            "streamed": self.streamed,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": self.cost_usd,
+            "price_version": self.price_version,
+            "latency_ms": round(self.latency_s * 1000, 3),
+            "ttft_ms": None if self.first_token_s is None else round(self.first_token_s * 1000, 3),
+            "injection_score": self.injection_score,
+            "injection_signals": list(self.injection_signals),
+            "pii_counts": self.pii_counts,
+            "prompt_content": self.prompt_content,
+            "completion_content": self.completion_content,
+        }
+
+
+class UsageSink(Protocol):
+    def emit(self, record: RequestRecord) -> None: ...
+
+
+class DiscardSink:
+    """For an app built without an event pipeline (unit tests of other parts): counts, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.emitted = 0
+
+    def emit(self, record: RequestRecord) -> None:
+        self.emitted += 1

@@ -1,0 +1,110 @@
+"""The embedded event store: a SQLite file (stdlib), written from one thread of its own so that the
+event loop never waits on disk. Several workers may share the file (WAL mode, a busy timeout)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.events.migrations import SQLITE, VERSION_TABLE
+from gateway.events.record import COLUMNS, JSON_COLUMNS
+from gateway.events.store import Row, StoreUnreachable
+
+T = TypeVar("T")
+INSERT = f"INSERT OR IGNORE INTO usage_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+
+
+def _value(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS:
+        return orjson.dumps(value).decode()
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def row_values(row: Row) -> tuple[Any, ...]:
+    return tuple(_value(c, row.get(c)) for c in COLUMNS)
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            if self.path.parent != Path():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._db = db
+        return self._db
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job() -> T:
+            try:
+                return fn(self._connection())
+            except sqlite3.Error as exc:
+                raise StoreUnreachable(f"sqlite: {exc}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, job)
+
+    async def migrate(self) -> list[int]:
+        def apply(db: sqlite3.Connection) -> list[int]:
+            db.execute("BEGIN IMMEDIATE")  # one migrating process at a time
+            try:
+                db.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)")
+                done = {v for (v,) in db.execute(f"SELECT version FROM {VERSION_TABLE}")}
+                applied = []
+                for version, statements in SQLITE:
+                    if version in done:
+                        continue
+                    for statement in statements:
+                        db.execute(statement)
+                    db.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (version, time.time()))
+                    applied.append(version)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return applied
+
+        return await self._run(apply)
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        values = [row_values(row) for row in rows]
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(INSERT, values)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(insert)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only queries (usage reports), on the same thread as the writes."""
+        return await self._run(lambda db: db.execute(sql, params).fetchall())
+
+    async def close(self) -> None:
+        def shut(db: sqlite3.Connection) -> None:
+            db.close()
+
+        if self._db is not None:
+            await self._run(shut)
+            self._db = None
+        self._thread.shutdown(wait=True)

@@ -1,0 +1,39 @@
+"""What the pipeline writes to: Postgres in production, SQLite embedded (`open_store` picks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from gateway.config.schema import EventsConfig
+
+Row = dict[str, Any]
+
+
+class StoreUnreachable(Exception):
+    """The database could not take a batch (down, refused, timed out); the batch stays on disk."""
+
+
+class EventStore(Protocol):
+    name: str  # "postgres" | "sqlite": a metric label, never a DSN
+
+    async def migrate(self) -> list[int]:
+        """Brings the schema to the newest version; returns the versions it applied."""
+        ...
+
+    async def write(self, rows: Sequence[Row]) -> None:
+        """Writes the rows in one transaction; a request id already stored is skipped (replays are
+        idempotent). Raises StoreUnreachable when the database cannot take them."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(config: EventsConfig) -> EventStore:
+    if config.postgres_dsn:
+        from gateway.events.postgres_store import PostgresStore
+
+        return PostgresStore(config.postgres_dsn)
+    from gateway.events.sqlite_store import SqliteStore
+
+    return SqliteStore(config.sqlite_path)

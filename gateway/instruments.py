@@ -1,0 +1,100 @@
+"""The request path's Prometheus instruments, observed once per request from its `RequestRecord`
+and once per upstream attempt.
+
+Label values are bounded: tenants, model aliases, providers and deployments come from the config
+(a model the client made up is counted as "unknown"), statuses and policies from fixed sets. Never a
+request id, a key or a key id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from gateway.events.record import RequestRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+UNKNOWN = "unknown"
+NONE = "none"
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests by tenant, model, provider and outcome",
+            ["tenant", "model", "provider", "status", "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from the request's arrival to its last byte",
+            ["tenant", "model", "streamed"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "gateway_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to its first chunk",
+            ["tenant", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream = Histogram(
+            "gateway_upstream_duration_seconds",
+            "One upstream attempt, from sending to the answer (headers, for a stream)",
+            ["provider", "deployment", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "gateway_tokens",
+            "Tokens by kind (prompt, completion, cached, cache_write, reasoning)",
+            ["tenant", "model", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "gateway_cost_usd", "Spend in USD (known prices only)", ["tenant", "model"], registry=registry
+        )
+        self.unpriced = Counter(
+            "gateway_unpriced_requests",
+            "Requests with usage but no known price",
+            ["tenant", "model"],
+            registry=registry,
+        )
+        self.blocks = Counter(
+            "gateway_policy_blocks", "Requests refused by a policy", ["tenant", "policy"], registry=registry
+        )
+        self.retries = Counter("gateway_retries", "Attempts beyond the first on a model", ["model"], registry=registry)
+        self.fallbacks = Counter(
+            "gateway_fallbacks", "Requests that moved on to a fallback model", ["model", "fallback"], registry=registry
+        )
+
+    def observe(self, record: RequestRecord, known_models: frozenset[str]) -> None:
+        tenant = record.tenant or NONE
+        model = record.model_alias or (record.model_requested if record.model_requested in known_models else UNKNOWN)
+        code = record.error_code or (str(record.http_status) if record.status != "completed" else "ok")
+        self.requests.labels(tenant, model, record.provider or NONE, record.status, code).inc()
+        self.duration.labels(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
+        if record.first_token_s is not None:
+            self.ttft.labels(tenant, model).observe(record.first_token_s)
+        if record.blocked_by is not None:
+            self.blocks.labels(tenant, record.blocked_by).inc()
+        usage = record.usage
+        if usage is None:
+            return
+        for kind, count in (
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+            ("cached", usage.cached_tokens),
+            ("cache_write", usage.cache_write_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ):
+            if count:
+                self.tokens.labels(tenant, model, kind).inc(count)
+        if record.cost_usd is not None:
+            self.cost.labels(tenant, model).inc(record.cost_usd)
+        elif usage.total_tokens:
+            self.unpriced.labels(tenant, model).inc()
+
+    def attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
+        self.upstream.labels(provider, deployment, outcome).observe(seconds)
