@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, ServiceUnavailable
+from gateway.events.store import StoreUnreachable, open_store
+from gateway.events.usage import (
+    Dimension,
+    parse_dimension,
+    parse_instant,
+    pending_journal_files,
+    report_json,
+    reportable,
+    usage_report,
+)
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
 from gateway.runtime import Tenant
 from gateway.state import GatewayState
@@ -122,6 +134,79 @@ class CircuitsEndpoint:
             return
         body = {"object": "list", "data": self.state.failover.circuits.snapshot()}
         await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+
+USAGE_PARAMETERS = ("tenant", "since", "until", "by")
+
+
+def _usage_parameters(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (each at most once; an empty value counts as absent)."""
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True)
+    for name, values in query.items():
+        if name not in USAGE_PARAMETERS:
+            raise InvalidRequest(
+                f"Unknown parameter '{name}'; /admin/usage takes {', '.join(USAGE_PARAMETERS)}.",
+                param=name,
+                code="unknown_parameter",
+            )
+        if len(values) > 1:
+            raise InvalidRequest(f"'{name}' is given more than once.", param=name, code="invalid_value")
+    return {name: values[0].strip() for name, values in query.items() if values[0].strip()}
+
+
+def _instant(parameters: dict[str, str], name: str, now: dt.datetime) -> dt.datetime | None:
+    if name not in parameters:
+        return None
+    try:
+        return parse_instant(parameters[name], now)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{name}': {exc}.", param=name, code="invalid_value") from None
+
+
+class UsageEndpoint:
+    """GET /admin/usage?tenant=&since=&until=&by=model|day|key|tenant: requests, tokens and spend from
+    the event store, as `gateway usage --json` prints them. `since`/`until`: YYYY-MM-DD, ISO 8601 or a
+    time ago (7d); the range is [since, until), UTC.
+
+    It reads the running pipeline's store (SQLite: on the writer's own thread, so a report sees every
+    batch written before it). A gateway whose pipeline is not open (an app served without its lifespan)
+    opens a store from `events:` for the one query: the rows are in the database either way."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            check_admin(scope, self.state)
+            body = await self._report(_usage_parameters(scope))
+        except GatewayError as err:
+            await send_error(send, err)
+            return
+        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+    async def _report(self, parameters: dict[str, str]) -> dict[str, Any]:
+        try:
+            by: Dimension = parse_dimension(parameters.get("by", "model"))
+        except ValueError as exc:
+            raise InvalidRequest(f"'by': {exc}.", param="by", code="invalid_value") from None
+        now = dt.datetime.now(dt.UTC)
+        since, until = _instant(parameters, "since", now), _instant(parameters, "until", now)
+        tenant = parameters.get("tenant")
+        config = self.state.runtime.config.events
+        pipeline = self.state.pipeline
+        store = pipeline.store if pipeline is not None else open_store(config)
+        try:
+            rows = await usage_report(reportable(store), by=by, tenant=tenant, since=since, until=until)
+        except StoreUnreachable as exc:
+            raise ServiceUnavailable(
+                f"The usage event store is unreachable ({exc}).", code="event_store_unavailable"
+            ) from None
+        finally:
+            if pipeline is None:
+                await store.close()
+        # the spool the pipeline journals to (events: changes need a restart, so not the reloaded config's)
+        pending = pending_journal_files(pipeline.journal.directory if pipeline is not None else Path(config.spool_dir))
+        return report_json(rows, by, tenant=tenant, since=since, until=until, pending_files=pending)
 
 
 TENANTS_PREFIX = "/admin/tenants"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.admin import TENANTS_PREFIX, CircuitsEndpoint, ReloadEndpoint, TenantsEndpoint
+from gateway.admin import TENANTS_PREFIX, CircuitsEndpoint, ReloadEndpoint, TenantsEndpoint, UsageEndpoint
 from gateway.azure_paths import PREFIX as AZURE_PREFIX
 from gateway.azure_paths import AzureDeployments
 from gateway.chat import ChatEndpoint
@@ -35,6 +35,7 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         "/admin/reload": {"POST": ReloadEndpoint(state)},
         "/admin/tenants": {"GET": tenants},
         "/admin/circuits": {"GET": CircuitsEndpoint(state)},
+        "/admin/usage": {"GET": UsageEndpoint(state)},
         "/metrics": {"GET": MetricsEndpoint(state)},
     }
     # OpenAI SDKs are pointed at a base URL with or without /v1; answer both.

@@ -1,21 +1,45 @@
-"""The `gateway` command: serve, check-config, keys new, encrypt-secret."""
+"""The `gateway` command: serve, check-config, keys new, encrypt-secret, usage, migrate."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime as dt
 import hashlib
 import logging
 import math
 import os
+import re
 import secrets as random_secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import orjson
 
 from gateway.config import secrets
-from gateway.config.loader import ConfigError, load_file
+from gateway.config.loader import ConfigError, LoadedConfig, load_file
+from gateway.config.schema import EventsConfig
+from gateway.events.migrations import VERSION_TABLE
+from gateway.events.store import EventStore, StoreUnreachable, open_store
+from gateway.events.usage import (
+    DIMENSIONS,
+    Dimension,
+    parse_dimension,
+    parse_instant,
+    pending_journal_files,
+    render_table,
+    report_json,
+    reportable,
+    totals,
+    usage_report,
+)
 
 log = logging.getLogger("gateway")
+T = TypeVar("T")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -105,6 +129,130 @@ def _encrypt_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+class CommandFailed(Exception):
+    """A one-line reason for stderr; the command exits with `code`."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load(path: str) -> LoadedConfig:
+    try:
+        return load_file(path)
+    except ConfigError as exc:
+        _print_problems(path, exc.problems)
+        raise CommandFailed("", 2) from None
+
+
+def store_label(config: EventsConfig) -> str:
+    """Which store, for people: never the DSN itself (it may hold a password)."""
+    if not config.postgres_dsn:
+        return f"sqlite {config.sqlite_path}"
+    parts = urlsplit(config.postgres_dsn)
+    address = parts.netloc.rpartition("@")[2]
+    return f"postgres {address}{parts.path}" if parts.scheme.startswith("postgres") and address else "postgres"
+
+
+def _scrubbed(message: str, config: EventsConfig) -> str:
+    """An error message with the DSN and its password taken out, whatever the driver put in it."""
+    dsn = config.postgres_dsn
+    if not dsn:
+        return message
+    message = message.replace(dsn, store_label(config))
+    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
+    passwords = [userinfo.partition(":")[2]] if "://" in dsn else re.findall(r"password\s*=\s*(\S+)", dsn)
+    for password in filter(None, passwords):
+        message = message.replace(password, "***")
+    return message
+
+
+def _with_store(config: EventsConfig, use: Callable[[EventStore], Awaitable[T]], unreachable_code: int) -> T:
+    """Runs `use` on a store opened from `events:`, closed afterwards; a store that cannot answer is a
+    one-line CommandFailed (what the driver said, never the DSN)."""
+
+    async def run() -> T:
+        store = open_store(config)
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except StoreUnreachable as exc:
+        reason = str(exc).partition(": ")[2] or str(exc)  # "postgres: ..." and the label says postgres already
+        message = f"the event store ({store_label(config)}) is unreachable: {_scrubbed(reason, config)}"
+        raise CommandFailed(message, unreachable_code) from None
+    except Exception as exc:
+        detail = _scrubbed(f"{type(exc).__name__}: {exc}", config)
+        raise CommandFailed(f"the event store ({store_label(config)}) failed: {detail}", unreachable_code) from None
+
+
+def _usage(args: argparse.Namespace) -> int:
+    events = _load(args.config).config.events
+    now = dt.datetime.now(dt.UTC)
+    try:
+        since = None if args.since is None else parse_instant(args.since, now)
+        until = None if args.until is None else parse_instant(args.until, now)
+        by: Dimension = parse_dimension(args.by)
+    except ValueError as exc:
+        raise CommandFailed(f"bad argument: {exc}", 2) from None
+    missing = not events.postgres_dsn and not Path(events.sqlite_path).exists()
+    rows = (
+        []
+        if missing  # a report does not create the file (a wrong working directory would litter one)
+        else _with_store(
+            events,
+            lambda store: usage_report(reportable(store), by=by, tenant=args.tenant, since=since, until=until),
+            unreachable_code=2,
+        )
+    )
+    pending = pending_journal_files(Path(events.spool_dir))
+    if args.json:
+        report = report_json(rows, by, tenant=args.tenant, since=since, until=until, pending_files=pending)
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    scope = [f"by {by}", f"tenant {args.tenant}" if args.tenant else "all tenants"]
+    if since is not None:
+        scope.append(f"since {since.isoformat()}")
+    if until is not None:
+        scope.append(f"until {until.isoformat()}")
+    print(f"usage {', '.join(scope)} ({store_label(events)})")
+    if rows:
+        print("\n".join(render_table(rows, by)))
+    else:
+        print("no requests recorded in this range")
+    if missing:
+        print(f"note: {events.sqlite_path} does not exist (relative paths are from the working directory)")
+    unpriced = totals(rows).unpriced_requests
+    if unpriced:
+        print(f"note: {unpriced} request(s) used a model with no known price; cost_usd leaves them out")
+    if pending:
+        print(
+            f"note: {pending} journal file(s) in {events.spool_dir} hold events not yet in the store "
+            "(a running gateway writes them; a stopped one replays them at its next start)"
+        )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    events = _load(args.config).config.events
+
+    async def migrate(store: EventStore) -> tuple[list[int], int | None]:
+        applied = await store.migrate()
+        [(version,)] = await reportable(store).query(f"SELECT max(version) FROM {VERSION_TABLE}")
+        return applied, version
+
+    applied, version = _with_store(events, migrate, unreachable_code=1)
+    label = store_label(events)
+    if applied:
+        print(f"{label}: applied migration(s) {', '.join(map(str, applied))}; schema at version {version}")
+    else:
+        print(f"{label}: up to date (schema version {version})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway")
     commands = root.add_subparsers(dest="command", required=True)
@@ -130,6 +278,19 @@ def parser() -> argparse.ArgumentParser:
 
     encrypt = commands.add_parser("encrypt-secret", help="read a secret on stdin, print enc:... (GATEWAY_MASTER_KEY)")
     encrypt.set_defaults(run=_encrypt_secret)
+
+    usage = commands.add_parser("usage", help="requests, tokens and spend from the configured event store")
+    usage.add_argument("--config", required=True, help="path to config.yaml (its events: section)")
+    usage.add_argument("--tenant", help="only this tenant")
+    usage.add_argument("--since", help="from: YYYY-MM-DD, ISO 8601 (UTC unless given) or a time ago (30m, 12h, 7d, 2w)")
+    usage.add_argument("--until", help="up to, excluded; same forms as --since")
+    usage.add_argument("--by", default="model", choices=DIMENSIONS, help="group by (default: model)")
+    usage.add_argument("--json", action="store_true", help="print the report as GET /admin/usage returns it")
+    usage.set_defaults(run=_usage)
+
+    migrate = commands.add_parser("migrate", help="bring the event store's schema to the newest version")
+    migrate.add_argument("--config", required=True, help="path to config.yaml (its events: section)")
+    migrate.set_defaults(run=_migrate)
     return root
 
 
@@ -138,7 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except CommandFailed as failed:
+        if str(failed):
+            print(f"gateway {args.command}: {failed}", file=sys.stderr)
+        return failed.code
     return result
 
 

@@ -2,8 +2,9 @@
 and once per upstream attempt.
 
 Label values are bounded: tenants, model aliases, providers and deployments come from the config
-(a model the client made up is counted as "unknown"), statuses and policies from fixed sets. Never a
-request id, a key or a key id.
+(a model the client made up is counted as "unknown"), statuses and policies from fixed sets; error
+codes, which a provider's answer may carry, are capped at MAX_CODES distinct values. Never a request id,
+a key or a key id.
 """
 
 from __future__ import annotations
@@ -15,10 +16,31 @@ from gateway.events.record import RequestRecord
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 UNKNOWN = "unknown"
 NONE = "none"
+OTHER = "other"
+MAX_CODES = 64  # distinct `code` label values; an error code can come from a provider's answer
+MAX_CODE_CHARS = 64
+
+
+class BoundedValues:
+    """Passes a label value through until `limit` distinct ones were seen; later newcomers become "other"."""
+
+    def __init__(self, limit: int, max_chars: int = MAX_CODE_CHARS) -> None:
+        self.limit = limit
+        self.max_chars = max_chars
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit or len(value) > self.max_chars:
+            return OTHER
+        self.seen.add(value)
+        return value
 
 
 class RequestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.codes = BoundedValues(MAX_CODES)
         self.requests = Counter(
             "gateway_requests",
             "Requests by tenant, model, provider and outcome",
@@ -73,7 +95,7 @@ class RequestMetrics:
         tenant = record.tenant or NONE
         model = record.model_alias or (record.model_requested if record.model_requested in known_models else UNKNOWN)
         code = record.error_code or (str(record.http_status) if record.status != "completed" else "ok")
-        self.requests.labels(tenant, model, record.provider or NONE, record.status, code).inc()
+        self.requests.labels(tenant, model, record.provider or NONE, record.status, self.codes(code)).inc()
         self.duration.labels(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
         if record.first_token_s is not None:
             self.ttft.labels(tenant, model).observe(record.first_token_s)

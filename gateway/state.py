@@ -44,6 +44,10 @@ class GatewayState:
         self.metrics = RequestMetrics(self.registry)
         self.failover.metrics, self.failover.tracing = self.metrics, self.tracing
 
+    def reset_failover(self) -> None:
+        """Circuits and the retry budget start afresh (tests); the new one reports to the same metrics."""
+        self.failover = Failover(metrics=self.metrics, tracing=self.tracing)
+
     async def open_events(self) -> None:
         """Usage events go to Postgres (`events.postgres_dsn`) or SQLite, through the on-disk journal in
         `events.spool_dir`. Like the state store, a change needs a restart, not a reload."""

@@ -7,11 +7,18 @@ the usage event, with GenAI semantic-convention attributes.
     ├── chat gpt-4o-mini (attempt)      (CLIENT) one per upstream attempt, retries and fallbacks included
     └── gateway.usage_event             the event journaled and queued for the database
 
-Configured by the standard variables: tracing is on when OTEL_TRACES_EXPORTER names an exporter
-(`otlp`, `console`) or an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT);
-OTEL_SDK_DISABLED=true turns it off; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the service.
+Configured by the standard variables: tracing is on when OTEL_TRACES_EXPORTER names exporters
+(`otlp`, `console`, comma-separated) or an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
+..._TRACES_ENDPOINT); OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turns it off; anything else
+is a start-up error. OTLP goes over HTTP/protobuf (the exporter reads OTEL_EXPORTER_OTLP_* itself:
+endpoint, headers, timeout, compression). OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the
+service (default `llm-gateway`); OTEL_TRACES_SAMPLER applies.
+
 The tracer provider belongs to the gateway's state (not the global one). Off, every hook is a shared
 no-op context: no span objects are made on the hot path.
+
+Spans carry names and numbers only: never a key, a credential, a header, a prompt or an error's text
+(a provider's message may quote what it was sent); a failure is described by its error code.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -33,29 +42,67 @@ from gateway.http import Scope
 
 _NO_SPAN: AbstractContextManager[None] = nullcontext()
 _PROPAGATOR = TraceContextTextMapPropagator()
+_REQUEST_SPAN: ContextVar[Span | None] = ContextVar("gateway_request_span", default=None)
 Attributes = Mapping[str, str | int | float | bool]
+EXPORTERS = ("otlp", "console")
+OTLP_PROTOCOLS = ("", "http/protobuf")
+DEFAULT_SERVICE_NAME = "llm-gateway"
 
 
-def _env_wants_tracing(environ: Mapping[str, str]) -> str | None:
-    """The exporter the standard variables ask for, or None."""
+def _env_exporters(environ: Mapping[str, str]) -> list[str]:
+    """The exporters the standard variables ask for (none: tracing is off). ValueError for a value
+    this gateway cannot honour, so that a misconfiguration stops the start instead of losing traces."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter:
-        return None if exporter == "none" else exporter
-    if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return "otlp"
-    return None
+        return []
+    names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    if not names:
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        names = ["otlp"] if endpoint else []
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        raise ValueError(
+            f"OTEL_TRACES_EXPORTER={environ.get('OTEL_TRACES_EXPORTER', '')!r}: {', '.join(map(repr, unknown))} "
+            f"is not supported (use {', '.join(EXPORTERS)} or none, comma-separated)"
+        )
+    if "otlp" in names:
+        protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+        if protocol.strip().lower() not in OTLP_PROTOCOLS:
+            raise ValueError(f"OTLP protocol {protocol!r} is not supported: this gateway exports http/protobuf")
+    return list(dict.fromkeys(names))
+
+
+def _service_name(environ: Mapping[str, str]) -> str:
+    """OTEL_SERVICE_NAME, else `service.name` in OTEL_RESOURCE_ATTRIBUTES, else the gateway's default."""
+    name = environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return unquote(value.strip())
+    return DEFAULT_SERVICE_NAME
 
 
 def _processor(exporter: str) -> SpanProcessor:
     if exporter == "console":
         return BatchSpanProcessor(ConsoleSpanExporter())
-    if exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return BatchSpanProcessor(OTLPSpanExporter())  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_*
-    raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported (otlp, console, none)")
+    return BatchSpanProcessor(OTLPSpanExporter())  # endpoint, headers, timeout: from OTEL_EXPORTER_OTLP_*
+
+
+def _error_type(exc: BaseException) -> tuple[str, int]:
+    """A failure's class (its error code, never its message) and status; an attempt's failure wraps
+    the gateway error it becomes in `.error`."""
+    error = getattr(exc, "error", exc)
+    code = getattr(error, "code", None) or getattr(error, "type", None)
+    status = getattr(error, "status", 500)
+    return (
+        code if isinstance(code, str) and code else type(error).__qualname__,
+        status if isinstance(status, int) else 500,
+    )
 
 
 class Tracing:
@@ -65,11 +112,12 @@ class Tracing:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Tracing:
-        exporter = _env_wants_tracing(environ)
-        if exporter is None:
+        exporters = _env_exporters(environ)
+        if not exporters:
             return cls()
-        provider = TracerProvider(resource=Resource.create({"service.name": "llm-gateway"}))
-        provider.add_span_processor(_processor(exporter))
+        provider = TracerProvider(resource=Resource.create({"service.name": _service_name(environ)}))
+        for exporter in exporters:
+            provider.add_span_processor(_processor(exporter))
         return cls(provider)
 
     @property
@@ -84,10 +132,20 @@ class Tracing:
             if key in (b"traceparent", b"tracestate")
         }
         parent: Context | None = _PROPAGATOR.extract(carrier) if carrier else None
+        attributes = {"http.request.method": str(scope.get("method", "")), "url.path": str(scope.get("path", ""))}
         with tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, record_exception=False, set_status_on_exception=False
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            yield span
+            token = _REQUEST_SPAN.set(span)
+            try:
+                yield span
+            finally:
+                _REQUEST_SPAN.reset(token)
 
     def request(self, scope: Scope, endpoint: str) -> AbstractContextManager[Span | None]:
         """The request's span, current for everything the request does until it ends."""
@@ -95,19 +153,38 @@ class Tracing:
             return _NO_SPAN
         return self._request(self.tracer, scope, endpoint)
 
+    @contextmanager
+    def _span(self, tracer: Tracer, name: str, attributes: Attributes | None, kind: SpanKind) -> Iterator[Span]:
+        with tracer.start_as_current_span(
+            name, attributes=attributes, kind=kind, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                yield span
+            except Exception as exc:
+                # a policy that refuses (4xx) did its job; an attempt that fails, or a 5xx, is an error
+                error_type, status = _error_type(exc)
+                span.set_attribute("error.type", error_type)
+                if kind is SpanKind.CLIENT or status >= 500:
+                    span.set_status(Status(StatusCode.ERROR, error_type))
+                raise
+
     def span(
         self, name: str, attributes: Attributes | None = None, kind: SpanKind = SpanKind.INTERNAL
     ) -> AbstractContextManager[Span | None]:
         if self.tracer is None:
             return _NO_SPAN
-        return self.tracer.start_as_current_span(
-            name, attributes=attributes, kind=kind, record_exception=False, set_status_on_exception=False
-        )
+        return self._span(self.tracer, name, attributes, kind)
 
     def attempt(self, operation: str, system: str, model: str, deployment: str) -> AbstractContextManager[Span | None]:
+        """One upstream attempt (CLIENT). The request's span takes the attempt's `gen_ai.system`: the
+        last attempt is the one that answered, or the one whose failure the client got."""
         if self.tracer is None:
             return _NO_SPAN
-        return self.span(
+        request_span = _REQUEST_SPAN.get()
+        if request_span is not None:
+            request_span.set_attribute("gen_ai.system", system)
+        return self._span(
+            self.tracer,
             f"{operation} {model}",
             {
                 "gen_ai.operation.name": operation,
@@ -149,6 +226,8 @@ class Tracing:
             attributes["gen_ai.usage.output_tokens"] = record.usage.completion_tokens
         if record.fallback_path:
             attributes["gateway.fallback_path"] = list(record.fallback_path)
+        if record.attempts:
+            attributes["gateway.attempts"] = len(record.attempts)
         span.set_attributes(attributes)
         if record.status == "failed" or record.http_status >= 500:
             span.set_status(Status(StatusCode.ERROR, record.error_code or record.error_type or "failed"))

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.failover import Failover
 from tests.support.gateway import RunningGateway, sha
 from tests.support.postgres_server import PostgresServer
 from tests.support.prometheus_server import PrometheusServer
@@ -131,7 +130,7 @@ def gateway_server(upstream: MockUpstream, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def gateway(gateway_server: RunningGateway, upstream: MockUpstream) -> RunningGateway:
     upstream.reset()
-    gateway_server.state.failover = Failover()  # circuits and the retry budget start fresh for each test
+    gateway_server.state.reset_failover()  # circuits and the retry budget start fresh for each test
     return gateway_server
 
 

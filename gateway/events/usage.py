@@ -1,0 +1,259 @@
+"""Usage reports: requests, tokens and spend from the event store, grouped by model, day, key or tenant.
+
+One query per report, run by whichever store is configured (`gateway usage`, `GET /admin/usage`). The
+SQL is the same for both stores but for the few fragments in `DIALECTS`. An unknown price stays
+unknown: `cost_usd` sums only the known costs (None when no request of the group has one) and
+`unpriced_requests` counts the requests with tokens but no cost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, cast, get_args
+
+from gateway.events.journal import SEGMENT_GLOB
+from gateway.events.store import EventStore
+
+Dimension = Literal["model", "day", "key", "tenant"]
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
+UTC = dt.UTC
+RELATIVE = re.compile(r"^(\d+)([mhdw])$")
+RELATIVE_UNITS = MappingProxyType({"m": "minutes", "h": "hours", "d": "days", "w": "weeks"})
+
+# the group column of each dimension, and the name it has in a report's JSON
+GROUP_SQL = MappingProxyType(
+    {"model": "COALESCE(model_alias, model_requested)", "key": "key_id", "tenant": "tenant", "day": None}
+)
+FIELD = MappingProxyType({"model": "model", "day": "day", "key": "key_id", "tenant": "tenant"})
+
+
+class ReportableStore(EventStore, Protocol):
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    day: str  # the UTC date of `ts` as 'YYYY-MM-DD' text
+    table_exists: str  # one row, one column: truthy when usage_events exists
+    placeholder: Callable[[int], str]  # the n-th parameter (1-based)
+    instant: Callable[[dt.datetime], Any]  # a bound for `ts`
+
+
+DIALECTS: Mapping[str, Dialect] = MappingProxyType(
+    {
+        "sqlite": Dialect(
+            day="date(ts, 'unixepoch')",
+            table_exists="SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'usage_events'",
+            placeholder=lambda n: "?",
+            instant=lambda moment: moment.timestamp(),
+        ),
+        "postgres": Dialect(
+            day="to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            table_exists="SELECT to_regclass('usage_events') IS NOT NULL",
+            placeholder=lambda n: f"${n}",
+            instant=lambda moment: moment,
+        ),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    group: str | None  # the model, day (YYYY-MM-DD), key id or tenant; None: not known (e.g. a bad key)
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None  # the sum of the known costs; None: no request of the group has one
+    unpriced_requests: int = 0  # requests with tokens and no known price: not in cost_usd
+    errors: int = 0  # requests whose status is not `completed`
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "unpriced_requests": self.unpriced_requests,
+            "errors": self.errors,
+        }
+
+
+def totals(rows: Sequence[UsageRow]) -> UsageRow:
+    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    return UsageRow(
+        group=None,
+        requests=sum(r.requests for r in rows),
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows),
+        cached_tokens=sum(r.cached_tokens for r in rows),
+        cost_usd=sum(costs) if costs else None,
+        unpriced_requests=sum(r.unpriced_requests for r in rows),
+        errors=sum(r.errors for r in rows),
+    )
+
+
+def report_sql(dialect: Dialect, by: Dimension, tenant: str | None, since: bool, until: bool) -> str:
+    group = GROUP_SQL[by] or dialect.day
+    conditions: list[str] = []
+    for column, wanted in (("tenant =", tenant is not None), ("ts >=", since), ("ts <", until)):
+        if wanted:
+            conditions.append(f"{column} {dialect.placeholder(len(conditions) + 1)}")
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    return (
+        f"SELECT {group} AS grp, count(*), "
+        "COALESCE(sum(prompt_tokens), 0), COALESCE(sum(completion_tokens), 0), COALESCE(sum(cached_tokens), 0), "
+        "sum(cost_usd), "
+        "sum(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) "
+        f"FROM usage_events {where}GROUP BY grp"
+    )
+
+
+def _sort_key(by: Dimension) -> Callable[[UsageRow], tuple[Any, ...]]:
+    if by == "day":
+        return lambda r: (r.group is None, r.group or "")
+    # most spent first; an unknown cost after every known one; then the busiest; then by name
+    return lambda r: (r.cost_usd is None, -(r.cost_usd or 0.0), -r.requests, r.group is None, r.group or "")
+
+
+async def usage_report(
+    store: ReportableStore,
+    *,
+    by: Dimension = "model",
+    tenant: str | None = None,
+    since: dt.datetime | dt.date | None = None,
+    until: dt.datetime | dt.date | None = None,
+) -> list[UsageRow]:
+    """One row per group, in the requests whose `ts` is in [since, until). A store that has no table
+    yet (nothing was ever written, not migrated) has no usage: an empty report, not an error.
+    Raises StoreUnreachable when the database cannot answer."""
+    dialect = DIALECTS[store.name]
+    [(exists,)] = await store.query(dialect.table_exists)
+    if not exists:
+        return []
+    params: list[Any] = [tenant] if tenant is not None else []
+    params += [dialect.instant(as_instant(bound)) for bound in (since, until) if bound is not None]
+    sql = report_sql(dialect, by, tenant, since is not None, until is not None)
+    rows = [
+        UsageRow(
+            group=None if group is None else str(group),
+            requests=int(requests),
+            prompt_tokens=int(prompt),
+            completion_tokens=int(completion),
+            cached_tokens=int(cached),
+            cost_usd=None if cost is None else float(cost),
+            unpriced_requests=int(unpriced or 0),
+            errors=int(errors or 0),
+        )
+        for group, requests, prompt, completion, cached, cost, unpriced, errors in await store.query(sql, params)
+    ]
+    return sorted(rows, key=_sort_key(by))
+
+
+def reportable(store: EventStore) -> ReportableStore:
+    """The store, if it can answer report queries (both built-in stores can)."""
+    if store.name not in DIALECTS or not callable(getattr(store, "query", None)):
+        raise TypeError(f"the {store.name} event store cannot run usage reports")
+    return cast(ReportableStore, store)
+
+
+# parameters, shared by the CLI and the admin API -------------------------------------------------------
+
+
+def as_instant(value: dt.datetime | dt.date) -> dt.datetime:
+    """A date is its midnight, UTC; a naive datetime is UTC."""
+    if not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time(), UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def parse_instant(text: str, now: dt.datetime) -> dt.datetime:
+    """`YYYY-MM-DD` (midnight UTC), an ISO 8601 time (UTC unless it says otherwise), or a time ago:
+    `30m`, `12h`, `7d`, `2w`. Raises ValueError with a message for the user."""
+    text = text.strip()
+    relative = RELATIVE.match(text)
+    if relative:
+        return (now - dt.timedelta(**{RELATIVE_UNITS[relative[2]]: int(relative[1])})).replace(microsecond=0)
+    try:
+        if len(text) == 10:
+            return as_instant(dt.date.fromisoformat(text))
+        return as_instant(dt.datetime.fromisoformat(text))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date (YYYY-MM-DD), an ISO 8601 time or a time ago (30m, 12h, 7d, 2w)"
+        ) from None
+
+
+def parse_dimension(text: str) -> Dimension:
+    if text not in DIMENSIONS:
+        raise ValueError(f"{text!r} is not one of {', '.join(DIMENSIONS)}")
+    return text
+
+
+def pending_journal_files(spool_dir: Path) -> int:
+    """Journal segments in the spool that still hold events (not yet in the store, or not yet known to
+    be): a report may be missing them until a gateway replays them."""
+    try:
+        return sum(1 for path in spool_dir.glob(SEGMENT_GLOB) if path.stat().st_size > 0)
+    except OSError:
+        return 0
+
+
+def report_json(
+    rows: Sequence[UsageRow],
+    by: Dimension,
+    *,
+    tenant: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    pending_files: int,
+) -> dict[str, Any]:
+    """The report as `GET /admin/usage` and `gateway usage --json` give it."""
+    field = FIELD[by]
+    return {
+        "object": "list",
+        "by": by,
+        "tenant": tenant,
+        "since": None if since is None else since.isoformat(),
+        "until": None if until is None else until.isoformat(),
+        "data": [{field: row.group, **row.to_json()} for row in rows],
+        "totals": totals(rows).to_json(),
+        "pending_journal_files": pending_files,
+    }
+
+
+# the table `gateway usage` prints ---------------------------------------------------------------------
+
+COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd", "unpriced", "errors")
+
+
+def _cells(label: str, row: UsageRow) -> list[str]:
+    cost = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
+    numbers = (row.requests, row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.total_tokens)
+    return [label, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
+
+
+def render_table(rows: Sequence[UsageRow], by: Dimension) -> list[str]:
+    """An aligned table, one line per group and a totals line (text columns left, numbers right)."""
+    body = [_cells("(none)" if row.group is None else row.group, row) for row in rows]
+    lines = [[FIELD[by], *COLUMNS], *body, _cells("total", totals(rows))]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+
+    def format_line(cells: list[str]) -> str:
+        first, *rest = cells
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return [format_line(lines[0]), *(format_line(cells) for cells in body), rule, format_line(lines[-1])]
