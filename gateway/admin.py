@@ -20,7 +20,6 @@ from gateway.events.usage import (
     parse_instant,
     pending_journal_files,
     report_json,
-    reportable,
     usage_report,
 )
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
@@ -196,7 +195,7 @@ class UsageEndpoint:
         pipeline = self.state.pipeline
         store = pipeline.store if pipeline is not None else open_store(config)
         try:
-            rows = await usage_report(reportable(store), by=by, tenant=tenant, since=since, until=until)
+            rows = await usage_report(store, by=by, tenant=tenant, since=since, until=until)
         except StoreUnreachable as exc:
             raise ServiceUnavailable(
                 f"The usage event store is unreachable ({exc}).", code="event_store_unavailable"

@@ -33,7 +33,6 @@ from gateway.events.usage import (
     pending_journal_files,
     render_table,
     report_json,
-    reportable,
     totals,
     usage_report,
 )
@@ -185,12 +184,13 @@ def _with_store(config: EventsConfig, use: Callable[[EventStore], Awaitable[T]],
         message = f"the event store ({store_label(config)}) is unreachable: {_scrubbed(reason, config)}"
         raise CommandFailed(message, unreachable_code) from None
     except Exception as exc:
-        detail = _scrubbed(f"{type(exc).__name__}: {exc}", config)
+        detail = " ".join(_scrubbed(f"{type(exc).__name__}: {exc}", config).split())  # one line
         raise CommandFailed(f"the event store ({store_label(config)}) failed: {detail}", unreachable_code) from None
 
 
 def _usage(args: argparse.Namespace) -> int:
     events = _load(args.config).config.events
+    tenant: str | None = args.tenant or None
     now = dt.datetime.now(dt.UTC)
     try:
         since = None if args.since is None else parse_instant(args.since, now)
@@ -204,16 +204,16 @@ def _usage(args: argparse.Namespace) -> int:
         if missing  # a report does not create the file (a wrong working directory would litter one)
         else _with_store(
             events,
-            lambda store: usage_report(reportable(store), by=by, tenant=args.tenant, since=since, until=until),
+            lambda store: usage_report(store, by=by, tenant=tenant, since=since, until=until),
             unreachable_code=2,
         )
     )
     pending = pending_journal_files(Path(events.spool_dir))
     if args.json:
-        report = report_json(rows, by, tenant=args.tenant, since=since, until=until, pending_files=pending)
+        report = report_json(rows, by, tenant=tenant, since=since, until=until, pending_files=pending)
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return 0
-    scope = [f"by {by}", f"tenant {args.tenant}" if args.tenant else "all tenants"]
+    scope = [f"by {by}", f"tenant {tenant}" if tenant else "all tenants"]
     if since is not None:
         scope.append(f"since {since.isoformat()}")
     if until is not None:
@@ -227,7 +227,7 @@ def _usage(args: argparse.Namespace) -> int:
         print(f"note: {events.sqlite_path} does not exist (relative paths are from the working directory)")
     unpriced = totals(rows).unpriced_requests
     if unpriced:
-        print(f"note: {unpriced} request(s) used a model with no known price; cost_usd leaves them out")
+        print(f"note: cost_usd leaves out {unpriced} request(s) to models with no known price (+?, unknown)")
     if pending:
         print(
             f"note: {pending} journal file(s) in {events.spool_dir} hold events not yet in the store "
@@ -241,7 +241,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def migrate(store: EventStore) -> tuple[list[int], int | None]:
         applied = await store.migrate()
-        [(version,)] = await reportable(store).query(f"SELECT max(version) FROM {VERSION_TABLE}")
+        [(version,)] = await store.query(f"SELECT max(version) FROM {VERSION_TABLE}")
         return applied, version
 
     applied, version = _with_store(events, migrate, unreachable_code=1)

@@ -33,7 +33,7 @@ STORE_MODES = ("in_process", "primary", "degraded_open", "degraded_closed")
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 BUDGET_READ_TIMEOUT_S = 1.0  # a scrape waits at most this long for the budget state of all tenants
 BUDGET_READ_CONCURRENCY = 16  # tenants read at once (each read is one pipelined Redis round trip)
-BUDGET_LABELS = ["tenant", "limit", "unit", "window"]
+BUDGET_LABELS = ("tenant", "limit", "unit", "window")
 
 
 @dataclass

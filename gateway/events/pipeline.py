@@ -66,6 +66,7 @@ class EventPipeline:
         self.migrated = False
         self._queue: deque[tuple[Segment, Row]] = deque()
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -103,6 +104,7 @@ class EventPipeline:
         """Writes what is queued within `timeout_s`; what is not written stays in the journal."""
         self._closing = True
         self._wake.set()
+        self._closed.set()
         if self._writer is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
@@ -120,36 +122,53 @@ class EventPipeline:
 
     # the writer -----------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """The writer: survives anything a store raises (a bug there must not stop the journaling)."""
         while True:
-            if not self.healthy:
-                if await self._recover():
-                    self.healthy = True
-                    log.info("usage events: store %s is writable", self.store.name)
-                elif self._closing:
+            try:
+                if await self._step():
                     return
-                else:
-                    await self._sleep(self.retry_s)
-                    continue
-            if not self._queue:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                if not self._closing and len(self._queue) < self.batch_rows:
-                    await asyncio.sleep(self.linger_s)
-            while self._queue and self.healthy:
-                await self._write_queued()
+            except Exception as exc:
+                log.exception("usage event writer: unexpected failure; events stay journaled")
+                self._failed(exc)
+                self.journal.rotate()
+                for segment, _ in self._queue:
+                    segment.replay = True
+                self._queue = deque(item for item in self._queue if item[0] is _UNJOURNALED)
+                self.healthy = False
+                await self._sleep(self.retry_s)
+
+    async def _step(self) -> bool:
+        """One turn of the writer; True when it is done (closing)."""
+        if not self.healthy:
+            if await self._recover():
+                self.healthy = True
+                log.info("usage events: store %s is writable", self.store.name)
+            elif self._closing:
+                return True
+            else:
+                await self._sleep(self.retry_s)
+                return False
+        if not self._queue:
+            if self._closing:
+                return True
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._closing and len(self._queue) < self.batch_rows:
+                await asyncio.sleep(self.linger_s)
+        while self._queue and self.healthy:
+            await self._write_queued()
+        return False
 
     async def _sleep(self, seconds: float) -> None:
+        """A pause between attempts to reach the store; only closing cuts it short (not new events)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+            await asyncio.wait_for(self._closed.wait(), seconds)
 
     async def _write_queued(self) -> None:
         batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
         try:
             await self.store.write([row for _, row in batch])
-        except StoreUnreachable as exc:
+        except Exception as exc:  # StoreUnreachable, or a store's bug: either way the rows stay on disk
             self._failed(exc)
             self.journal.rotate()
             for segment, _ in batch:
@@ -191,7 +210,7 @@ class EventPipeline:
                     break
                 for segment in pending:
                     await self._replay(segment)
-        except StoreUnreachable as exc:
+        except Exception as exc:  # StoreUnreachable, or a store's bug: either way the rows stay on disk
             self._failed(exc)
             return False
         return True
@@ -212,9 +231,9 @@ class EventPipeline:
             self.stats.replayed += len(batch)
         self.journal.replayed(segment)
 
-    def _failed(self, exc: StoreUnreachable) -> None:
+    def _failed(self, exc: Exception) -> None:
         self.stats.write_failures += 1
-        message = str(exc)
+        message = str(exc) if isinstance(exc, StoreUnreachable) else f"{self.store.name}: {type(exc).__name__}"
         if message != self.stats.last_error:
             log.warning("usage events: %s; events are journaled in the spool until it returns", message)
         self.stats.last_error = message

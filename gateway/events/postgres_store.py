@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from gateway.events.migrations import POSTGRES, VERSION_TABLE
-from gateway.events.record import COLUMNS, JSON_COLUMNS
+from gateway.events.record import COLUMNS, TS_POSITION, row_values
 from gateway.events.store import Row, StoreUnreachable
 
 CALL_TIMEOUT_S = 10.0
@@ -29,12 +28,18 @@ STAGING = "usage_events_incoming"
 UTC = dt.UTC
 
 
-def _value(column: str, value: Any) -> Any:
-    if column == "ts":
-        return dt.datetime.fromtimestamp(value, UTC)
-    if column in JSON_COLUMNS:
-        return orjson.dumps(value).decode()
-    return value
+def _record(row: Row) -> list[Any]:
+    values = row_values(row)
+    values[TS_POSITION] = dt.datetime.fromtimestamp(values[TS_POSITION], UTC)
+    return values
+
+
+def unreachable(exc: Exception) -> StoreUnreachable:
+    """Any failure to talk to Postgres, by kind (a server-side SQLSTATE, or the exception's class):
+    never the DSN, which may hold a password."""
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
+        return StoreUnreachable(f"postgres: {type(exc).__name__} ({exc.sqlstate})")
+    return StoreUnreachable(f"postgres: {type(exc).__name__}")
 
 
 def partition_days(rows: Sequence[Row]) -> set[dt.date]:
@@ -64,8 +69,8 @@ class PostgresStore:
                 self._pool = await asyncpg.create_pool(
                     self._dsn, min_size=1, max_size=2, timeout=CONNECT_TIMEOUT_S, command_timeout=CALL_TIMEOUT_S
                 )
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+            except Exception as exc:  # a bad DSN too: never let the writer die on it, keep journaling
+                raise unreachable(exc) from None
         return self._pool
 
     async def migrate(self) -> list[int]:
@@ -87,12 +92,12 @@ class PostgresStore:
                     await conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ($1)", version)
                     applied.append(version)
                 return applied
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise unreachable(exc) from None
 
     async def write(self, rows: Sequence[Row]) -> None:
         pool = await self._get_pool()
-        records = [tuple(_value(c, row.get(c)) for c in COLUMNS) for row in rows]
+        records = [_record(row) for row in rows]
         missing = partition_days(rows) - self._partitions
         try:
             async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
@@ -108,11 +113,9 @@ class PostgresStore:
                         f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
                         f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
                     )
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
-        except asyncpg.PostgresError as exc:
-            # a server-side failure (disk full, shutting down ...): keep the batch, say what it was
-            raise StoreUnreachable(f"postgres: {exc.sqlstate or type(exc).__name__}") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # unreachable, or a server-side failure (disk full, shutting down ...): the batch stays on disk
+            raise unreachable(exc) from None
 
     async def _create_partitions(self, conn: asyncpg.Connection, days: set[dt.date]) -> None:
         async with conn.transaction():
@@ -126,8 +129,8 @@ class PostgresStore:
         try:
             async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
                 return [tuple(r) for r in await conn.fetch(sql, *params)]
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise StoreUnreachable(f"postgres: {type(exc).__name__}") from None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise unreachable(exc) from None
 
     async def close(self) -> None:
         if self._pool is not None:

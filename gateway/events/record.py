@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from adapters.base import Usage
 
 COLUMNS: tuple[str, ...] = (
@@ -48,6 +50,8 @@ COLUMNS: tuple[str, ...] = (
     "completion_content",  # the answer's text (log_content only)
 )
 JSON_COLUMNS = frozenset({"fallback_path", "attempts", "injection_signals", "pii_counts"})
+JSON_POSITIONS = tuple(i for i, c in enumerate(COLUMNS) if c in JSON_COLUMNS)
+TS_POSITION = COLUMNS.index("ts")
 STATUSES = ("completed", "failed", "blocked", "cancelled")
 
 
@@ -119,6 +123,14 @@ class RequestRecord:
             "prompt_content": self.prompt_content,
             "completion_content": self.completion_content,
         }
+
+
+def row_values(row: dict[str, Any]) -> list[Any]:
+    """A row in COLUMNS order, for a database: JSON columns as JSON text."""
+    values = [row.get(c) for c in COLUMNS]
+    for i in JSON_POSITIONS:
+        values[i] = orjson.dumps(values[i]).decode()
+    return values
 
 
 class UsageSink(Protocol):

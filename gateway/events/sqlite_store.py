@@ -11,26 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from gateway.events.migrations import SQLITE, VERSION_TABLE
-from gateway.events.record import COLUMNS, JSON_COLUMNS
+from gateway.events.record import COLUMNS, row_values
 from gateway.events.store import Row, StoreUnreachable
 
 T = TypeVar("T")
 INSERT = f"INSERT OR IGNORE INTO usage_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-
-
-def _value(column: str, value: Any) -> Any:
-    if column in JSON_COLUMNS:
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def row_values(row: Row) -> tuple[Any, ...]:
-    return tuple(_value(c, row.get(c)) for c in COLUMNS)
 
 
 class SqliteStore:

@@ -26,6 +26,10 @@ class EventStore(Protocol):
         idempotent). Raises StoreUnreachable when the database cannot take them."""
         ...
 
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query in the store's own dialect (usage reports); StoreUnreachable as for write."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, cast, get_args
+from typing import Any, Literal, get_args
 
 from gateway.events.journal import SEGMENT_GLOB
 from gateway.events.store import EventStore
@@ -30,10 +30,6 @@ GROUP_SQL = MappingProxyType(
     {"model": "COALESCE(model_alias, model_requested)", "key": "key_id", "tenant": "tenant", "day": None}
 )
 FIELD = MappingProxyType({"model": "model", "day": "day", "key": "key_id", "tenant": "tenant"})
-
-
-class ReportableStore(EventStore, Protocol):
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +125,7 @@ def _sort_key(by: Dimension) -> Callable[[UsageRow], tuple[Any, ...]]:
 
 
 async def usage_report(
-    store: ReportableStore,
+    store: EventStore,
     *,
     by: Dimension = "model",
     tenant: str | None = None,
@@ -160,13 +156,6 @@ async def usage_report(
         for group, requests, prompt, completion, cached, cost, unpriced, errors in await store.query(sql, params)
     ]
     return sorted(rows, key=_sort_key(by))
-
-
-def reportable(store: EventStore) -> ReportableStore:
-    """The store, if it can answer report queries (both built-in stores can)."""
-    if store.name not in DIALECTS or not callable(getattr(store, "query", None)):
-        raise TypeError(f"the {store.name} event store cannot run usage reports")
-    return cast(ReportableStore, store)
 
 
 # parameters, shared by the CLI and the admin API -------------------------------------------------------
@@ -236,11 +225,14 @@ def report_json(
 
 # the table `gateway usage` prints ---------------------------------------------------------------------
 
-COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd", "unpriced", "errors")
+COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd  ", "unpriced", "errors")
 
 
 def _cells(label: str, row: UsageRow) -> list[str]:
-    cost = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
+    # "+?": some requests of the group have no known price, the sum is a lower bound (the suffix is
+    # always two characters wide so that the decimal points line up)
+    known = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
+    cost = known + ("+?" if row.unpriced_requests and row.cost_usd is not None else "  ")
     numbers = (row.requests, row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.total_tokens)
     return [label, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
 

@@ -1,11 +1,13 @@
 """A throwaway PostgreSQL 15 on a free loopback port, in a fresh temporary directory.
 
 `PostgresServer.start()` runs `initdb` once (trust auth, superuser `gateway`, UTF8, C locale) and starts
-`postgres` listening on 127.0.0.1 only, with its unix socket inside the directory and durability turned
-off (fsync, synchronous_commit, full_page_writes) so start-up and tests are fast. The server binaries
-refuse to run as root: when the suite runs as root they run as the `postgres` OS user (on a directory
-chowned to it); otherwise as the current user. When the binaries are missing they are installed with
-apt-get (CI runs as root), so the tests that need Postgres never skip.
+`postgres` listening on 127.0.0.1 only, with its unix socket inside the directory and fsync and
+full_page_writes off so start-up and tests are fast. `synchronous_commit` stays on: a commit's WAL is
+written (to the page cache) before it is acknowledged, so an acknowledged row survives `kill()` or an
+immediate stop, as it would in production; with it off, the last ~0.2 s of acknowledged commits vanish.
+The server binaries refuse to run as root: when the suite runs as root they run as the `postgres` OS
+user (on a directory chowned to it); otherwise as the current user. When the binaries are missing
+they are installed with apt-get (CI runs as root), so the tests that need Postgres never skip.
 
 `stop()` takes the server down and keeps its data; `start()` on the same object brings it back on the
 same port (tests stop Postgres mid-run). `close()` stops it and removes the directory. Databases are
@@ -213,7 +215,6 @@ class PostgresServer:
             "port": str(self.port),
             "unix_socket_directories": str(self.directory),
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "16MB",
             "max_connections": "100",
