@@ -37,8 +37,14 @@ class StateConfig(Strict):
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
 
 
+def _postgres_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")  # the value is not echoed: it may hold a password
+    return value
+
+
 class EventsConfig(Strict):
-    postgres_dsn: str | None = None
+    postgres_dsn: Annotated[str | None, AfterValidator(_postgres_url)] = Field(None, repr=False)
     sqlite_path: str = "gateway-usage.sqlite"
     spool_dir: str = "spool"
 

@@ -24,7 +24,7 @@ def start(config: Path, port: int, env: dict[str, str] | None = None) -> subproc
     environment.update(env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
-        cwd=ROOT,
+        cwd=config.parent,  # relative paths in the config (the usage database, the spool) land there
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
