@@ -9,7 +9,10 @@ a key or a key id.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.events.record import RequestRecord
 
@@ -19,6 +22,24 @@ NONE = "none"
 OTHER = "other"
 MAX_CODES = 64  # distinct `code` label values; an error code can come from a provider's answer
 MAX_CODE_CHARS = 64
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class Children(Generic[M]):
+    """A metric's labelled children, cached: `labels()` validates and locks on every call, a dict
+    look-up does not. The cache stays small because label values are bounded."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._cache: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self.metric.labels(*values)
+        return child
 
 
 class BoundedValues:
@@ -91,16 +112,27 @@ class RequestMetrics:
             "gateway_fallbacks", "Requests that moved on to a fallback model", ["model", "fallback"], registry=registry
         )
 
+        self.requests_of = Children(self.requests)
+        self.duration_of = Children(self.duration)
+        self.ttft_of = Children(self.ttft)
+        self.upstream_of = Children(self.upstream)
+        self.tokens_of = Children(self.tokens)
+        self.cost_of = Children(self.cost)
+        self.unpriced_of = Children(self.unpriced)
+        self.blocks_of = Children(self.blocks)
+        self.retries_of = Children(self.retries)
+        self.fallbacks_of = Children(self.fallbacks)
+
     def observe(self, record: RequestRecord, known_models: frozenset[str]) -> None:
         tenant = record.tenant or NONE
         model = record.model_alias or (record.model_requested if record.model_requested in known_models else UNKNOWN)
         code = record.error_code or (str(record.http_status) if record.status != "completed" else "ok")
-        self.requests.labels(tenant, model, record.provider or NONE, record.status, self.codes(code)).inc()
-        self.duration.labels(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
+        self.requests_of(tenant, model, record.provider or NONE, record.status, self.codes(code)).inc()
+        self.duration_of(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
         if record.first_token_s is not None:
-            self.ttft.labels(tenant, model).observe(record.first_token_s)
+            self.ttft_of(tenant, model).observe(record.first_token_s)
         if record.blocked_by is not None:
-            self.blocks.labels(tenant, record.blocked_by).inc()
+            self.blocks_of(tenant, record.blocked_by).inc()
         usage = record.usage
         if usage is None:
             return
@@ -112,11 +144,11 @@ class RequestMetrics:
             ("reasoning", usage.reasoning_tokens),
         ):
             if count:
-                self.tokens.labels(tenant, model, kind).inc(count)
+                self.tokens_of(tenant, model, kind).inc(count)
         if record.cost_usd is not None:
-            self.cost.labels(tenant, model).inc(record.cost_usd)
+            self.cost_of(tenant, model).inc(record.cost_usd)
         elif usage.total_tokens:
-            self.unpriced.labels(tenant, model).inc()
+            self.unpriced_of(tenant, model).inc()
 
     def attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
-        self.upstream.labels(provider, deployment, outcome).observe(seconds)
+        self.upstream_of(provider, deployment, outcome).observe(seconds)

@@ -37,6 +37,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.errors import GatewayError
 from gateway.events.record import RequestRecord
 from gateway.http import Scope
 
@@ -94,15 +95,13 @@ def _processor(exporter: str) -> SpanProcessor:
 
 
 def _error_type(exc: BaseException) -> tuple[str, int]:
-    """A failure's class (its error code, never its message) and status; an attempt's failure wraps
-    the gateway error it becomes in `.error`."""
-    error = getattr(exc, "error", exc)
-    code = getattr(error, "code", None) or getattr(error, "type", None)
-    status = getattr(error, "status", 500)
-    return (
-        code if isinstance(code, str) and code else type(error).__qualname__,
-        status if isinstance(status, int) else 500,
-    )
+    """A failure's class (its error code, never its message) and HTTP status; a failed attempt
+    (failover.AttemptFailed) carries the gateway error it becomes in `.error`."""
+    wrapped = getattr(exc, "error", None)
+    error = wrapped if isinstance(wrapped, GatewayError) else exc
+    if isinstance(error, GatewayError):
+        return error.code or error.type, error.status
+    return type(error).__qualname__, 500
 
 
 class Tracing:
