@@ -129,6 +129,8 @@ class ChatEndpoint(ModelEndpoint):
 
         result = await self.state.failover.run(route, call.identity.tenant, record, attempt)
         record.usage = result.usage
+        answered = result.body.get("model")
+        record.response_model = answered if isinstance(answered, str) else None
         if call.identity.tenant.log_content:  # before the placeholders are put back
             record.completion_content = guard.loggable(completion_text(result.body))
         guard.restore_completion(result.body)
@@ -159,6 +161,8 @@ class ChatEndpoint(ModelEndpoint):
         def frames(chunks: list[JSON]) -> list[bytes]:
             out = []
             for chunk in chunks:
+                if record.response_model is None and isinstance(chunk.get("model"), str):
+                    record.response_model = chunk["model"]
                 if hide_usage and not chunk.get("choices") and "usage" in chunk:
                     continue
                 if logged is not None:

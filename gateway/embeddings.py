@@ -42,6 +42,8 @@ class EmbeddingsEndpoint(ModelEndpoint):
 
         result = await self.state.failover.run(route, call.identity.tenant, call.record, attempt)
         call.record.usage = result.usage
+        answered = result.body.get("model")
+        call.record.response_model = answered if isinstance(answered, str) else None
         call.record.status, call.record.http_status = "completed", 200
         call.finish()
         await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)

@@ -54,6 +54,8 @@ class Call:
 
     async def admit(self, store: ReservationStore, model: str, prompt_tokens: int, output_tokens: int) -> None:
         """Reserve the worst case against the tenant's budgets and rate limits (429 when it does not fit)."""
+        if not self.identity.tenant.limits:
+            return
         with self.tracing.span("gateway.policy.budget"):
             self.reservation = await admit(
                 store,

@@ -7,6 +7,7 @@ provider rejecting *our* credentials, or failing, is a 502 that names the provid
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from adapters.base import ProviderError
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
@@ -28,7 +29,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_S)
 
 
+def without_credentials(message: str, deployment: Deployment) -> str:
+    """A provider may quote the key it was sent ("Incorrect API key provided: sk-..."): never pass it on."""
+    target = deployment.target
+    for secret in (target.api_key, *(value for _, value in target.headers)):
+        if secret and len(secret) >= 8 and secret in message:
+            message = message.replace(secret, "[REDACTED]")
+    return message
+
+
 def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:
+    err = replace(err, message=without_credentials(err.message, deployment))
     name = deployment.target.provider
     status = err.status
     if status in (401, 403):

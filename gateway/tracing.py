@@ -210,7 +210,7 @@ class Tracing:
         }
         optional: dict[str, Any] = {
             "gen_ai.request.model": record.model_requested,
-            "gen_ai.response.model": record.upstream_model,
+            "gen_ai.response.model": record.response_model or record.upstream_model,
             "gateway.tenant": record.tenant,
             "gateway.provider": record.provider,
             "gateway.deployment": record.deployment,

@@ -86,6 +86,7 @@ class RequestRecord:
     prompt_content: str | None = None
     completion_content: str | None = None
     emitted: bool = False  # not a column: set once the record has gone out
+    response_model: str | None = None  # not a column: the model the provider says answered (traces)
 
     def to_row(self) -> dict[str, Any]:
         usage = self.usage or Usage()

@@ -725,4 +725,6 @@ tenants: {t: {credentials: {o: {api_key: "sk-secret-tenant"}}}}
 def test_a_postgres_dsn_that_is_not_a_url_is_refused_without_echoing_it() -> None:
     problems = problems_of("events: {postgres_dsn: 'host=db user=u password=hunter2'}")
     assert problems == ["events.postgres_dsn: must be a postgresql:// URL"]
-    assert load_text("events: {postgres_dsn: 'postgres://u:p@db/x'}").config.events.postgres_dsn == "postgres://u:p@db/x"
+    assert (
+        load_text("events: {postgres_dsn: 'postgres://u:p@db/x'}").config.events.postgres_dsn == "postgres://u:p@db/x"
+    )
