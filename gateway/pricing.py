@@ -1,12 +1,15 @@
 """What tokens cost: a built-in table (USD per 1M tokens), overridden by the config's `pricing:`.
 
-Looked up by model alias first (what the client asked for), then by the upstream model name. An
-unknown price is `None`, never zero: a USD budget cannot be enforced on a model without a price.
+Looked up by model alias first (what the client asked for), then by the upstream model name, each
+also without a dated snapshot suffix. An unknown price is `None`, never zero: a USD budget cannot be
+enforced on a model without a price. Not modelled: long-context surcharges (GPT-5.4 above 272K input
+tokens), batch and priority tiers; override with `pricing:` where they apply.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -14,7 +17,7 @@ from types import MappingProxyType
 from adapters.base import Usage
 from gateway.config.schema import PriceConfig
 
-PRICE_TABLE_VERSION = "2026-11-01"
+PRICE_TABLE_VERSION = "2026-11-22"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,13 @@ class Price:
 
 BUILT_IN: Mapping[str, Price] = MappingProxyType(
     {
+        "gpt-5.5": Price(5.00, 30.00, 0.50),
+        "gpt-5.4": Price(2.50, 15.00, 0.25),
+        "gpt-5.4-mini": Price(0.75, 4.50, 0.075),
+        "gpt-5.4-nano": Price(0.20, 1.25, 0.02),
+        "gpt-5": Price(1.25, 10.00, 0.125),
+        "gpt-5-mini": Price(0.25, 2.00, 0.025),
+        "gpt-5-nano": Price(0.05, 0.40, 0.005),
         "gpt-4o": Price(2.50, 10.00, 1.25),
         "gpt-4o-mini": Price(0.15, 0.60, 0.075),
         "gpt-4.1": Price(2.00, 8.00, 0.50),
@@ -52,13 +62,30 @@ BUILT_IN: Mapping[str, Price] = MappingProxyType(
         "claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08, 1.00),
         "claude-3-5-haiku-20241022": Price(0.80, 4.00, 0.08, 1.00),
         "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
+        "claude-opus-4-6": Price(5.00, 25.00, 0.50, 6.25),
+        "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25),
+        "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75),
         "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
+        "claude-sonnet-4-0": Price(3.00, 15.00, 0.30, 3.75),
+        "claude-opus-4-0": Price(15.00, 75.00, 1.50, 18.75),
         "claude-3-7-sonnet-latest": Price(3.00, 15.00, 0.30, 3.75),
         "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
         "mock-1": Price(0.0, 0.0),  # the built-in mock provider's models cost nothing
         "mock-embedding": Price(0.0, 0.0),
     }
 )
+
+
+SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+def look_up(prices: Mapping[str, Price], name: str) -> Price | None:
+    """By exact name, else without a dated snapshot suffix (claude-haiku-4-5-20251001, gpt-4o-2024-08-06)."""
+    price = prices.get(name)
+    if price is None:
+        base = SNAPSHOT_SUFFIX.sub("", name)
+        price = prices.get(base) if base != name else None
+    return price
 
 
 def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:

@@ -32,7 +32,7 @@ from gateway.config.schema import (
     TenantConfig,
 )
 from gateway.guardrails import TenantGuard, build_guard
-from gateway.pricing import Price, price_table
+from gateway.pricing import Price, look_up, price_table
 from policies.budgets import LimitSpec
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner
@@ -143,7 +143,7 @@ def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price
             return []
         seen.add(alias)
         model = config.models[alias]
-        found = [prices.get(alias) or prices.get(d.model) for d in model.deployments]
+        found = [look_up(prices, alias) or look_up(prices, d.model) for d in model.deployments]
         for fallback in model.fallbacks:
             found += candidates(fallback, seen)
         return found
@@ -207,7 +207,7 @@ def _route(
         if d.weight == 0:
             continue
         target = _target(config, d.provider, d.model, credentials.get(d.provider))
-        price = prices.get(alias) or prices.get(d.model)
+        price = look_up(prices, alias) or look_up(prices, d.model)
         deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price))
     first_byte = model.first_byte_timeout_s
     return ModelRoute(
