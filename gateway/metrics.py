@@ -194,6 +194,16 @@ def event_metrics(pipeline: EventPipeline) -> Iterator[Metric]:
     )
 
 
+def task_metrics() -> Iterator[Metric]:
+    """Tasks alive in this worker's event loop (the harness's soak checks they return to baseline). The
+    endpoint renders inside the loop; a collect from elsewhere (no running loop) leaves the gauge out."""
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:
+        return
+    yield GaugeMetricFamily("gateway_asyncio_tasks", "Asyncio tasks alive in this worker's event loop", value=tasks)
+
+
 class LiveStateCollector(Collector):
     def __init__(self, state: GatewayState, budgets: BudgetReadings) -> None:
         self.state = state
@@ -205,6 +215,7 @@ class LiveStateCollector(Collector):
         if self.state.pipeline is not None:
             yield from event_metrics(self.state.pipeline)
         yield from budget_metrics(self.budgets)
+        yield from task_metrics()
 
 
 class MetricsEndpoint:

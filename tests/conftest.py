@@ -105,11 +105,8 @@ tenants:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One throwaway redis-server for the session (installed with apt-get when missing)."""
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -137,18 +134,12 @@ def gateway(gateway_server: RunningGateway, upstream: MockUpstream) -> RunningGa
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL 15 for the session, started on first use; `fresh_database()` isolates tests."""
-    server = PostgresServer().start()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
 def prometheus_server() -> Iterator[PrometheusServer]:
     """One throwaway Prometheus for the session, started on first use with no targets (see `set_targets`)."""
-    server = PrometheusServer().start()
-    try:
+    with PrometheusServer() as server:
         yield server
-    finally:
-        server.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,35 +12,10 @@ import httpx
 import pytest
 
 from tests.support.gateway import free_port, sha
+from tests.support.serve import serve, shut_down, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_KEY = "sk-gw-demo-key-for-acme"
-
-
-def start(config: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    environment.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
-        cwd=config.parent,  # relative paths in the config (the usage database, the spool) land there
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_ready(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gateway exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("gateway did not become ready")
 
 
 @pytest.fixture
@@ -50,16 +23,12 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.example.yaml").read_text())
     port = free_port()
-    process = start(config, port)
+    process = serve(config, port)
     try:
         wait_ready(port, process)
         yield process, port, config
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        shut_down(process)
 
 
 def chat(port: int, key: str = EXAMPLE_KEY) -> httpx.Response:

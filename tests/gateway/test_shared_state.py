@@ -4,8 +4,6 @@ unreachable Redis never makes a request hang, under both `state.on_error` modes.
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +17,9 @@ from gateway.runtime import tenant_limits
 from gateway.state_store import REDIS_TIMEOUT_S
 from policies.budgets import LimitState
 from policies.redis_store import RedisStore
-from tests.gateway.test_serve import start, wait_ready
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.redis_server import BlackHole, RedisServer
+from tests.support.serve import serve, shut_down, wait_ready
 from tests.support.upstream import MockUpstream
 
 KEY = "sk-test-shared-0001"
@@ -94,7 +92,10 @@ def test_unreachable_redis_answers_within_the_timeout(upstream: MockUpstream, on
     assert f'gateway_state_store_mode{{mode="{mode}"}} 1.0' in metrics
     if expected == 503:
         assert response.json()["error"]["code"] == "state_store_unavailable"
-    assert max(timings) < REDIS_TIMEOUT_S + 0.05 + 0.1, timings  # Redis timeout + 50 ms (+ local HTTP round trip)
+    # bounded, not hung: the first call waits out the Redis timeout, the next ones know Redis is down
+    # (generous margins: this is a correctness test on a shared machine, not a benchmark)
+    assert timings[0] < REDIS_TIMEOUT_S + 1.0, timings
+    assert max(timings[1:]) < REDIS_TIMEOUT_S, timings
 
 
 @pytest.fixture
@@ -103,19 +104,13 @@ def two_gateway_processes(redis_server: RedisServer, upstream: MockUpstream, tmp
     config_path = tmp_path / "config.yaml"
     config_path.write_text(config(upstream, redis_server.url))
     ports = [free_port(), free_port()]
-    processes = [start(config_path, port) for port in ports]
+    processes = [serve(config_path, port) for port in ports]
     try:
         for port, process in zip(ports, processes, strict=True):
             wait_ready(port, process)
         yield [f"http://127.0.0.1:{port}" for port in ports]
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        shut_down(*processes)
 
 
 def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_budget(

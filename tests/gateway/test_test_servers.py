@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests.support.postgres_server import PostgresServer
 from tests.support.prometheus_server import PrometheusError, PrometheusServer
-from tests.support.redis_server import free_port
+from tests.support.scratch_server import free_port
 
 
 async def fetch_values(dsn: str) -> list[str]:

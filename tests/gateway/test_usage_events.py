@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +21,7 @@ import pytest
 
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.postgres_server import PostgresServer
+from tests.support.serve import serve, shut_down, wait_ready
 from tests.support.upstream import Behaviour, MockUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,31 +211,6 @@ def test_postgres_stopped_mid_run_loses_nothing_and_duplicates_nothing(
     assert journal_rows(spool) == 0  # the spool was emptied
 
 
-def serve(config_path: Path, port: int) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config_path), "--port", str(port)],
-        cwd=config_path.parent,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_ready(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gateway exited: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("gateway did not become ready")
-
-
 def hammer(port: int, stop: threading.Event, answered: list[str]) -> None:
     """Sends requests until `stop`; keeps the request id of every response that arrived whole."""
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -264,9 +237,12 @@ def hammer(port: int, stop: threading.Event, answered: list[str]) -> None:
                 return  # the gateway is gone
 
 
+@pytest.mark.parametrize("postgres_down", [False, True], ids=["postgres-up", "postgres-down-at-kill"])
 def test_sigkill_mid_run_then_restart_replays_every_answered_request_once(
-    upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path
+    upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path, postgres_down: bool
 ) -> None:
+    """Killed while rows wait in the queue (Postgres up), or while they exist only in the journal
+    (Postgres down since mid-run): either way the next process replays every answered request."""
     upstream.reset()
     upstream.behaviour = Behaviour(delay_s=0.005)
     dsn = postgres_server.fresh_database("events_sigkill")
@@ -282,23 +258,27 @@ def test_sigkill_mid_run_then_restart_replays_every_answered_request_once(
             for _ in range(8):
                 pool.submit(hammer, port, stop, answered)
             deadline = time.monotonic() + 30
+            while len(answered) < 200 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if postgres_down:
+                postgres_server.stop(mode="immediate")
             while len(answered) < 400 and time.monotonic() < deadline:
                 time.sleep(0.01)
             process.send_signal(signal.SIGKILL)  # mid-run: 8 clients have requests in flight
             process.wait(10)
             stop.set()
         assert len(answered) >= 400
-        in_database_at_kill = {row["request_id"] for row in pg_rows(dsn)}
-        assert set(answered) - in_database_at_kill, "every row was written before the kill: nothing to prove"
+        if postgres_down:
+            postgres_server.start()
+            in_database_at_kill = {row["request_id"] for row in pg_rows(dsn)}
+            assert set(answered) - in_database_at_kill, "every row was written before the kill: nothing to prove"
         process = serve(config_path, port)  # the same spool: it adopts the dead process's journal
         wait_ready(port, process)
         rows = wait_for(lambda: pg_rows(dsn), len(answered), timeout_s=30)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if not postgres_server.running:
+            postgres_server.start()
+        shut_down(process)
     ids = [row["request_id"] for row in rows]
     assert len(ids) == len(set(ids))  # no duplicates
     missing = set(answered) - set(ids)

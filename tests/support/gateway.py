@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import tempfile
 import threading
 import time
@@ -17,14 +16,9 @@ from gateway.app import build_app
 from gateway.config.loader import load_text
 from gateway.runtime import build_runtime
 from gateway.state import GatewayState
+from tests.support.scratch_server import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sha(value: str) -> str:

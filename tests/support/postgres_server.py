@@ -10,13 +10,13 @@ user (on a directory chowned to it); otherwise as the current user. When the bin
 they are installed with apt-get (CI runs as root), so the tests that need Postgres never skip.
 
 `stop()` takes the server down and keeps its data; `start()` on the same object brings it back on the
-same port (tests stop Postgres mid-run). `close()` stops it and removes the directory. Databases are
-created with `psql` from the same installation, so this module needs no Python driver.
+same port (tests stop Postgres mid-run). `close()` stops it and removes the directory (the lifecycle is
+`ScratchServer`'s). Databases are created with `psql` from the same installation, so this module needs no
+Python driver.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
@@ -27,13 +27,12 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from tests.support.redis_server import free_port
+from tests.support.scratch_server import ScratchServer, apt_install, free_port
 
 BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin")
 OS_USER = "postgres"
@@ -44,26 +43,6 @@ SHUTDOWN_SIGNALS: dict[str, signal.Signals] = {
     "immediate": signal.SIGQUIT,  # no checkpoint: the next start runs crash recovery, like after a crash
 }
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def apt_install(*packages: str) -> None:
-    """`apt-get install` without letting a package's postinst start its service (policy-rc.d exits 101)."""
-    policy = Path("/usr/sbin/policy-rc.d")
-    created = not policy.exists()
-    if created:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
-        subprocess.run(
-            ["sh", "-c", f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(packages)}"],
-            check=True,
-            env=env,
-            timeout=900,
-        )
-    finally:
-        if created:
-            policy.unlink(missing_ok=True)
 
 
 def find_bin_dir() -> Path:
@@ -107,16 +86,6 @@ def traversable_temp_root() -> str:
     return str(path)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 def quote_identifier(name: str) -> str:
     if not IDENTIFIER.match(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
@@ -124,7 +93,8 @@ def quote_identifier(name: str) -> str:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(ScratchServer):
+    name: ClassVar[str] = "postgres"
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     user: str = "gateway"
@@ -133,16 +103,10 @@ class PostgresServer:
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="postgres-test-", dir=traversable_temp_root()))
     )
     process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-    _atexit_registered: bool = field(default=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "postgres.log"
 
     @property
     def dsn(self) -> str:
@@ -150,10 +114,6 @@ class PostgresServer:
 
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     # -- running the server binaries as a non-root user -------------------------------------------------
 
@@ -197,19 +157,15 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed ({result.returncode}): {result.stderr.decode(errors='replace')}")
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
+    # -- lifecycle (the rest is ScratchServer's) ----------------------------------------------------------
 
-    def start(self, timeout_s: float = 30.0) -> PostgresServer:
-        """Starts the server (running initdb and creating `database` the first time); returns self."""
-        if self.running:
-            return self
+    def _popen_options(self) -> dict[str, Any]:
+        return self._as_server_user()
+
+    def _prepare(self) -> list[str]:
         bin_dir = find_bin_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        first_start = not (self.data_dir / "PG_VERSION").exists()
-        if first_start:
+        if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(bin_dir)
-        if not port_is_free(self.host, self.port):
-            raise RuntimeError(f"cannot start PostgreSQL: {self.host}:{self.port} is already in use by something else")
         settings = {
             "listen_addresses": self.host,
             "port": str(self.port),
@@ -225,74 +181,39 @@ class PostgresServer:
             "logging_collector": "off",
             "log_min_messages": "warning",
         }
-        if self._log is None:
-            self._log = self.log_path.open("ab")
-        self._log.write(f"--- start on port {self.port} ---\n".encode())
-        self._log.flush()
-        self.process = subprocess.Popen(
-            [
-                tool(bin_dir, "postgres"),
-                "-D",
-                str(self.data_dir),
-                *(arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            cwd=self.directory,
-            start_new_session=True,  # a ^C in the test run must not reach the server before close() does
-            **self._as_server_user(),
-        )
-        if not self._atexit_registered:
-            atexit.register(self.close)
-            self._atexit_registered = True
-        self._wait_ready(timeout_s)
+        return [
+            tool(bin_dir, "postgres"),
+            "-D",
+            str(self.data_dir),
+            *(arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")),
+        ]
+
+    def _ready(self) -> bool:
+        """Ready when postmaster.pid says so (what `pg_ctl -w` checks) and the TCP port accepts connections."""
+        assert self.process is not None
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        if len(lines) < 8 or lines[0].strip() != str(self.process.pid) or lines[7].strip() != "ready":
+            return False
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+            return True
+        return False
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        """Starts the server (running initdb and creating `database` the first time); returns self."""
+        first_start = not (self.data_dir / "PG_VERSION").exists()
+        super().start(timeout_s)
         if first_start and self.database != "postgres":
             self.psql(f"CREATE DATABASE {quote_identifier(self.database)}", database="postgres")
         return self
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        """Ready when postmaster.pid says so (what `pg_ctl -w` checks) and the TCP port accepts connections."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        pid_file = self.data_dir / "postmaster.pid"
-        while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise RuntimeError(f"postgres exited with {code} (port {self.port}):\n{self.log_tail()}")
-            try:
-                lines = pid_file.read_text().splitlines()
-            except (FileNotFoundError, PermissionError):
-                lines = []
-            if len(lines) >= 8 and lines[0].strip() == str(self.process.pid) and lines[7].strip() == "ready":
-                with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            if time.monotonic() > deadline:
-                self.stop(mode="immediate")
-                raise RuntimeError(
-                    f"postgres did not become ready in {timeout_s}s (port {self.port}):\n{self.log_tail()}"
-                )
-            time.sleep(0.02)
 
     def stop(self, mode: ShutdownMode = "fast", timeout_s: float = 30.0) -> None:
         """Takes the server down; the port, directory and data stay, so `start()` brings the same server back.
 
         `fast` is a clean shutdown; `immediate` skips the checkpoint (crash recovery on the next start)."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(SHUTDOWN_SIGNALS[mode])
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGQUIT)
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-        self.process = None
+        self._stop_process((SHUTDOWN_SIGNALS[mode], timeout_s), (signal.SIGQUIT, 10.0))
 
     def kill(self) -> None:
         """An abrupt outage: immediate shutdown, no checkpoint; `start()` then runs crash recovery."""
@@ -301,28 +222,6 @@ class PostgresServer:
     def restart(self, mode: ShutdownMode = "fast") -> None:
         self.stop(mode=mode)
         self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._atexit_registered:
-            atexit.unregister(self.close)
-            self._atexit_registered = False
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     # -- SQL over psql (no Python driver needed) ---------------------------------------------------------
 

@@ -2,17 +2,14 @@
 
 `PrometheusServer.start()` installs the Debian `prometheus` package with apt-get when the binary is
 missing (the package's service is not started: policy-rc.d denies it) and runs its own server with a
-generated config, its TSDB in a temporary directory and the lifecycle and admin APIs enabled. One
-session-scoped server can be pointed at different gateways with `set_targets()` (a config reload).
-Only the standard library is used to talk to it.
+generated config, its TSDB in a temporary directory and the lifecycle and admin APIs enabled (the
+process's own lifecycle is `ScratchServer`'s). One session-scoped server can be pointed at different
+gateways with `set_targets()` (a config reload). Only the standard library is used to talk to it.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -22,10 +19,9 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
-from tests.support.postgres_server import apt_install, port_is_free
-from tests.support.redis_server import free_port
+from tests.support.scratch_server import ScratchServer, free_port, installed_binary
 
 JOB = "gateway"
 
@@ -34,18 +30,9 @@ class PrometheusError(RuntimeError):
     """An error answer from Prometheus' HTTP API (the message carries its errorType and error)."""
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or next((p for p in ["/usr/bin/prometheus"] if Path(p).exists()), None)
-    if found is None and os.geteuid() == 0:
-        apt_install("prometheus")
-        found = shutil.which("prometheus") or next((p for p in ["/usr/bin/prometheus"] if Path(p).exists()), None)
-    if found is None:
-        raise RuntimeError("prometheus is not installed and apt-get did not provide it")
-    return found
-
-
 @dataclass
-class PrometheusServer:
+class PrometheusServer(ScratchServer):
+    name: ClassVar[str] = "prometheus"
     targets: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
@@ -53,8 +40,6 @@ class PrometheusServer:
     metrics_path: str = "/metrics"
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="prometheus-test-")))
     process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-    _atexit_registered: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -63,10 +48,6 @@ class PrometheusServer:
     @property
     def config_path(self) -> Path:
         return self.directory / "prometheus.yml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "prometheus.log"
 
     def _write_config(self) -> None:
         interval = f"{round(self.scrape_interval_s * 1000)}ms"
@@ -81,88 +62,28 @@ class PrometheusServer:
         temporary.write_text(json.dumps(config, indent=2))  # JSON is YAML
         temporary.replace(self.config_path)
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
+    # -- lifecycle (the rest is ScratchServer's) ----------------------------------------------------------
 
-    def start(self, timeout_s: float = 30.0) -> PrometheusServer:
-        if self.process is not None and self.process.poll() is None:
-            return self
-        binary = prometheus_binary()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if not port_is_free(self.host, self.port):
-            raise RuntimeError(f"cannot start Prometheus: {self.host}:{self.port} is already in use")
+    def _prepare(self) -> list[str]:
+        binary = installed_binary("prometheus", "prometheus")
         self._write_config()
-        if self._log is None:
-            self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={self.config_path}",
-                f"--web.listen-address={self.host}:{self.port}",
-                f"--storage.tsdb.path={self.directory / 'data'}",
-                "--storage.tsdb.retention.time=1d",
-                "--web.enable-lifecycle",  # POST /-/reload
-                "--web.enable-admin-api",  # delete_series()
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            cwd=self.directory,
-            start_new_session=True,
-        )
-        if not self._atexit_registered:
-            atexit.register(self.close)
-            self._atexit_registered = True
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise RuntimeError(f"prometheus exited with {code} (port {self.port}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"prometheus did not become ready in {timeout_s}s:\n{self.log_tail()}")
-            time.sleep(0.05)
+        return [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--web.listen-address={self.host}:{self.port}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            "--storage.tsdb.retention.time=1d",
+            "--web.enable-lifecycle",  # POST /-/reload
+            "--web.enable-admin-api",  # delete_series()
+            "--log.level=warn",
+        ]
 
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def close(self) -> None:
-        self.stop()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._atexit_registered:
-            atexit.unregister(self.close)
-            self._atexit_registered = False
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 30) -> str:
+    def _ready(self) -> bool:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     # -- HTTP API ----------------------------------------------------------------------------------------
 
@@ -238,7 +159,7 @@ class PrometheusServer:
         """Points the scrape job at `targets` (config reload) and waits until Prometheus uses that exact set.
 
         Takes 3-6 s: Prometheus 2.x applies discovered targets on a fixed 5 s tick (not configurable)."""
-        if list(targets) == self.targets and self.process is not None and self.process.poll() is None:
+        if list(targets) == self.targets and self.running:
             return
         self.targets = list(targets)
         self._write_config()
