@@ -194,18 +194,15 @@ class ModelEndpoint(ABC):
         record.provider, record.upstream_model = deployment.target.provider, deployment.target.model
 
     async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:
-        """Send `request` and read the whole answer within the route's total timeout (one attempt)."""
+        """Send `request` and read the whole answer (one attempt). The route's total timeout is the
+        failover's, around every attempt together; the first byte's is the upstream client's."""
+        response = await self.open_upstream(request, route, deployment)
         try:
-            async with asyncio.timeout(route.timeouts.total_s):
-                response = await self.open_upstream(request, route, deployment)
-                try:
-                    body = await response.read()
-                except UpstreamConnectError as exc:
-                    raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
-                finally:
-                    response.close()
-        except TimeoutError:
-            raise AttemptFailed(timeout_failure(deployment), True, True) from None
+            body = await response.read()
+        except UpstreamConnectError as exc:
+            raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+        finally:
+            response.close()
         return FetchedAnswer(response.status, body, response.header("retry-after"))
 
     async def open_upstream(
