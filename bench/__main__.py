@@ -1,0 +1,122 @@
+"""The benchmark harness, one command (from the repository root):
+
+    .venv/bin/python -m bench                      # direct, floor, gateway (+ LiteLLM if installed): ~3 min
+    .venv/bin/python -m bench --quick              # the same, short (a smoke run, ~1 min)
+    .venv/bin/python -m bench --soak 10m           # the gateway under 32 connections: RSS growth, fds, tasks
+    .venv/bin/python -m bench --workers-scaling    # 1 vs 2 workers, nothing pinned, CPU split
+
+See bench/README.md for what each part measures and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType, MappingProxyType
+from typing import NoReturn
+
+from bench import report
+from bench.runs import ALL_CPUS, LOAD_CPUS, TARGETS, Lab, Settings, compare, say, scaling, settings_dict, soak
+from bench.servers import REPO, ensure_tools
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+UNITS = MappingProxyType({"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0})
+
+
+def duration(text: str) -> float:
+    match = DURATION.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 8s, 10m, 1h)")
+    return float(match.group(1)) * UNITS[match.group(2) or "s"]
+
+
+def targets(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(TARGETS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    root.add_argument("--quick", action="store_true", help="short points (3 s, 1 s warm-up), fewer stream requests")
+    root.add_argument("--duration", type=duration, help="measured time per point (default 8s; --quick 3s)")
+    root.add_argument("--warmup", type=duration, help="warm-up before each point (default 3s; --quick 1s)")
+    root.add_argument(
+        "--only", type=targets, default=TARGETS, help=f"comma-separated targets among {','.join(TARGETS)}"
+    )
+    root.add_argument("--ttft-requests", type=int, help="sequential streamed requests per target (default 1000)")
+    root.add_argument("--soak", type=duration, metavar="DURATION", help="soak the gateway instead (e.g. 10m)")
+    root.add_argument("--workers-scaling", action="store_true", help="gateway with 1 vs 2 workers instead")
+    root.add_argument("--no-install", action="store_true", help="never apt-get install a missing tool")
+    root.add_argument("--no-save", action="store_true", help="do not write the JSON file")
+    return root
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    quick = args.quick
+    return Settings(
+        duration_s=args.duration or (3.0 if quick else 8.0),
+        warmup_s=args.warmup if args.warmup is not None else (1.0 if quick else 3.0),
+        settle_s=2.0 if quick else 3.0,
+        ttft_requests=args.ttft_requests or (200 if quick else 1000),
+        ttft_warmup=20 if quick else 50,
+        slow_requests=5 if quick else 20,
+        quick=quick,
+        only=args.only,
+    )
+
+
+def interrupted(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if len(ALL_CPUS) < 2:
+        say("bench: needs 2 CPUs (the server under test on CPU 1, load and mock on CPU 0)")
+        return 2
+    settings = settings_from(args)
+    ensure_tools(install=not args.no_install)
+    signal.signal(signal.SIGTERM, interrupted)  # the same clean-up as ^C
+    # The harness (its streaming client, samplers) and what it starts unpinned run with the load generator.
+    os.sched_setaffinity(0, LOAD_CPUS)
+    modes = [m for m, on in (("soak", args.soak), ("scaling", args.workers_scaling)) if on] or ["compare"]
+    result: dict[str, object] = {
+        "date": report.now_utc(),
+        "modes": modes,
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": settings_dict(settings),
+        "versions": report.versions(),
+        "machine": report.machine(),
+    }
+    verdicts: list[dict[str, object]] = []
+    try:
+        with Lab.open(LOAD_CPUS) as lab:
+            if "compare" in modes:
+                result["compare"] = outcome = compare(lab, settings)
+                verdicts.extend(report.compare_verdicts(outcome["targets"]))  # type: ignore[arg-type]
+            if args.soak:
+                result["soak"] = soaked = soak(lab, settings, args.soak)
+                verdicts.extend(report.soak_verdicts(soaked))
+            if args.workers_scaling:
+                result["scaling"] = scaling(lab, settings)
+    except KeyboardInterrupt:
+        say("bench: interrupted; every process it started has been stopped")
+        return 130
+    result["verdicts"] = verdicts
+    report.print_report(result)
+    if not args.no_save:
+        say(f"results: {report.write_json(result, settings.quick).relative_to(REPO)}")
+    return 1 if any(v["pass"] is False for v in verdicts if "without errors" in str(v["check"])) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

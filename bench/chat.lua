@@ -1,0 +1,14 @@
+-- wrk script (adapted from ../shared/bench/chat.lua): POST an OpenAI chat completion with a bearer key
+-- (BENCH_KEY, BENCH_MODEL from the environment); prints one RESULT line that bench/load.py parses.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "sk-bench")
+wrk.body = '{"model":"' .. (os.getenv("BENCH_MODEL") or "gpt-4o-mini") .. '","messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"max_tokens":64}'
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f errors=%d non2xx=%d requests=%d duration_s=%.3f\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.requests, summary.duration / 1e6))
+end
