@@ -31,7 +31,7 @@ from gateway.events.store import EventStore, Row, StoreUnreachable
 log = logging.getLogger("gateway.events")
 BATCH_ROWS = 500
 QUEUE_ROWS = 20_000
-LINGER_S = 0.05  # how long the writer waits for a batch to fill once an event is queued
+LINGER_S = 0.2  # how long the writer waits for a batch to fill once an event is queued (fewer, larger batches)
 RETRY_S = 1.0
 
 

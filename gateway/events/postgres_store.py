@@ -62,6 +62,7 @@ class PostgresStore:
         self._dsn = dsn
         self._pool: asyncpg.Pool | None = None
         self._partitions: set[dt.date] = set()
+        self._staged: set[int] = set()  # backend pids whose session has the staging table
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -103,18 +104,23 @@ class PostgresStore:
             async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
                 if missing:
                     await self._create_partitions(conn, missing)
-                async with conn.transaction():
+                backend = conn.get_server_pid()
+                if backend not in self._staged:
                     await conn.execute(
                         f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "
                         "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                     )
+                    self._staged.add(backend)
+                async with conn.transaction():
                     await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
                     await conn.execute(
                         f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
                         f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
                     )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            # unreachable, or a server-side failure (disk full, shutting down ...): the batch stays on disk
+            # unreachable, or a server-side failure (disk full, shutting down ...): the batch stays on disk;
+            # sessions may be new after this (a backend pid can be reused), so the staging table is made again
+            self._staged.clear()
             raise unreachable(exc) from None
 
     async def _create_partitions(self, conn: asyncpg.Connection, days: set[dt.date]) -> None:
