@@ -229,10 +229,14 @@ def test_retries_fallbacks_and_circuits(gateway: RunningGateway, upstream: MockU
 
 
 def test_event_pipeline_counts_rows_written(gateway: RunningGateway) -> None:
+    store = {"store": "sqlite"}
+    deadline = time.monotonic() + 10
+    while scrape(gateway)("gateway_event_store_healthy", **store) != 1:  # migrated: events go by the queue
+        assert time.monotonic() < deadline, "the event store never became writable"
+        time.sleep(0.05)
     before = scrape(gateway)
     for _ in range(4):
         assert chat(gateway, KEY, model="gpt").status_code == 200
-    store = {"store": "sqlite"}
     deadline = time.monotonic() + 5
     while True:
         after = scrape(gateway)
