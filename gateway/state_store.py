@@ -4,34 +4,32 @@ shared by every worker and replica, behind a guard that bounds each call and app
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
-
 from gateway.config.schema import StateConfig
 from policies.budgets import MemoryStore, ReservationStore
+from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, RedisStore
 
 REDIS_TIMEOUT_S = 1.0  # every Redis call answers, or gives up, within this
 # Short enough that no request hangs on an unreachable Redis; long enough that a busy event loop (a
 # saturated worker queues its Redis replies behind other work) is not taken for an outage: at 0.25 s,
 # 500 concurrent requests on one worker produced false "unreachable" verdicts.
-REDIS_POOL_SIZE = 64
+REDIS_CONNECTIONS = 2  # calls are pipelined: a few connections carry any number of concurrent calls
+REDIS_STALL_S = 5.0  # a connection with calls pending and no byte back for this long is dropped and replaced
 
 
 class StateStore:
     def __init__(self, config: StateConfig) -> None:
-        self._client: Redis | None = None
+        self._client: RedisClient | None = None
         self._guarded: GuardedStore | None = None
         if config.redis_url is None:
             self.store: ReservationStore = MemoryStore()
             return
-        pool = BlockingConnectionPool.from_url(
+        self._client = RedisClient(
             config.redis_url,
-            max_connections=REDIS_POOL_SIZE,
-            timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
+            connections=REDIS_CONNECTIONS,
+            connect_timeout_s=REDIS_TIMEOUT_S,
+            stall_timeout_s=REDIS_STALL_S,
         )
-        self._client = Redis(connection_pool=pool)
         self._guarded = GuardedStore(RedisStore(self._client), config.on_error, timeout_s=REDIS_TIMEOUT_S)
         self.store = self._guarded
 
@@ -43,4 +41,4 @@ class StateStore:
         if self._guarded is not None:
             await self._guarded.aclose()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()

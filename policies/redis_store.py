@@ -6,6 +6,8 @@
              reserved -= asked (floored at 0) and spent += actual
     state    HMGET of every counter, in one pipelined round trip
 
+Calls go through `redis_client.RedisClient` (pipelined, a few connections, EVALSHA with a NOSCRIPT fallback).
+
 Counters are hashes {prefix}{counter_key(...)} with fields `reserved` and `spent`, expiring an hour after
 their window ends (a TTL counted from the caller's `now`, so clock skew between gateway and Redis does not
 matter; a counter that a late settlement recreates gets just the margin). Amounts travel as `repr(float)`
@@ -23,7 +25,6 @@ single Redis (or a primary with replicas), not a sharded cluster.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -31,8 +32,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+import orjson
 
 from policies.budgets import (
     Admission,
@@ -44,6 +44,8 @@ from policies.budgets import (
     denial,
     window_span,
 )
+from policies.redis_client import RedisClient
+from policies.resp import RedisError, Script
 
 logger = logging.getLogger("gateway.state")
 
@@ -117,6 +119,11 @@ return 1
 )
 
 
+_RESERVE_SCRIPT = Script(_RESERVE)
+_SETTLE_SCRIPT = Script(_SETTLE)
+_RECORD_SPEND_SCRIPT = Script(_RECORD_SPEND)
+
+
 def _num(value: float) -> str:
     return repr(float(value))
 
@@ -136,12 +143,9 @@ def _field(raw: object) -> float:
 class RedisStore:
     """`ReservationStore` on one Redis shared by every gateway process. Each operation is one atomic script."""
 
-    def __init__(self, client: Redis, prefix: str = "gw:") -> None:
+    def __init__(self, client: RedisClient, prefix: str = "gw:") -> None:
         self.client = client
         self.prefix = prefix
-        self._reserve = client.register_script(_RESERVE)
-        self._settle = client.register_script(_SETTLE)
-        self._record_spend = client.register_script(_RECORD_SPEND)
 
     def _counter(self, scope: str, spec: LimitSpec, now: float) -> tuple[str, int]:
         """The counter's key and its TTL: until the window's end (by `now`) plus the margin."""
@@ -155,7 +159,7 @@ class RedisStore:
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
     ) -> Admission:
         keys = [self._record_key(request_id)]
-        args: list[str | int] = []
+        args: list[bytes | str | int] = []
         record: list[list[str]] = []
         for spec in limits:
             key, ttl = self._counter(scope, spec, now)
@@ -163,15 +167,15 @@ class RedisStore:
             keys.append(key)
             args += [_num(amount), _num(spec.limit), ttl]
             record.append([key, spec.unit, _num(-amount)])
-        args[0:0] = [json.dumps(record, separators=(",", ":"), ensure_ascii=False), RESERVATION_TTL_S]
-        denied = int(await self._reserve(keys=keys, args=args))
+        args[0:0] = [orjson.dumps(record), RESERVATION_TTL_S]  # compact UTF-8 JSON, for cjson.decode
+        denied = int(await self.client.run(_RESERVE_SCRIPT, keys, args))
         if denied == 0:
             return Admission(True)
         spec = limits[denied - 1]
         return denial(spec, window_span(spec.window, now), now)
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
-        return int(await self._settle(keys=[self._record_key(request_id)], args=_actual_args(actual))) == 1
+        return int(await self.client.run(_SETTLE_SCRIPT, [self._record_key(request_id)], _actual_args(actual))) == 1
 
     async def record_spend(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
@@ -185,14 +189,16 @@ class RedisStore:
             key, ttl = self._counter(scope, spec, now)
             keys.append(key)
             args += [spec.unit, ttl]
-        return int(await self._record_spend(keys=keys, args=args)) == 1
+        return int(await self.client.run(_RECORD_SPEND_SCRIPT, keys, args)) == 1
 
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
         spans = [window_span(spec.window, now) for spec in limits]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for spec, span in zip(limits, spans, strict=True):
-                pipe.hmget(self.prefix + counter_key(scope, spec, span), ["reserved", "spent"])
-            rows = await pipe.execute()
+        rows = await self.client.pipeline(
+            [
+                ("HMGET", self.prefix + counter_key(scope, spec, span), "reserved", "spent")
+                for spec, span in zip(limits, spans, strict=True)
+            ]
+        )
         return [
             LimitState(spec, span, _field(row[0]), _field(row[1]))
             for spec, span, row in zip(limits, spans, rows, strict=True)
@@ -394,7 +400,7 @@ class GuardedStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 result = await operation
-        except (RedisError, OSError) as exc:  # OSError includes TimeoutError and the builtin ConnectionError
+        except (RedisError, OSError) as exc:  # OSError includes TimeoutError (the deadline)
             self._failed(exc)
             raise _PrimaryDown from exc
         self._recovered()

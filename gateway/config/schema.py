@@ -32,8 +32,14 @@ class ServerConfig(Strict):
     body_timeout_s: float = Field(30, gt=0)  # a client must finish sending its request body within this
 
 
+def _redis_url(value: str | None) -> str | None:
+    if value is not None and (not value.startswith(("redis://", "rediss://")) or "?" in value):
+        raise ValueError("must be a redis:// or rediss:// URL without query options")  # not echoed: a password
+    return value
+
+
 class StateConfig(Strict):
-    redis_url: str | None = None
+    redis_url: Annotated[str | None, AfterValidator(_redis_url)] = Field(None, repr=False)
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
 
 

@@ -728,3 +728,10 @@ def test_a_postgres_dsn_that_is_not_a_url_is_refused_without_echoing_it() -> Non
     assert (
         load_text("events: {postgres_dsn: 'postgres://u:p@db/x'}").config.events.postgres_dsn == "postgres://u:p@db/x"
     )
+
+
+@pytest.mark.parametrize("url", ["unix:///tmp/redis.sock", "redis://h:6379/0?ssl_cert_reqs=none", "h:6379"])
+def test_a_redis_url_the_client_cannot_use_is_refused_at_load(url: str) -> None:
+    assert problems_of(f"state: {{redis_url: '{url}'}}") == [
+        "state.redis_url: must be a redis:// or rediss:// URL without query options"
+    ]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from gateway.config.schema import TenantConfig
 from gateway.runtime import tenant_limits
 from gateway.state_store import REDIS_TIMEOUT_S
 from policies.budgets import LimitState
+from policies.redis_client import RedisClient
 from policies.redis_store import RedisStore
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.redis_server import BlackHole, RedisServer
@@ -131,11 +131,11 @@ def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_bud
                     for i in range(500)
                 )
             )
-        redis = Redis.from_url(redis_server.url)
+        redis = RedisClient(redis_server.url)
         try:
             [budget] = await RedisStore(redis).state("racer", RACER_LIMITS, time.time())
         finally:
-            await redis.aclose()
+            await redis.close()
         return responses, budget
 
     responses, budget = asyncio.run(scenario())

@@ -1,5 +1,8 @@
 """RedisStore against MemoryStore's semantics, under races and across processes; GuardedStore during outages.
 
+The stores talk through `policies.redis_client.RedisClient` (the `client` fixture: a flushed db on the session's
+server); redis-py (`redis_client`) only inspects keys and TTLs.
+
 Async code runs with `asyncio.run(...)` inside plain test functions. Redis comes from a throwaway
 redis-server (tests/support/redis_server.py), installed with apt-get when missing: nothing here skips.
 """
@@ -19,6 +22,7 @@ import pytest
 import redis.asyncio as aredis
 
 from policies.budgets import Admission, LimitSpec, LimitState, MemoryStore, ReservationStore, Unit, window_span
+from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, RedisStore, StoreUnavailable
 from tests.support.redis_server import BlackHole, RedisServer
 
@@ -34,6 +38,12 @@ RPM = LimitSpec("rpm", "requests", "minute", 2)
 TPM = LimitSpec("tpm", "tokens", "minute", 600)
 
 Case = Callable[[ReservationStore], Awaitable[None]]
+
+
+@pytest.fixture
+def client(redis_client: aredis.Redis, redis_server: RedisServer) -> RedisClient:
+    """Our client on the session's server; `redis_client` flushed the db. Closed by the test, in its loop."""
+    return RedisClient(redis_server.url)
 
 
 async def one(store: ReservationStore, spec: LimitSpec, now: float = NOW, scope: str = "acme") -> LimitState:
@@ -170,13 +180,13 @@ def run_with(request: pytest.FixtureRequest, kind: str, body: Callable[[Reservat
     if kind == "memory":
         asyncio.run(body(MemoryStore()))
         return
-    client: aredis.Redis = request.getfixturevalue("redis_client")
+    client: RedisClient = request.getfixturevalue("client")
 
     async def main() -> None:
         try:
             await body(RedisStore(client))
         finally:
-            await client.aclose()
+            await client.close()
 
     asyncio.run(main())
 
@@ -187,13 +197,13 @@ def test_conformance(request: pytest.FixtureRequest, kind: str, case: Case) -> N
     run_with(request, kind, case)
 
 
-def test_random_trace_matches_memory_store(redis_client: aredis.Redis) -> None:
+def test_random_trace_matches_memory_store(client: RedisClient) -> None:
     """The same random sequence of reserve/settle/state on both stores gives the same answers."""
     rng = random.Random(7)
     limits = [TOKENS_DAY, TPM, USD_MONTH, RPM]
 
     async def main() -> None:
-        memory, shared = MemoryStore(), RedisStore(redis_client, prefix="trace:")
+        memory, shared = MemoryStore(), RedisStore(client, prefix="trace:")
         ids: list[str] = []
         now = NOW
         for step in range(400):
@@ -216,7 +226,7 @@ def test_random_trace_matches_memory_store(redis_client: aredis.Redis) -> None:
             for a, b in zip(mine, theirs, strict=True):
                 assert (a.spec, a.span) == (b.spec, b.span)
                 assert (a.reserved, a.spent) == (pytest.approx(b.reserved), pytest.approx(b.spent)), step
-        await redis_client.aclose()
+        await client.close()
 
     asyncio.run(main())
 
@@ -273,19 +283,13 @@ async def race(stores: Sequence[RedisStore], settle_inline: bool, seed: int) -> 
         assert await store.state("acme", [BUDGET], NOW) == [state]
 
 
-def pooled(url: str) -> aredis.Redis:
-    return aredis.Redis(connection_pool=aredis.BlockingConnectionPool.from_url(url, max_connections=40, timeout=10))
-
-
 @pytest.mark.parametrize("settle_inline", [False, True], ids=["reserve-then-settle", "settle-inline"])
-def test_race_one_process(redis_server: RedisServer, redis_client: aredis.Redis, settle_inline: bool) -> None:
+def test_race_one_process(client: RedisClient, settle_inline: bool) -> None:
     async def main() -> None:
-        client = pooled(redis_server.url)
         try:
             await race([RedisStore(client)], settle_inline, seed=1)
         finally:
-            await client.aclose()
-            await redis_client.aclose()
+            await client.close()
 
     asyncio.run(main())
 
@@ -294,15 +298,15 @@ def test_race_one_process(redis_server: RedisServer, redis_client: aredis.Redis,
 def test_race_two_processes_share_one_limit(
     redis_server: RedisServer, redis_client: aredis.Redis, settle_inline: bool
 ) -> None:
-    """Two clients with their own pools (two gateway processes) against one server: one limit, not two."""
+    """Two clients with their own connections (two gateway processes) against one server: one limit, not two."""
 
     async def main() -> None:
-        first, second = pooled(redis_server.url), pooled(redis_server.url)
+        first, second = RedisClient(redis_server.url), RedisClient(redis_server.url)
         try:
             await race([RedisStore(first), RedisStore(second)], settle_inline, seed=2)
         finally:
-            await first.aclose()
-            await second.aclose()
+            await first.close()
+            await second.close()
             await redis_client.aclose()
 
     asyncio.run(main())
@@ -336,7 +340,7 @@ def test_outage_answers_within_the_deadline(outage: str, on_error: Any, caplog: 
     timings: list[float] = []
 
     async def main() -> None:
-        client = aredis.Redis.from_url(hole.url if outage == "black_hole" else server.url)
+        client = RedisClient(hole.url if outage == "black_hole" else server.url)
         guarded = GuardedStore(RedisStore(client), on_error, timeout_s=TIMEOUT_S, probe_interval_s=0)
         if outage == "stopped":
             assert (await guarded.reserve("acme", "warm", [TOKENS_DAY], {"tokens": 1}, NOW)).admitted
@@ -368,7 +372,7 @@ def test_outage_answers_within_the_deadline(outage: str, on_error: Any, caplog: 
         await timed(quick.state("acme", [TOKENS_DAY], NOW))
         elapsed, _ = await timed(quick.reserve("acme", "fast", [TOKENS_DAY], {"tokens": 1}, NOW))
         assert elapsed < TIMEOUT_S  # it did not wait for the primary again
-        await client.aclose()
+        await client.close()
 
     try:
         asyncio.run(main())
@@ -386,7 +390,7 @@ def test_fail_open_reconciles_owed_spend(caplog: pytest.LogCaptureFixture) -> No
     limits = [TOKENS_DAY, USD_MONTH]
 
     async def main() -> None:
-        client = aredis.Redis.from_url(server.url)
+        client = RedisClient(server.url)
         primary = RedisStore(client)
         guarded = GuardedStore(primary, "fail_open", timeout_s=TIMEOUT_S, probe_interval_s=0)
         spent: dict[Unit, float] = {"tokens": 0, "usd": 0}
@@ -428,7 +432,7 @@ def test_fail_open_reconciles_owed_spend(caplog: pytest.LogCaptureFixture) -> No
         # pushing the same owed request again (a retry after a lost reply) changes nothing
         assert await primary.record_spend("acme", "down1", limits, {"tokens": 101, "usd": 0.0625}, NOW) is False
         assert await primary.state("acme", limits, NOW) == states
-        await client.aclose()
+        await client.close()
 
     try:
         asyncio.run(main())
@@ -443,7 +447,7 @@ def test_recovery_reconciles_in_the_background() -> None:
     server = RedisServer().start()
 
     async def main() -> None:
-        client = aredis.Redis.from_url(server.url)
+        client = RedisClient(server.url)
         primary = RedisStore(client)
         guarded = GuardedStore(primary, "fail_open", timeout_s=TIMEOUT_S, probe_interval_s=0)
         server.stop()
@@ -454,7 +458,7 @@ def test_recovery_reconciles_in_the_background() -> None:
         await guarded.aclose()
         assert guarded.pending == 0
         assert (await one(primary, TOKENS_DAY)).spent == 42
-        await client.aclose()
+        await client.close()
 
     try:
         asyncio.run(main())
@@ -488,9 +492,9 @@ class SlowAfterReserve:
 
 
 @pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])
-def test_reservation_that_landed_after_the_deadline_is_not_leaked(redis_client: aredis.Redis, on_error: Any) -> None:
+def test_reservation_that_landed_after_the_deadline_is_not_leaked(client: RedisClient, on_error: Any) -> None:
     async def main() -> None:
-        primary = RedisStore(redis_client)
+        primary = RedisStore(client)
         guarded = GuardedStore(SlowAfterReserve(primary), on_error, timeout_s=0.1, probe_interval_s=0)
         elapsed, admission = await timed(guarded.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 300}, NOW))
         assert elapsed <= 0.1 + SLACK_S
@@ -503,14 +507,14 @@ def test_reservation_that_landed_after_the_deadline_is_not_leaked(redis_client: 
         assert await guarded.reconcile() is True
         state = await one(primary, TOKENS_DAY)
         assert (state.reserved, state.spent) == (0, 0 if on_error == "fail_closed" else 120)
-        await redis_client.aclose()
+        await client.close()
 
     asyncio.run(main())
 
 
-def test_counters_and_records_expire(redis_client: aredis.Redis) -> None:
+def test_counters_and_records_expire(redis_client: aredis.Redis, client: RedisClient) -> None:
     async def main() -> None:
-        store = RedisStore(redis_client, prefix="x:")
+        store = RedisStore(client, prefix="x:")
         now = time.time()
         assert (await store.reserve("acme", "r1", [RPM, USD_MONTH], {"requests": 1, "usd": 0.5}, now)).admitted
         record_ttl = await redis_client.ttl("x:resv:r1")
@@ -525,6 +529,7 @@ def test_counters_and_records_expire(redis_client: aredis.Redis) -> None:
         assert await redis_client.exists("x:resv:r1") == 0
         assert 3590 <= await redis_client.ttl(rpm_key) <= 3600  # recreated: it gets the margin, not forever
         assert abs(await redis_client.ttl(usd_key) - (window_span("month", now).end + 3600 - now)) <= 2
+        await client.close()
         await redis_client.aclose()
 
     asyncio.run(main())
