@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the gateway never reads the client's address: no X-Forwarded-* rewriting per request
         log_level=args.log_level,
         timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
     )
