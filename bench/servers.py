@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -70,18 +70,23 @@ def litellm_command() -> list[str] | None:
 # -- processes in /proc ------------------------------------------------------------------------------------
 
 
-def descendants(pid: int) -> list[int]:
-    """`pid` and every process below it."""
-    parents: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, str]]:
+    """(pid, the text of /proc/<pid>/stat) for every process still there when read."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            yield int(entry), Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    parents: dict[int, list[int]] = {}
+    for child, stat in proc_stats():
         ppid = int(stat.rpartition(")")[2].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
+        parents.setdefault(ppid, []).append(child)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -113,16 +118,10 @@ def cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
 def all_processes_cpu() -> dict[int, tuple[str, float]]:
     """Every process on the machine: pid -> (command name, utime + stime in seconds)."""
     found: dict[int, tuple[str, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
+    for pid, stat in proc_stats():
         name = stat[stat.find("(") + 1 : stat.rfind(")")]
         fields = stat.rpartition(")")[2].split()
-        found[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+        found[pid] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return found
 
 
