@@ -11,8 +11,10 @@ import math
 import os
 import re
 import secrets as random_secrets
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -67,6 +69,10 @@ def _serve(args: argparse.Namespace) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda *_: None)
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    metrics_dir = None
+    if workers > 1:  # one /metrics for all workers: prometheus-client's multiprocess mode (gateway/metrics.py)
+        metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     log.info("serving %s on http://%s:%d with %d worker(s)", args.config, host, port, workers)
     uvicorn.run(
         "gateway.app:app_from_env",
@@ -82,6 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
     )
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

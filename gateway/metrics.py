@@ -6,18 +6,25 @@ each deployment's circuit, the shared-state store (mode, Redis errors, settlemen
 budget, the usage-event pipeline (queue, spool, rows written and failed, per store) and every limited
 tenant's budget windows. The budget state lives in the (possibly Redis) reservation store, whose reads
 are async while collectors are not, so the endpoint refreshes it, within a deadline, before rendering.
+
+With several workers (`gateway serve --workers N` sets PROMETHEUS_MULTIPROC_DIR for all of them), the
+request path's counters and histograms are kept in prometheus-client's per-process files and every
+scrape sums them over the workers, whichever worker answers; the live-state gauges are the answering
+worker's own (budgets come from Redis, the same for all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.events.pipeline import EventPipeline
@@ -28,6 +35,7 @@ from policies.budgets import LimitState
 from policies.redis_store import GuardedStore
 
 log = logging.getLogger("gateway.metrics")
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CIRCUIT_STATES = ("closed", "half_open", "open")
 STORE_MODES = ("in_process", "primary", "degraded_open", "degraded_closed")
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -222,7 +230,12 @@ class MetricsEndpoint:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.budgets = BudgetReadings()
-        self.registry = state.registry
+        if os.environ.get(MULTIPROCESS_ENV):
+            # the instruments write to per-process files; expose their sum, not this process's share
+            self.registry = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+        else:
+            self.registry = state.registry
         self.registry.register(LiveStateCollector(state, self.budgets))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

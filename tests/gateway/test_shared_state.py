@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.schema import TenantConfig
 from gateway.runtime import tenant_limits
@@ -146,3 +147,41 @@ def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_bud
     assert budget.reserved == 0
     assert budget.spent == seen <= 10_000
     assert len(upstream.received) == statuses.count(200)
+
+
+def test_metrics_of_two_workers_add_up_whichever_worker_answers(
+    redis_server: RedisServer, upstream: MockUpstream, tmp_path: Path
+) -> None:
+    """`workers: 2` shares one port: each scrape lands on either worker and must count every request."""
+    redis_server.flush()
+    upstream.reset()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(config(upstream, redis_server.url).replace("state:", "server: {workers: 2}\nstate:", 1))
+    port = free_port()
+    process = serve(config_path, port)
+    try:
+        wait_ready(port, process)
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(timeout=10) as client:  # a new connection per request spreads them over the workers
+            for _ in range(40):
+                response = httpx.post(
+                    url + "/v1/chat/completions",
+                    json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+                    headers={"authorization": f"Bearer {RACER_KEY}"},
+                    timeout=10,
+                )
+                assert response.status_code == 200, response.text
+            totals = []
+            for _ in range(8):
+                exposition = client.get(url + "/metrics", headers={"connection": "close"}).text
+                totals.append(
+                    sum(
+                        sample.value
+                        for family in text_string_to_metric_families(exposition)
+                        for sample in family.samples
+                        if sample.name == "gateway_requests_total" and sample.labels.get("tenant") == "racer"
+                    )
+                )
+    finally:
+        shut_down(process)
+    assert totals == [40.0] * 8, totals
