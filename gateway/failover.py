@@ -170,7 +170,7 @@ class Failover:
             )
         deployment, breaker = chosen
         if tried and self.metrics is not None:
-            self.metrics.retries_of(current.alias).inc()
+            self.metrics.retries(current.alias).inc()
         tried.add(deployment.label)
         record.attempts.append(deployment.label)
         operation = "embeddings" if record.endpoint == "embeddings" else "chat"
@@ -221,7 +221,7 @@ class Failover:
                 if not self.budget.try_spend():
                     break  # a fallback is another attempt: the retry budget decides
                 if self.metrics is not None:
-                    self.metrics.fallbacks_of(route.alias, current.alias).inc()
+                    self.metrics.fallbacks(route.alias, current.alias).inc()
             record.fallback_path.append(current.alias)
             tried: set[str] = set()
             try:

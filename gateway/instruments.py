@@ -62,77 +62,85 @@ class BoundedValues:
 class RequestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.codes = BoundedValues(MAX_CODES)
-        self.requests = Counter(
-            "gateway_requests",
-            "Requests by tenant, model, provider and outcome",
-            ["tenant", "model", "provider", "status", "code"],
-            registry=registry,
+        self.requests = Children(
+            Counter(
+                "gateway_requests",
+                "Requests by tenant, model, provider and outcome",
+                ["tenant", "model", "provider", "status", "code"],
+                registry=registry,
+            )
         )
-        self.duration = Histogram(
-            "gateway_request_duration_seconds",
-            "Time from the request's arrival to its last byte",
-            ["tenant", "model", "streamed"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.duration = Children(
+            Histogram(
+                "gateway_request_duration_seconds",
+                "Time from the request's arrival to its last byte",
+                ["tenant", "model", "streamed"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.ttft = Histogram(
-            "gateway_time_to_first_token_seconds",
-            "Time from a streamed request's arrival to its first chunk",
-            ["tenant", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.ttft = Children(
+            Histogram(
+                "gateway_time_to_first_token_seconds",
+                "Time from a streamed request's arrival to its first chunk",
+                ["tenant", "model"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.upstream = Histogram(
-            "gateway_upstream_duration_seconds",
-            "One upstream attempt, from sending to the answer (headers, for a stream)",
-            ["provider", "deployment", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.upstream = Children(
+            Histogram(
+                "gateway_upstream_duration_seconds",
+                "One upstream attempt, from sending to the answer (headers, for a stream)",
+                ["provider", "deployment", "outcome"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.tokens = Counter(
-            "gateway_tokens",
-            "Tokens by kind (prompt, completion, cached, cache_write, reasoning)",
-            ["tenant", "model", "kind"],
-            registry=registry,
+        self.tokens = Children(
+            Counter(
+                "gateway_tokens",
+                "Tokens by kind (prompt, completion, cached, cache_write, reasoning)",
+                ["tenant", "model", "kind"],
+                registry=registry,
+            )
         )
-        self.cost = Counter(
-            "gateway_cost_usd", "Spend in USD (known prices only)", ["tenant", "model"], registry=registry
+        self.cost = Children(
+            Counter("gateway_cost_usd", "Spend in USD (known prices only)", ["tenant", "model"], registry=registry)
         )
-        self.unpriced = Counter(
-            "gateway_unpriced_requests",
-            "Requests with usage but no known price",
-            ["tenant", "model"],
-            registry=registry,
+        self.unpriced = Children(
+            Counter(
+                "gateway_unpriced_requests",
+                "Requests with usage but no known price",
+                ["tenant", "model"],
+                registry=registry,
+            )
         )
-        self.blocks = Counter(
-            "gateway_policy_blocks", "Requests refused by a policy", ["tenant", "policy"], registry=registry
+        self.blocks = Children(
+            Counter("gateway_policy_blocks", "Requests refused by a policy", ["tenant", "policy"], registry=registry)
         )
-        self.retries = Counter("gateway_retries", "Attempts beyond the first on a model", ["model"], registry=registry)
-        self.fallbacks = Counter(
-            "gateway_fallbacks", "Requests that moved on to a fallback model", ["model", "fallback"], registry=registry
+        self.retries = Children(
+            Counter("gateway_retries", "Attempts beyond the first on a model", ["model"], registry=registry)
         )
-
-        self.requests_of = Children(self.requests)
-        self.duration_of = Children(self.duration)
-        self.ttft_of = Children(self.ttft)
-        self.upstream_of = Children(self.upstream)
-        self.tokens_of = Children(self.tokens)
-        self.cost_of = Children(self.cost)
-        self.unpriced_of = Children(self.unpriced)
-        self.blocks_of = Children(self.blocks)
-        self.retries_of = Children(self.retries)
-        self.fallbacks_of = Children(self.fallbacks)
+        self.fallbacks = Children(
+            Counter(
+                "gateway_fallbacks",
+                "Requests that moved on to a fallback model",
+                ["model", "fallback"],
+                registry=registry,
+            )
+        )
 
     def observe(self, record: RequestRecord, known_models: frozenset[str]) -> None:
         tenant = record.tenant or NONE
         model = record.model_alias or (record.model_requested if record.model_requested in known_models else UNKNOWN)
         code = record.error_code or (str(record.http_status) if record.status != "completed" else "ok")
-        self.requests_of(tenant, model, record.provider or NONE, record.status, self.codes(code)).inc()
-        self.duration_of(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
+        self.requests(tenant, model, record.provider or NONE, record.status, self.codes(code)).inc()
+        self.duration(tenant, model, "true" if record.streamed else "false").observe(record.latency_s)
         if record.first_token_s is not None:
-            self.ttft_of(tenant, model).observe(record.first_token_s)
+            self.ttft(tenant, model).observe(record.first_token_s)
         if record.blocked_by is not None:
-            self.blocks_of(tenant, record.blocked_by).inc()
+            self.blocks(tenant, record.blocked_by).inc()
         usage = record.usage
         if usage is None:
             return
@@ -144,11 +152,11 @@ class RequestMetrics:
             ("reasoning", usage.reasoning_tokens),
         ):
             if count:
-                self.tokens_of(tenant, model, kind).inc(count)
+                self.tokens(tenant, model, kind).inc(count)
         if record.cost_usd is not None:
-            self.cost_of(tenant, model).inc(record.cost_usd)
+            self.cost(tenant, model).inc(record.cost_usd)
         elif usage.total_tokens:
-            self.unpriced_of(tenant, model).inc()
+            self.unpriced(tenant, model).inc()
 
     def attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:
-        self.upstream_of(provider, deployment, outcome).observe(seconds)
+        self.upstream(provider, deployment, outcome).observe(seconds)
