@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.loader import load_text
+from gateway.events.pipeline import LINGER_S
 from gateway.instruments import MAX_CODES, OTHER
 from gateway.metrics import BudgetReadings
 from gateway.pricing import BUILT_IN
@@ -230,11 +231,21 @@ def test_retries_fallbacks_and_circuits(gateway: RunningGateway, upstream: MockU
 
 def test_event_pipeline_counts_rows_written(gateway: RunningGateway) -> None:
     store = {"store": "sqlite"}
+    # a quiet baseline: the store migrated (events go by the queue), nothing queued, and no batch of an
+    # earlier test's events (this gateway is shared by the module) still lingering: the count holds still
+    # for longer than the writer's linger
     deadline = time.monotonic() + 10
-    while scrape(gateway)("gateway_event_store_healthy", **store) != 1:  # migrated: events go by the queue
-        assert time.monotonic() < deadline, "the event store never became writable"
+    quiet_since, last = time.monotonic(), -1.0
+    while True:
+        before = scrape(gateway)
+        written = before("gateway_events_written_total", **store)
+        idle = before("gateway_event_store_healthy", **store) == 1 and before("gateway_event_queue_depth", **store) == 0
+        if not idle or written != last:
+            quiet_since, last = time.monotonic(), written
+        elif time.monotonic() - quiet_since > 2 * LINGER_S:
+            break
+        assert time.monotonic() < deadline, "the event pipeline never settled"
         time.sleep(0.05)
-    before = scrape(gateway)
     for _ in range(4):
         assert chat(gateway, KEY, model="gpt").status_code == 200
     deadline = time.monotonic() + 5
