@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -40,31 +41,42 @@ def check_admin(scope: Scope, state: GatewayState) -> None:
         raise AuthError("Incorrect admin token.", code="invalid_admin_token")
 
 
-class ReloadEndpoint:
-    """POST /admin/reload: load the config file again; a bad one is rejected, the old one keeps serving."""
+class AdminEndpoint(ABC):
+    """One admin route: the token is checked, `answer` builds the JSON body, any GatewayError is the
+    OpenAI-shaped error."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
+    @abstractmethod
+    async def answer(self, scope: Scope) -> Any: ...
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             check_admin(scope, self.state)
-            problems = await self.state.reload()
-            if problems:
-                raise InvalidRequest(
-                    "The new config was rejected; the previous config keeps serving. Problems: " + "; ".join(problems),
-                    code="config_invalid",
-                )
+            body = await self.answer(scope)
         except GatewayError as err:
             await send_error(send, err)
             return
+        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+
+
+class ReloadEndpoint(AdminEndpoint):
+    """POST /admin/reload: load the config file again; a bad one is rejected, the old one keeps serving."""
+
+    async def answer(self, scope: Scope) -> Any:
+        problems = await self.state.reload()
+        if problems:
+            raise InvalidRequest(
+                "The new config was rejected; the previous config keeps serving. Problems: " + "; ".join(problems),
+                code="config_invalid",
+            )
         runtime = self.state.runtime
-        body = {
+        return {
             "status": "reloaded",
             "loaded_at": runtime.loaded_at,
             "disabled_providers": dict(runtime.disabled_providers),
         }
-        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
 
 
 def _tenant_view(tenant: Tenant, states: list[LimitState]) -> dict[str, Any]:
@@ -91,48 +103,29 @@ def _tenant_view(tenant: Tenant, states: list[LimitState]) -> dict[str, Any]:
     }
 
 
-class TenantsEndpoint:
+class TenantsEndpoint(AdminEndpoint):
     """GET /admin/tenants (ids) and GET /admin/tenants/{id} (policies in force after inheritance, live
     budget and rate-limit state)."""
 
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            check_admin(scope, self.state)
-            if scope["method"] != "GET":
-                raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
-            tenants = self.state.runtime.tenants
-            name = scope["path"].removeprefix(TENANTS_PREFIX).strip("/")
-            if not name:
-                body: Any = {"object": "list", "data": sorted(tenants)}
-            else:
-                tenant = tenants.get(unquote(name))
-                if tenant is None:
-                    raise NotFound(f"No tenant '{unquote(name)}'.")
-                states = await self.state.store.state(tenant.name, tenant.limits, time.time())
-                body = _tenant_view(tenant, states)
-        except GatewayError as err:
-            await send_error(send, err)
-            return
-        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+    async def answer(self, scope: Scope) -> Any:
+        if scope["method"] != "GET":
+            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
+        tenants = self.state.runtime.tenants
+        name = scope["path"].removeprefix(TENANTS_PREFIX).strip("/")
+        if not name:
+            return {"object": "list", "data": sorted(tenants)}
+        tenant = tenants.get(unquote(name))
+        if tenant is None:
+            raise NotFound(f"No tenant '{unquote(name)}'.")
+        states = await self.state.store.state(tenant.name, tenant.limits, time.time())
+        return _tenant_view(tenant, states)
 
 
-class CircuitsEndpoint:
+class CircuitsEndpoint(AdminEndpoint):
     """GET /admin/circuits: every deployment's breaker."""
 
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            check_admin(scope, self.state)
-        except GatewayError as err:
-            await send_error(send, err)
-            return
-        body = {"object": "list", "data": self.state.failover.circuits.snapshot()}
-        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
+    async def answer(self, scope: Scope) -> Any:
+        return {"object": "list", "data": self.state.failover.circuits.snapshot()}
 
 
 USAGE_PARAMETERS = ("tenant", "since", "until", "by")
@@ -162,7 +155,7 @@ def _instant(parameters: dict[str, str], name: str, now: dt.datetime) -> dt.date
         raise InvalidRequest(f"'{name}': {exc}.", param=name, code="invalid_value") from None
 
 
-class UsageEndpoint:
+class UsageEndpoint(AdminEndpoint):
     """GET /admin/usage?tenant=&since=&until=&by=model|day|key|tenant: requests, tokens and spend from
     the event store, as `gateway usage --json` prints them. `since`/`until`: YYYY-MM-DD, ISO 8601 or a
     time ago (7d); the range is [since, until), UTC.
@@ -171,19 +164,8 @@ class UsageEndpoint:
     batch written before it). A gateway whose pipeline is not open (an app served without its lifespan)
     opens a store from `events:` for the one query: the rows are in the database either way."""
 
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            check_admin(scope, self.state)
-            body = await self._report(_usage_parameters(scope))
-        except GatewayError as err:
-            await send_error(send, err)
-            return
-        await send_bytes(send, 200, orjson.dumps(body), JSON_HEADERS)
-
-    async def _report(self, parameters: dict[str, str]) -> dict[str, Any]:
+    async def answer(self, scope: Scope) -> Any:
+        parameters = _usage_parameters(scope)
         try:
             by: Dimension = parse_dimension(parameters.get("by", "model"))
         except ValueError as exc:
