@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -216,19 +217,12 @@ class EventPipeline:
         return True
 
     async def _replay(self, segment: Segment) -> None:
-        batch: list[Row] = []
-        for row in segment.rows():
-            batch.append(row)
-            if len(batch) >= self.batch_rows:
-                await self.store.write(batch)
-                self.stats.written += len(batch)
-                self.stats.replayed += len(batch)
-                batch = []
-                await asyncio.sleep(0)  # a long replay must not starve requests
-        if batch:
+        rows = segment.rows()
+        while batch := list(itertools.islice(rows, self.batch_rows)):
             await self.store.write(batch)
             self.stats.written += len(batch)
             self.stats.replayed += len(batch)
+            await asyncio.sleep(0)  # a long replay must not starve requests
         self.journal.replayed(segment)
 
     def _failed(self, exc: Exception) -> None:

@@ -10,8 +10,9 @@ that hangs counts as unreachable, and the batch stays in the journal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -40,10 +41,6 @@ def unreachable(exc: Exception) -> StoreUnreachable:
     if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
         return StoreUnreachable(f"postgres: {type(exc).__name__} ({exc.sqlstate})")
     return StoreUnreachable(f"postgres: {type(exc).__name__}")
-
-
-def partition_days(rows: Sequence[Row]) -> set[dt.date]:
-    return {dt.datetime.fromtimestamp(row["ts"], UTC).date() for row in rows}
 
 
 def partition_ddl(day: dt.date) -> str:
@@ -75,53 +72,42 @@ class PostgresStore:
         return self._pool
 
     async def migrate(self) -> list[int]:
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
-                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")}
-                applied = []
-                for version, statements in POSTGRES:
-                    if version in done:
-                        continue
-                    for statement in statements:
-                        await conn.execute(statement)
-                    await conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ($1)", version)
-                    applied.append(version)
-                return applied
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise unreachable(exc) from None
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} "
+                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {VERSION_TABLE}")}
+            applied = []
+            for version, statements in POSTGRES:
+                if version in done:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ($1)", version)
+                applied.append(version)
+            return applied
 
     async def write(self, rows: Sequence[Row]) -> None:
-        pool = await self._get_pool()
         records = [_record(row) for row in rows]
-        missing = partition_days(rows) - self._partitions
-        try:
-            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
-                if missing:
-                    await self._create_partitions(conn, missing)
-                backend = conn.get_server_pid()
-                if backend not in self._staged:
-                    await conn.execute(
-                        f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "
-                        "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                    )
-                    self._staged.add(backend)
-                async with conn.transaction():
-                    await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
-                    await conn.execute(
-                        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
-                        f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
-                    )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            # unreachable, or a server-side failure (disk full, shutting down ...): the batch stays on disk;
-            # sessions may be new after this (a backend pid can be reused), so the staging table is made again
-            self._staged.clear()
-            raise unreachable(exc) from None
+        missing = {record[TS_POSITION].date() for record in records} - self._partitions
+        async with self._connection() as conn:
+            if missing:
+                await self._create_partitions(conn, missing)
+            backend = conn.get_server_pid()
+            if backend not in self._staged:
+                await conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} "
+                    "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                self._staged.add(backend)
+            async with conn.transaction():
+                await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
+                await conn.execute(
+                    f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
+                    f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
+                )
 
     async def _create_partitions(self, conn: asyncpg.Connection, days: set[dt.date]) -> None:
         async with conn.transaction():
@@ -131,11 +117,20 @@ class PostgresStore:
         self._partitions |= days
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            return [tuple(r) for r in await conn.fetch(sql, *params)]
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; any failure on it is StoreUnreachable: unreachable, or a server-side
+        failure (disk full, shutting down ...), and the batch stays on disk. Sessions may be new after
+        one (a backend pid can be reused), so the staging table is made again."""
         pool = await self._get_pool()
         try:
             async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
-                return [tuple(r) for r in await conn.fetch(sql, *params)]
+                yield conn
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._staged.clear()
             raise unreachable(exc) from None
 
     async def close(self) -> None:
