@@ -46,41 +46,41 @@ class SqliteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, job)
 
-    async def migrate(self) -> list[int]:
-        def apply(db: sqlite3.Connection) -> list[int]:
-            db.execute("BEGIN IMMEDIATE")  # one migrating process at a time
+    async def _run_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` in one write transaction, taken at once (BEGIN IMMEDIATE: one writer at a time across
+        processes, waiting up to the busy timeout); committed, or rolled back if `fn` raises."""
+
+        def transaction(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)")
-                done = {v for (v,) in db.execute(f"SELECT version FROM {VERSION_TABLE}")}
-                applied = []
-                for version, statements in SQLITE:
-                    if version in done:
-                        continue
-                    for statement in statements:
-                        db.execute(statement)
-                    db.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (version, time.time()))
-                    applied.append(version)
-                db.execute("COMMIT")
+                result = fn(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(transaction)
+
+    async def migrate(self) -> list[int]:
+        def apply(db: sqlite3.Connection) -> list[int]:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, applied_at REAL)")
+            done = {v for (v,) in db.execute(f"SELECT version FROM {VERSION_TABLE}")}
+            applied = []
+            for version, statements in SQLITE:
+                if version in done:
+                    continue
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(f"INSERT INTO {VERSION_TABLE} VALUES (?, ?)", (version, time.time()))
+                applied.append(version)
             return applied
 
-        return await self._run(apply)
+        return await self._run_transaction(apply)
 
     async def write(self, rows: Sequence[Row]) -> None:
         values = [row_values(row) for row in rows]
-
-        def insert(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(INSERT, values)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-        await self._run(insert)
+        await self._run_transaction(lambda db: db.executemany(INSERT, values))
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only queries (usage reports), on the same thread as the writes."""
