@@ -52,21 +52,13 @@ SSE_HEADERS = [
 ]
 
 
-def completion_text(body: JSON) -> str:
-    parts = []
-    for choice in body.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            parts.append(message["content"])
-    return "\n".join(parts)
-
-
-def chunk_texts(chunk: JSON) -> list[str]:
+def choice_texts(body: JSON, part: str) -> list[str]:
+    """The text content of each choice's `part`: "message" in a completion, "delta" in a chunk."""
     texts = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-            texts.append(delta["content"])
+    for choice in body.get("choices") or ():
+        message = choice.get(part) if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
     return texts
 
 
@@ -132,7 +124,7 @@ class ChatEndpoint(ModelEndpoint):
         answered = result.body.get("model")
         record.response_model = answered if isinstance(answered, str) else None
         if call.identity.tenant.log_content:  # before the placeholders are put back
-            record.completion_content = guard.loggable(completion_text(result.body))
+            record.completion_content = guard.loggable("\n".join(choice_texts(result.body, "message")))
         guard.restore_completion(result.body)
         record.status, record.http_status = "completed", 200
         call.finish()
@@ -166,7 +158,7 @@ class ChatEndpoint(ModelEndpoint):
                 if hide_usage and not chunk.get("choices") and "usage" in chunk:
                     continue
                 if logged is not None:
-                    logged.extend(chunk_texts(chunk))
+                    logged.extend(choice_texts(chunk, "delta"))
                 if restorer is not None:
                     restorer.apply(chunk)
                 out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
