@@ -52,7 +52,6 @@ COLUMNS: tuple[str, ...] = (
 JSON_COLUMNS = frozenset({"fallback_path", "attempts", "injection_signals", "pii_counts"})
 JSON_POSITIONS = tuple(i for i, c in enumerate(COLUMNS) if c in JSON_COLUMNS)
 TS_POSITION = COLUMNS.index("ts")
-STATUSES = ("completed", "failed", "blocked", "cancelled")
 
 
 @dataclass(slots=True)
@@ -139,10 +138,7 @@ class UsageSink(Protocol):
 
 
 class DiscardSink:
-    """For an app built without an event pipeline (unit tests of other parts): counts, keeps nothing."""
-
-    def __init__(self) -> None:
-        self.emitted = 0
+    """For an app served without its lifespan (in-process tests of other parts): keeps nothing."""
 
     def emit(self, record: RequestRecord) -> None:
-        self.emitted += 1
+        pass
