@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import logging.config
 import math
 import os
 import re
@@ -38,6 +39,7 @@ from gateway.events.usage import (
     totals,
     usage_report,
 )
+from gateway.logs import FORMATS, TEXT_FORMAT, logging_config
 
 log = logging.getLogger("gateway")
 T = TypeVar("T")
@@ -64,6 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("provider %s is disabled: %s", name, why)
     import uvicorn
 
+    from gateway.supervisor import SUPERVISOR_PID_ENV, Supervisor
+
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
     # handler a no-op so a clean drain exits 0 instead of dying by the signal afterwards.
     for handled in (signal.SIGTERM, signal.SIGINT):
@@ -73,8 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:  # one /metrics for all workers: prometheus-client's multiprocess mode (gateway/metrics.py)
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
     log.info("serving %s on http://%s:%d with %d worker(s)", args.config, host, port, workers)
-    uvicorn.run(
+    config = uvicorn.Config(
         "gateway.app:app_from_env",
         factory=True,
         host=host,
@@ -83,11 +88,19 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         lifespan="on",
-        access_log=False,
+        access_log=False,  # the gateway writes its own request log (gateway/endpoint.py)
         proxy_headers=False,  # the gateway never reads the client's address: no X-Forwarded-* rewriting per request
+        log_config=logging_config(args.log_level, args.log_format),
         log_level=args.log_level,
         timeout_graceful_shutdown=math.ceil(server.drain_timeout_s),
     )
+    try:
+        if workers > 1:
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+        else:
+            uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
     if metrics_dir is not None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
@@ -272,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="json", choices=FORMATS, help="json (default): one object per line")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a config file, listing every problem")
@@ -305,9 +319,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if args.command == "serve":
+        logging.config.dictConfig(logging_config(args.log_level, args.log_format))
+    else:
+        logging.basicConfig(level=logging.INFO, format=TEXT_FORMAT)
     try:
         result: int = args.run(args)
     except CommandFailed as failed:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import orjson
+
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, MethodNotAllowed
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, send_bytes, send_error
@@ -46,13 +48,32 @@ class HealthEndpoint:
 
 
 class ReadyEndpoint:
-    """Ready: a config is loaded and the process is not draining."""
+    """Ready: a config is loaded, the process is not draining, and the shared state store (Redis) answers,
+    unless `state.on_error: fail_open` declares that the gateway serves without it. Usage events never make
+    the gateway unready: while their store is away they wait in the journal on disk (`events: spooling`).
+    The body says which checks were made: `{"status": "ready" | "degraded" | "not_ready" | "draining",
+    "checks": {...}}`; 200 for ready and degraded, 503 otherwise."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.state.draining:
-            await send_bytes(send, 503, b'{"status":"draining"}', JSON_HEADERS)
-            return
-        await send_bytes(send, 200, b'{"status":"ready"}', JSON_HEADERS)
+        status, checks = await self.check()
+        body = orjson.dumps({"status": status, "checks": checks})
+        await send_bytes(send, 200 if status in ("ready", "degraded") else 503, body, JSON_HEADERS)
+
+    async def check(self) -> tuple[str, dict[str, str]]:
+        state = self.state
+        if state.draining:
+            return "draining", {}
+        checks = {"config": "ok"}
+        status = "ready"
+        if state.state_store is not None and (redis := await state.state_store.probe()) != "in_process":
+            checks["redis"] = redis
+            if redis != "ok":
+                status = "degraded" if state.state_store.on_error == "fail_open" else "not_ready"
+        if state.pipeline is not None:
+            checks["events"] = "ok" if state.pipeline.healthy else "spooling"
+            if not state.pipeline.healthy and status == "ready":
+                status = "degraded"
+        return status, checks

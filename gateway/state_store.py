@@ -37,6 +37,16 @@ class StateStore:
     def mode(self) -> str:
         return self._guarded.mode if self._guarded is not None else "in_process"
 
+    async def probe(self) -> str:
+        """For /readyz: `in_process`, `ok`, or `unreachable` (Redis did not answer a PING in time)."""
+        if self._guarded is None:
+            return "in_process"
+        return "ok" if await self._guarded.probe() else "unreachable"
+
+    @property
+    def on_error(self) -> str:
+        return self._guarded.on_error if self._guarded is not None else "fail_closed"
+
     async def close(self) -> None:
         if self._guarded is not None:
             await self._guarded.aclose()

@@ -204,9 +204,15 @@ class RedisStore:
             for spec, span, row in zip(limits, spans, rows, strict=True)
         ]
 
+    async def ping(self) -> None:
+        await self.client.execute("PING")
+
 
 class SpendRecordingStore(ReservationStore, Protocol):
-    """What `GuardedStore` needs from its primary: a reservation store that can also book owed spend."""
+    """What `GuardedStore` needs from its primary: a reservation store that can also book owed spend, and
+    answer a ping (readiness)."""
+
+    async def ping(self) -> None: ...
 
     async def record_spend(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
@@ -394,6 +400,14 @@ class GuardedStore:
         if now < self._next_probe:
             return False
         self._next_probe = now + self.probe_interval_s  # this call is the probe; the others stay degraded
+        return True
+
+    async def probe(self) -> bool:
+        """Asks the primary for a sign of life now (readiness checks); a failure counts as any other."""
+        try:
+            await self._call(self.primary.ping())
+        except _PrimaryDown:
+            return False
         return True
 
     async def _call(self, operation: Awaitable[T]) -> T:

@@ -28,7 +28,9 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=256)
     max_body_bytes: int = Field(4_000_000, ge=1024)
-    drain_timeout_s: float = Field(30, ge=0)
+    drain_timeout_s: float = Field(30, ge=0)  # after the listener closes: in-flight requests and streams finish
+    readiness_grace_s: float = Field(5, ge=0, le=300)  # SIGTERM: /readyz says 503 this long before the listener closes
+    request_log: bool = True  # one JSON line per model request (request id, tenant, model, status, latency)
     body_timeout_s: float = Field(30, gt=0)  # a client must finish sending its request body within this
 
 

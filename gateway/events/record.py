@@ -87,6 +87,29 @@ class RequestRecord:
     emitted: bool = False  # not a column: set once the record has gone out
     response_model: str | None = None  # not a column: the model the provider says answered (traces)
 
+    def log_fields(self) -> dict[str, Any]:
+        """The request log's line: what happened, never what was said (no content, whatever log_content says)."""
+        usage = self.usage
+        return {
+            "request_id": self.request_id,
+            "tenant": self.tenant,
+            "key_id": self.key_id,
+            "endpoint": self.endpoint,
+            "model": self.model_requested,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "status": self.http_status,
+            "outcome": self.status,
+            "error_code": self.error_code,
+            "blocked_by": self.blocked_by,
+            "streamed": self.streamed,
+            "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
+            "completion_tokens": usage.completion_tokens if usage is not None else 0,
+            "cost_usd": self.cost_usd,
+            "latency_ms": round(self.latency_s * 1000, 3),
+            "ttft_ms": None if self.first_token_s is None else round(self.first_token_s * 1000, 3),
+        }
+
     def to_row(self) -> dict[str, Any]:
         usage = self.usage or Usage()
         return {

@@ -1,5 +1,5 @@
-"""ASGI lifespan: open the shared upstream client at start-up, reload the config on SIGHUP, and
-close everything at shutdown."""
+"""ASGI lifespan: open the shared upstream client at start-up, reload the config on SIGHUP, drain on
+SIGTERM (gateway/drain.py), and close everything at shutdown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+from gateway.drain import DrainOnSignal
 from gateway.http import ASGIApp, Receive, Scope, Send
 from gateway.state import GatewayState
 
@@ -42,7 +43,10 @@ class Lifespan:
         await self.state.client.start()
         self.state.open_state_store()
         await self.state.open_events()
-        if self.handle_sighup and self.state.config_path is not None:
+        if not self.handle_sighup:
+            return
+        DrainOnSignal(self.state).install()
+        if self.state.config_path is not None:
             try:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload_soon)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals

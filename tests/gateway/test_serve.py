@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,14 @@ import httpx
 import pytest
 
 from tests.support.gateway import free_port, sha
-from tests.support.serve import serve, shut_down, wait_ready
+from tests.support.serve import Served, serve, shut_down, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_KEY = "sk-gw-demo-key-for-acme"
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+def served(tmp_path: Path) -> Iterator[tuple[Served, int, Path]]:
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.example.yaml").read_text())
     port = free_port()
@@ -41,20 +40,20 @@ def chat(port: int, key: str = EXAMPLE_KEY) -> httpx.Response:
 
 
 def test_example_config_serves_demo_and_reports_disabled_providers(
-    served: tuple[subprocess.Popen[str], int, Path],
+    served: tuple[Served, int, Path],
 ) -> None:
     process, port, _ = served
     response = chat(port)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"].startswith("This is the mock provider")
     process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=15)[0]
-    assert process.returncode == 0
+    assert process.wait(15) == 0  # after the readiness grace period (5 s in the example) and the drain
+    output = process.output()
     for provider in ("openai", "anthropic", "azure"):
         assert output.count(f"provider {provider} is disabled") == 1, output
 
 
-def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: tuple[subprocess.Popen[str], int, Path]) -> None:
+def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(served: tuple[Served, int, Path]) -> None:
     process, port, config = served
     good = config.read_text()
     new_key = "sk-test-sighup"

@@ -290,7 +290,8 @@ def test_sigterm_writes_the_queue_before_exit(upstream: MockUpstream, tmp_path: 
     upstream.reset()
     database = tmp_path / "usage.sqlite"
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(config(upstream.url, sqlite_events(database, tmp_path / "spool")))
+    served_config = config(upstream.url, sqlite_events(database, tmp_path / "spool"))
+    config_path.write_text("server: {readiness_grace_s: 0.2}\n" + served_config)
     port = free_port()
     process = serve(config_path, port)
     try:

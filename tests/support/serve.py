@@ -2,33 +2,64 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 
-def serve(config: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+class Served(subprocess.Popen[str]):
+    """A `gateway serve` process; what it writes (stdout and stderr) goes to `log_path`, a file rather than
+    a pipe, so that a test which never reads it cannot stall the gateway on a full pipe."""
+
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far (`gateway serve` logs JSON by default)."""
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+
+def serve(config: Path, port: int, env: dict[str, str] | None = None) -> Served:
     """Starts `python -m gateway serve` on 127.0.0.1:`port`, in the config's directory (relative paths in the
     config, such as the usage database and the spool, land there). Provider keys (`*_API_KEY`) and `OTEL_*`
-    variables of the test run are not passed on, only those in `env`. Output (stdout and stderr) is piped."""
+    variables of the test run are not passed on, only those in `env`."""
     environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("OTEL_")}
     environment.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
-        cwd=config.parent,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = config.parent / f"gateway-{port}.log"
+    with log_path.open("w") as log:
+        process = Served(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=config.parent,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    process.log_path = log_path
+    return process
 
 
-def wait_ready(port: int, process: subprocess.Popen[str], timeout_s: float = 30.0) -> None:
+def wait_ready(port: int, process: Served, timeout_s: float = 30.0) -> None:
     """Polls /readyz until it answers 200; fails with the process's output when it exits or is not ready in
     time (it is killed then, to read what it wrote)."""
     deadline = time.monotonic() + timeout_s
@@ -40,17 +71,20 @@ def wait_ready(port: int, process: subprocess.Popen[str], timeout_s: float = 30.
             pass
         if time.monotonic() > deadline:
             process.kill()
-            output = process.communicate(timeout=10)[0]
-            raise AssertionError(f"gateway serve on port {port} was not ready within {timeout_s}s; output:\n{output}")
+            process.wait(10)
+            raise AssertionError(
+                f"gateway serve on port {port} was not ready within {timeout_s}s; output:\n{process.output()}"
+            )
         time.sleep(0.1)
-    output = process.communicate(timeout=10)[0]
-    raise AssertionError(f"gateway serve on port {port} exited with {process.returncode}; output:\n{output}")
+    process.wait(10)
+    raise AssertionError(f"gateway serve on port {port} exited with {process.returncode}; output:\n{process.output()}")
 
 
 def shut_down(*processes: subprocess.Popen[str], timeout_s: float = 15.0) -> None:
-    """SIGTERM to every process at once, then waits for each (SIGKILL when one takes longer than `timeout_s`)."""
+    """SIGINT to every process at once (a drain without SIGTERM's readiness grace period), then waits for each
+    (SIGKILL when one takes longer than `timeout_s`)."""
     for process in processes:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
     for process in processes:
         try:
             process.wait(timeout_s)
