@@ -728,16 +728,28 @@ class AnthropicStreamTranslator(StreamTranslator):
 # ─── adapter ──────────────────────────────────────────────────────────────────────────────────
 
 
+def _headers(target: Target, body: bool = True) -> dict[str, str]:
+    headers = {"anthropic-version": ANTHROPIC_VERSION}
+    if body:
+        headers["content-type"] = "application/json"
+    if target.api_key:
+        headers["x-api-key"] = target.api_key
+    headers.update(target.headers)
+    return headers
+
+
 class AnthropicAdapter(Adapter):
     gen_ai_system = "anthropic"
+    ping_probe = "list_models"
 
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
-        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
-        if target.api_key:
-            headers["x-api-key"] = target.api_key
-        headers.update(target.headers)
         payload = build_payload(req, target.model)
-        return UpstreamRequest("POST", target.base_url + "/v1/messages", headers, orjson.dumps(payload))
+        return UpstreamRequest("POST", target.base_url + "/v1/messages", _headers(target), orjson.dumps(payload))
+
+    def build_ping(self, target: Target) -> UpstreamRequest:
+        """`GET /v1/models` (the Models API): same x-api-key and anthropic-version as a message, no
+        tokens; one model per page is enough to prove the key."""
+        return UpstreamRequest("GET", target.base_url + "/v1/models?limit=1", _headers(target, body=False), b"")
 
     def parse_chat(self, status: int, body: bytes) -> ChatCompletion | ProviderError:
         parsed = self.decode_success(status, body, "content")

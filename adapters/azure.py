@@ -15,11 +15,12 @@ class AzureAdapter(OpenAIAdapter):
     gen_ai_system = "az.ai.openai"
 
     def _deployment_url(self, target: Target, operation: str) -> str:
-        version = target.api_version or DEFAULT_API_VERSION
-        return (
-            f"{target.base_url}/openai/deployments/{quote(target.model, safe='')}/{operation}"
-            f"?api-version={quote(version, safe='')}"
-        )
+        return f"{target.base_url}/openai/deployments/{quote(target.model, safe='')}/{operation}{_version(target)}"
+
+    def models_url(self, target: Target) -> str:
+        # Models - List: the resource's models, authorised by the same api-key and api-version as a
+        # deployment call; the resource answers it without naming a deployment.
+        return f"{target.base_url}/openai/models{_version(target)}"
 
     def chat_url(self, target: Target) -> str:
         return self._deployment_url(target, "chat/completions")
@@ -35,9 +36,9 @@ class AzureAdapter(OpenAIAdapter):
         # like stream_options, max_completion_tokens arrived in api-version 2024-09-01
         return "max_completion_tokens" if self.asks_stream_usage(target) else "max_tokens"
 
-    def headers(self, target: Target) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if target.api_key:
-            headers["api-key"] = target.api_key
-        headers.update(target.headers)
-        return headers
+    def auth_headers(self, target: Target) -> dict[str, str]:
+        return {"api-key": target.api_key} if target.api_key else {}
+
+
+def _version(target: Target) -> str:
+    return "?api-version=" + quote(target.api_version or DEFAULT_API_VERSION, safe="")

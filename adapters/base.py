@@ -8,13 +8,14 @@ and one conformance suite runs over all of them.
     ChatRequest ──build_chat──► UpstreamRequest ──(gateway sends it)──► status, body
     status, body ──parse_chat──► ChatCompletion | ProviderError
     SSEEvent ──StreamTranslator.feed──► OpenAI chunk dicts (usage chunk always emitted at the end)
+    Target ──build_ping──► UpstreamRequest ──(gateway sends it)──► status ──ping_auth──► ok | rejected | unknown
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -134,6 +135,18 @@ class SSEEvent:
 
 UNEXPECTED_SHAPE = ProviderError(502, "upstream returned an unexpected response shape", "api_error")
 
+PingAuth = Literal["ok", "rejected", "unknown"]
+
+
+def ping_auth(status: int) -> PingAuth:
+    """What a ping's HTTP status says about the credentials: any 2xx accepts them, 401/403 refuse them,
+    anything else (404 for a wrong base_url, 429, 5xx, ...) says nothing either way."""
+    if 200 <= status < 300:
+        return "ok"
+    if status in (401, 403):
+        return "rejected"
+    return "unknown"
+
 
 class StreamTranslator(ABC):
     """Turns one upstream stream into OpenAI chunks.
@@ -176,6 +189,7 @@ class Adapter(ABC):
 
     capabilities: Capabilities = Capabilities()
     gen_ai_system: str = "_OTHER"  # OpenTelemetry's gen_ai.system value for this API
+    ping_probe: str = "chat_max_tokens_1"  # what `build_ping` asks: "list_models" spends no tokens
 
     @abstractmethod
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...
@@ -201,6 +215,13 @@ class Adapter(ABC):
         if not isinstance(parsed, dict) or not isinstance(parsed.get(list_field), list):
             return UNEXPECTED_SHAPE
         return parsed
+
+    def build_ping(self, target: Target) -> UpstreamRequest:
+        """The cheapest request that proves the provider is reachable and accepts `target`'s credentials.
+        This default is a chat call answered with at most one token (`target.model` names the model);
+        an API with a models list overrides it with that (zero tokens) and sets `ping_probe`."""
+        body: JSON = {"model": target.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        return self.build_chat(ChatRequest(body, default_max_tokens=1), target)
 
     def build_embeddings(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest:
         raise Unsupported(f"provider '{target.provider}' does not serve embeddings", "model")

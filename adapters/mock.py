@@ -43,6 +43,8 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
     gen_ai_system = "_OTHER"
 
     def answer(self, request: UpstreamRequest) -> LocalAnswer:
+        if request.method == "GET":
+            return self._models(request)
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
@@ -50,6 +52,14 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
         if request.url.endswith("/embeddings"):
             return self._embeddings(body)
         return self._chat(body)
+
+    @staticmethod
+    def _models(request: UpstreamRequest) -> LocalAnswer:
+        """`GET /models` (the ping): the mock serves any model name, so it lists only itself."""
+        if not request.url.endswith("/models"):
+            return _error(404, "the mock provider serves GET only on /models")
+        model = {"id": "mock", "object": "model", "created": 0, "owned_by": "gateway"}
+        return LocalAnswer(200, orjson.dumps({"object": "list", "data": [model]}))
 
     def _chat(self, body: JSON) -> LocalAnswer:
         messages = body.get("messages") or []

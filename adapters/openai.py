@@ -125,6 +125,7 @@ class OpenAIStreamTranslator(StreamTranslator):
 class OpenAIAdapter(Adapter):
     gen_ai_system = "openai"
     capabilities = Capabilities(chat=True, embeddings=True)
+    ping_probe = "list_models"
 
     def chat_url(self, target: Target) -> str:
         return target.base_url + "/chat/completions"
@@ -140,10 +141,17 @@ class OpenAIAdapter(Adapter):
     def embeddings_url(self, target: Target) -> str:
         return target.base_url + "/embeddings"
 
-    def headers(self, target: Target) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if target.api_key:
-            headers["authorization"] = "Bearer " + target.api_key
+    def models_url(self, target: Target) -> str:
+        return target.base_url + "/models"
+
+    def auth_headers(self, target: Target) -> dict[str, str]:
+        return {"authorization": "Bearer " + target.api_key} if target.api_key else {}
+
+    def headers(self, target: Target, body: bool = True) -> dict[str, str]:
+        """The credentials and the config's extra headers (which win), with a JSON content type when a
+        body is sent."""
+        headers = {"content-type": "application/json"} if body else {}
+        headers.update(self.auth_headers(target))
         headers.update(target.headers)
         return headers
 
@@ -171,6 +179,11 @@ class OpenAIAdapter(Adapter):
 
     def parse_error(self, status: int, body: bytes) -> ProviderError:
         return openai_error(status, body)
+
+    def build_ping(self, target: Target) -> UpstreamRequest:
+        """`GET /models`: served by OpenAI and by the compatible servers, with the same auth as a chat
+        call, and free (no tokens)."""
+        return UpstreamRequest("GET", self.models_url(target), self.headers(target, body=False), b"")
 
     def build_embeddings(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
