@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -13,6 +14,9 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from adapters.base import Adapter, LocalAdapter, Target, Unsupported, ping_auth
+from adapters.registry import adapter_for
+from gateway.config.schema import Config
 from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, ServiceUnavailable
 from gateway.events.store import StoreUnreachable, open_store
 from gateway.events.usage import (
@@ -24,8 +28,9 @@ from gateway.events.usage import (
     usage_report,
 )
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
-from gateway.runtime import Tenant
+from gateway.runtime import Tenant, Timeouts, _target
 from gateway.state import GatewayState
+from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
 
 
@@ -188,6 +193,90 @@ class UsageEndpoint(AdminEndpoint):
         # the spool the pipeline journals to (events: changes need a restart, so not the reloaded config's)
         pending = pending_journal_files(pipeline.journal.directory if pipeline is not None else Path(config.spool_dir))
         return report_json(rows, by, tenant=tenant, since=since, until=until, pending_files=pending)
+
+
+PROVIDERS_PREFIX = "/admin/providers"
+PING_TIMEOUTS = Timeouts(connect_s=5.0, first_byte_s=10.0, total_s=10.0)
+"""A ping waits at most this long, whatever the timeouts of the models that use the provider."""
+
+
+def _ping_provider_name(path: str) -> str:
+    """`name` in /admin/providers/{name}/ping."""
+    name, slash, action = path.removeprefix(PROVIDERS_PREFIX + "/").rpartition("/")
+    if not slash or not name or action != "ping":
+        raise NotFound(f"Invalid URL ({path}); the provider routes are {PROVIDERS_PREFIX}/{{name}}/ping.")
+    return name
+
+
+def _ping_target(config: Config, name: str) -> Target:
+    """The provider's own credentials (never a tenant's). The model, which only a chat-call ping uses,
+    is the first one deployed on the provider."""
+    deployed = (d.model for m in config.models.values() for d in m.deployments if d.provider == name)
+    return _target(config, name, next(deployed, ""), None)
+
+
+def _answered(status: int, latency_ms: float) -> dict[str, Any]:
+    """The verdict on the provider's answer. Its body is never relayed (it may quote our key): the reason
+    is ours."""
+    auth = ping_auth(status)
+    if auth == "ok":
+        error = None
+    elif auth == "rejected":
+        error = f"the provider rejected the credentials (HTTP {status})"
+    elif status == 404:
+        error = "HTTP 404: the provider has no such endpoint (check base_url)"
+    else:
+        error = f"HTTP {status} from the provider"
+    return {"reachable": True, "auth": auth, "status": status, "latency_ms": latency_ms, "error": error}
+
+
+def _failure(reason: str) -> dict[str, Any]:
+    """No answer (or no call): nothing is known about the credentials."""
+    return {"reachable": False, "auth": "unknown", "status": None, "latency_ms": None, "error": reason}
+
+
+async def ping(client: UpstreamClient, adapter: Adapter, target: Target) -> dict[str, Any]:
+    """Send the adapter's ping once (no retry, no circuit, no usage event) and read only its status."""
+    try:
+        request = adapter.build_ping(target)
+    except Unsupported as exc:
+        return _failure(f"cannot build the ping: {exc.message}")
+    local = adapter if isinstance(adapter, LocalAdapter) else None
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(PING_TIMEOUTS.total_s):
+            response = await client.send(request, PING_TIMEOUTS, local)
+    except TimeoutError:
+        return _failure(f"no answer within {PING_TIMEOUTS.total_s:g} s")
+    except UpstreamConnectError as exc:
+        return _failure(str(exc))
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    try:
+        await response.drain()  # read (and drop) the rest, so the connection can be reused
+    finally:
+        response.close()
+    return _answered(response.status, latency_ms)
+
+
+class ProviderPingEndpoint(AdminEndpoint):
+    """POST /admin/providers/{name}/ping: a connection test of the provider's configured credentials,
+    through the adapter's cheapest request (a models list where the API has one: no tokens). Answers 200
+    whenever the ping was carried out, whatever the provider said; a disabled provider is not called."""
+
+    async def answer(self, scope: Scope) -> Any:
+        name = _ping_provider_name(scope["path"])
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use POST.")
+        runtime = self.state.runtime
+        provider = runtime.config.providers.get(name)
+        if provider is None:
+            raise NotFound(f"No provider '{name}'.", code="provider_not_found")
+        adapter = adapter_for(provider.type)
+        about = {"provider": name, "type": provider.type, "probe": adapter.ping_probe}
+        disabled = runtime.disabled_providers.get(name)
+        if disabled is not None:
+            return {**about, **_failure(f"disabled: {disabled}")}
+        return {**about, **await ping(self.state.client, adapter, _ping_target(runtime.config, name))}
 
 
 TENANTS_PREFIX = "/admin/tenants"

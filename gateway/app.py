@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.admin import TENANTS_PREFIX, CircuitsEndpoint, ReloadEndpoint, TenantsEndpoint, UsageEndpoint
+from gateway.admin import (
+    PROVIDERS_PREFIX,
+    TENANTS_PREFIX,
+    CircuitsEndpoint,
+    ProviderPingEndpoint,
+    ReloadEndpoint,
+    TenantsEndpoint,
+    UsageEndpoint,
+)
 from gateway.azure_paths import PREFIX as AZURE_PREFIX
 from gateway.azure_paths import AzureDeployments
 from gateway.chat import ChatEndpoint
@@ -47,6 +55,7 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings}),
         MODEL_PREFIX: models,
         TENANTS_PREFIX + "/": tenants,
+        PROVIDERS_PREFIX + "/": ProviderPingEndpoint(state),
         MODEL_PREFIX.removeprefix("/v1"): models,
     }
     return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_sighup=handle_sighup)

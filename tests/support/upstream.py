@@ -3,6 +3,10 @@
 Runs an aiohttp server on its own event loop in a background thread. Every request it receives is
 recorded (path, headers, JSON body) so tests can assert what the gateway sent upstream. A test sets
 `behaviour` to change what the next requests get (status, delay, slow streaming, a mid-stream error).
+
+The models lists (`GET /v1/models` for OpenAI and Anthropic, `GET /openai/models?api-version=` for
+Azure) check the credentials as each provider does: a key not in `behaviour.api_keys` gets a 401 whose
+body quotes the key (as OpenAI's does), so tests can prove that the gateway never relays it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Behaviour:
     fail_every: int = 0  # when > 0, every fail_every-th request gets `status` and the others succeed
     linger_s: float = 0.0  # pause after the last event before ending the response body
     echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
+    api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
 
 
 @dataclass
@@ -90,6 +95,8 @@ class MockUpstream:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._openai_chat)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_get("/v1/models", self._models)  # OpenAI's, and Anthropic's (told apart by header)
+        app.router.add_get("/openai/models", self._azure_models)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -112,7 +119,7 @@ class MockUpstream:
 
     # handlers ------------------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> dict[str, Any]:
-        body = await request.json()
+        body = await request.json() if request.body_exists else {}
         peer = request.transport.get_extra_info("peername") if request.transport else None
         if peer is not None:
             self.peers_ever.add(peer)
@@ -355,3 +362,53 @@ class MockUpstream:
             self.cancelled.append(time.monotonic())
             raise
         return response
+
+    # models lists (what the gateway's provider ping asks) ---------------------------------------
+    def _key_refused(self, key: str | None) -> bool:
+        accepted = self.behaviour.api_keys
+        return not key or (bool(accepted) and key not in accepted)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        _, failure = await self._prelude(request)
+        if failure is not None:
+            return failure
+        if "x-api-key" in request.headers:
+            return self._anthropic_models(request)
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or self._key_refused(key):
+            error = {
+                "message": f"Incorrect API key provided: {key}.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+            return web.json_response({"error": error}, status=401)
+        return web.json_response({"object": "list", "data": [_model("gpt-4o-mini", "openai")]})
+
+    def _anthropic_models(self, request: web.Request) -> web.Response:
+        def error(status: int, kind: str, message: str) -> web.Response:
+            return web.json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)
+
+        if "anthropic-version" not in request.headers:
+            return error(400, "invalid_request_error", "anthropic-version: header is required")
+        key = request.headers["x-api-key"]
+        if self._key_refused(key):
+            return error(401, "authentication_error", f"invalid x-api-key {key}")
+        model = {"type": "model", "id": "claude-3-5-haiku-20241022", "display_name": "Claude Haiku 3.5"}
+        return web.json_response({"data": [model], "has_more": False, "first_id": model["id"], "last_id": model["id"]})
+
+    async def _azure_models(self, request: web.Request) -> web.Response:
+        _, failure = await self._prelude(request)
+        if failure is not None:
+            return failure
+        if "api-version" not in request.query:
+            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
+        key = request.headers.get("api-key")
+        if self._key_refused(key):
+            message = f"Access denied due to invalid subscription key {key}."
+            return web.json_response({"error": {"code": "401", "message": message}}, status=401)
+        return web.json_response({"object": "list", "data": [_model("gpt-4o-mini", "system")]})
+
+
+def _model(model_id: str, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": owner}
