@@ -28,7 +28,7 @@ from gateway.events.usage import (
     usage_report,
 )
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
-from gateway.runtime import Tenant, Timeouts, _target
+from gateway.runtime import Tenant, Timeouts, provider_target
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
@@ -79,6 +79,7 @@ class ReloadEndpoint(AdminEndpoint):
         runtime = self.state.runtime
         return {
             "status": "reloaded",
+            "all_workers": self.state.supervisor_pid is None or self.state.reload_other_workers(),
             "loaded_at": runtime.loaded_at,
             "disabled_providers": dict(runtime.disabled_providers),
         }
@@ -212,7 +213,7 @@ def _ping_target(config: Config, name: str) -> Target:
     """The provider's own credentials (never a tenant's). The model, which only a chat-call ping uses,
     is the first one deployed on the provider."""
     deployed = (d.model for m in config.models.values() for d in m.deployments if d.provider == name)
-    return _target(config, name, next(deployed, ""), None)
+    return provider_target(config, name, next(deployed, ""), None)
 
 
 def _answered(status: int, latency_ms: float) -> dict[str, Any]:

@@ -27,12 +27,13 @@ from gateway.middleware.lifespan import Lifespan
 from gateway.router import Router
 from gateway.runtime import build_runtime
 from gateway.state import GatewayState
+from gateway.supervisor import SUPERVISOR_PID_ENV
 from gateway.tracing import Tracing
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 
 
-def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
+def build_app(state: GatewayState, handle_signals: bool = True) -> ASGIApp:
     chat = ChatEndpoint(state)
     embeddings = EmbeddingsEndpoint(state)
     models = ModelsEndpoint(state)
@@ -58,11 +59,17 @@ def build_app(state: GatewayState, handle_sighup: bool = True) -> ASGIApp:
         PROVIDERS_PREFIX + "/": ProviderPingEndpoint(state),
         MODEL_PREFIX.removeprefix("/v1"): models,
     }
-    return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_sighup=handle_sighup)
+    return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_signals=handle_signals)
 
 
 def state_from_file(path: str | Path) -> GatewayState:
-    return GatewayState(runtime=build_runtime(load_file(path)), config_path=Path(path), tracing=Tracing.from_env())
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)  # set by `gateway serve` for its workers when workers > 1
+    return GatewayState(
+        runtime=build_runtime(load_file(path)),
+        config_path=Path(path),
+        tracing=Tracing.from_env(),
+        supervisor_pid=int(supervisor) if supervisor else None,
+    )
 
 
 def app_from_env() -> ASGIApp:

@@ -174,7 +174,7 @@ def merge_policies(defaults: Policies, overrides: PolicyOverrides) -> Policies:
     return Policies(injection=injection, pii=pii)
 
 
-def _target(config: Config, provider_name: str, model: str, api_key_override: str | None) -> Target:
+def provider_target(config: Config, provider_name: str, model: str, api_key_override: str | None) -> Target:
     provider = config.providers[provider_name]
     base_url = (DEFAULT_BASE_URLS[provider.type] if provider.base_url is None else provider.base_url).rstrip("/")
     return Target(
@@ -206,7 +206,7 @@ def _route(
             continue
         if d.weight == 0:
             continue
-        target = _target(config, d.provider, d.model, credentials.get(d.provider))
+        target = provider_target(config, d.provider, d.model, credentials.get(d.provider))
         price = look_up(prices, alias) or look_up(prices, d.model)
         deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price))
     first_byte = model.first_byte_timeout_s

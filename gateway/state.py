@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class GatewayState:
     tracing: Tracing = field(default_factory=Tracing)
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     draining: bool = False
+    supervisor_pid: int | None = None  # workers > 1: the process that passes a reload on to every worker
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -71,6 +74,18 @@ class GatewayState:
     async def close_state_store(self) -> None:
         if self.state_store is not None:
             await self.state_store.close()
+
+    def reload_other_workers(self) -> bool:
+        """After a reload asked of this worker (/admin/reload): the supervisor passes SIGHUP on to every
+        worker, this one included (reloading the same file twice is harmless)."""
+        if self.supervisor_pid is None:
+            return False
+        try:
+            os.kill(self.supervisor_pid, signal.SIGHUP)
+        except OSError as exc:
+            log.error("could not ask the supervisor to reload the other workers: %s", exc)
+            return False
+        return True
 
     def reload_soon(self) -> None:
         """For signal handlers: reload in the background (the task is kept so it is not collected)."""

@@ -135,7 +135,7 @@ class UpstreamClient:
                 response = await self._session.request(
                     request.method,
                     request.url,
-                    data=request.body,
+                    data=request.body or None,  # no body (a GET): no content-type either
                     headers=request.headers,
                     timeout=timeout,
                     allow_redirects=False,  # a redirect would carry our credentials to another host

@@ -15,10 +15,10 @@ log = logging.getLogger("gateway")
 
 
 class Lifespan:
-    def __init__(self, app: ASGIApp, state: GatewayState, handle_sighup: bool = True) -> None:
+    def __init__(self, app: ASGIApp, state: GatewayState, handle_signals: bool = True) -> None:
         self.app = app
         self.state = state
-        self.handle_sighup = handle_sighup
+        self.handle_signals = handle_signals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -43,7 +43,7 @@ class Lifespan:
         await self.state.client.start()
         self.state.open_state_store()
         await self.state.open_events()
-        if not self.handle_sighup:
+        if not self.handle_signals:
             return
         DrainOnSignal(self.state).install()
         if self.state.config_path is not None:

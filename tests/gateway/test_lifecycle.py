@@ -25,6 +25,7 @@ from tests.support.serve import Served, serve, shut_down, wait_ready
 from tests.support.upstream import Behaviour, MockUpstream
 
 KEY = "sk-test-lifecycle-0001"
+ADMIN_TOKEN = "admin-test-lifecycle"
 STREAMS = 50
 
 
@@ -227,36 +228,43 @@ def test_two_workers_share_one_token_budget(upstream: MockUpstream, redis_server
     assert len(served_by) == 2, "both workers should have answered some of the requests"
 
 
-def test_sighup_to_the_supervisor_reloads_every_worker(
-    upstream: MockUpstream, redis_server: RedisServer, tmp_path: Path
+@pytest.mark.parametrize("asked_by", ["SIGHUP to the supervisor", "POST /admin/reload to one worker"])
+def test_a_reload_reaches_every_worker(
+    upstream: MockUpstream, redis_server: RedisServer, tmp_path: Path, asked_by: str
 ) -> None:
     upstream.reset()
-    process, port = started(two_workers(upstream, redis_server, tmp_path), tmp_path)
+    admin = f'admin: {{token_sha256: "{sha(ADMIN_TOKEN)}"}}\n'
+    process, port = started(admin + two_workers(upstream, redis_server, tmp_path), tmp_path)
     newcomer = "sk-test-lifecycle-newcomer"
     try:
         assert chat(port, newcomer).status_code == 401
-        (tmp_path / "config.yaml").write_text(
-            two_workers(
-                upstream,
-                redis_server,
-                tmp_path,
-                f'  newcomer:\n    keys: [{{id: n-1, sha256: "{sha(newcomer)}"}}]\n    models: ["*"]\n',
+        newcomer_tenant = f'  newcomer:\n    keys: [{{id: n-1, sha256: "{sha(newcomer)}"}}]\n    models: ["*"]\n'
+        (tmp_path / "config.yaml").write_text(admin + two_workers(upstream, redis_server, tmp_path, newcomer_tenant))
+        if asked_by.startswith("SIGHUP"):
+            process.send_signal(signal.SIGHUP)
+        else:
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/admin/reload", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
             )
-        )
-        process.send_signal(signal.SIGHUP)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["all_workers"] is True
         deadline = time.monotonic() + 10
-        while chat(port, newcomer).status_code != 200:
-            assert time.monotonic() < deadline, "SIGHUP did not reload the config"
+        while (
+            len(
+                reloaded := {
+                    line["pid"] for line in process.log_lines() if line["message"].startswith("config reloaded")
+                }
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline, f"only {len(reloaded)} worker(s) reloaded"
             time.sleep(0.1)
-        time.sleep(0.5)  # both workers have had time to reload
         answers = [chat(port, newcomer) for _ in range(20)]
-        pids_before = {line["pid"] for line in request_lines(process)}
+        served_by = {line["pid"] for line in request_lines(process) if line["tenant"] == "newcomer"}
     finally:
         shut_down(process)
     assert [a.status_code for a in answers] == [200] * 20
-    assert len(pids_before) == 2, "the requests should have reached both workers"
-    reloads = [line for line in process.log_lines() if line["message"].startswith("config reloaded")]
-    assert len({line["pid"] for line in reloads}) == 2, "each worker reloads in place"
+    assert served_by == reloaded, "requests on new connections reach both workers, and both know the new tenant"
 
 
 @pytest.mark.parametrize(

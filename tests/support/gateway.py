@@ -38,7 +38,7 @@ class RunningGateway:
             config_path.write_text(config_text)
         self.state = GatewayState(runtime=build_runtime(load_text(config_text)), config_path=config_path)
         self.port = free_port()
-        self.app = build_app(self.state, handle_sighup=False)
+        self.app = build_app(self.state, handle_signals=False)
         self._server = uvicorn.Server(
             uvicorn.Config(
                 self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", loop="asyncio"
