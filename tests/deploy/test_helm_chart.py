@@ -274,6 +274,9 @@ def test_probes_and_the_port_follow_the_config(helm_run: dict[str, Any], case: s
     docs = documents(helm_run, case)
     port = yaml.safe_load(config_text(docs))["server"]["port"]
     gateway = container(docs)
+    # no --host/--port flags (the image's default CMD has them): the config's port is the one listened on
+    assert gateway["command"] == ["gateway", "serve", "--config", CONFIG_PATH]
+    assert "args" not in gateway
     assert gateway["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
     assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
