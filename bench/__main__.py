@@ -20,7 +20,19 @@ from types import FrameType, MappingProxyType
 from typing import NoReturn
 
 from bench import report
-from bench.runs import ALL_CPUS, LOAD_CPUS, TARGETS, Lab, Settings, compare, say, scaling, settings_dict, soak
+from bench.runs import (
+    ALL_CPUS,
+    LOAD_CPUS,
+    TARGETS,
+    Lab,
+    Settings,
+    breakdown,
+    compare,
+    say,
+    scaling,
+    settings_dict,
+    soak,
+)
 from bench.servers import REPO, ensure_tools
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -55,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--ttft-requests", type=int, help="sequential streamed requests per target (default 1000)")
     root.add_argument("--soak", type=duration, metavar="DURATION", help="soak the gateway instead (e.g. 10m)")
     root.add_argument("--workers-scaling", action="store_true", help="gateway with 1 vs 2 workers instead")
+    root.add_argument(
+        "--breakdown", action="store_true", help="the gateway's CPU per request, its features on one at a time"
+    )
     root.add_argument("--no-install", action="store_true", help="never apt-get install a missing tool")
     root.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     return root
@@ -88,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)  # the same clean-up as ^C
     # The harness (its streaming client, samplers) and what it starts unpinned run with the load generator.
     os.sched_setaffinity(0, LOAD_CPUS)
-    modes = [m for m, on in (("soak", args.soak), ("scaling", args.workers_scaling)) if on] or ["compare"]
+    chosen = (("soak", args.soak), ("scaling", args.workers_scaling), ("breakdown", args.breakdown))
+    modes = [m for m, on in chosen if on] or ["compare"]
     result: dict[str, object] = {
         "date": report.now_utc(),
         "modes": modes,
@@ -108,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 verdicts.extend(report.soak_verdicts(soaked))
             if args.workers_scaling:
                 result["scaling"] = scaling(lab, settings)
+            if args.breakdown:
+                result["breakdown"] = breakdown(lab, settings)
     except KeyboardInterrupt:
         say("bench: interrupted; every process it started has been stopped")
         return 130

@@ -442,6 +442,24 @@ def header_lines(result: Record) -> list[str]:
     ]
 
 
+def breakdown_lines(breakdown: Record) -> list[str]:
+    lines = [
+        f"server CPU per request, {breakdown['connections']} connections, {breakdown['upstream_delay_ms']} ms upstream"
+        " (each step adds to the one above)",
+        f"  {'step':56} {'req/s':>8} {'CPU µs/req':>11} {'added':>8}",
+    ]
+    previous = None
+    for step in breakdown["steps"]:
+        if "problems" in step:
+            lines.append(f"  {step['step']:56} not measured: {step['problems']}")
+            continue
+        cost = step["server_cpu_us_per_request"]
+        added = "" if previous is None or cost is None else f"{cost - previous:+8.0f}"
+        lines.append(f"  {step['step']:56} {step['wrk']['rps']:8.1f} {cost:11.0f} {added:>8}")
+        previous = cost
+    return lines
+
+
 def print_report(result: Record) -> None:
     lines: list[str] = [""]
     settings = result["settings"]
@@ -465,6 +483,9 @@ def print_report(result: Record) -> None:
     if "scaling" in result:
         lines.append("")
         lines.extend(scaling_lines(result["scaling"]))
+    if "breakdown" in result:
+        lines.append("")
+        lines.extend(breakdown_lines(result["breakdown"]))
     if result["verdicts"]:
         lines.append("")
         lines.extend(verdict_lines(result["verdicts"]))

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import load
 from bench.report import FOREIGN_WARNING
 from bench.servers import (
+    FEATURES,
     Infra,
     Service,
     Target,
@@ -353,6 +354,55 @@ def scaling(lab: Lab, settings: Settings, connections: int = 128) -> dict[str, o
                 "capacity_cpu_s": result.duration_s * len(ALL_CPUS),
             }
     return {"connections": connections, "upstream_delay_ms": 50, "cpus": len(ALL_CPUS), "runs": runs}
+
+
+# -- where the gateway's CPU goes -----------------------------------------------------------------------------
+
+BREAKDOWN_STEPS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("auth, routing, metrics, request log, SQLite events", frozenset()),
+    ("+ budgets and rate limits in Redis", frozenset({"redis_limits"})),
+    ("+ injection and PII checks", frozenset({"redis_limits", "content_policies"})),
+    ("+ usage events to Postgres (every policy on)", FEATURES),
+)
+
+
+def breakdown(lab: Lab, settings: Settings, connections: int = 16) -> dict[str, object]:
+    """The floor, then the gateway with its features switched on one at a time, each on CPU 1 at a load it can
+    carry (`connections`, 50 ms upstream): the server's CPU time per request is what each feature costs."""
+    steps: list[dict[str, object]] = []
+    starters: list[tuple[str, Callable[[], Target]]] = [
+        ("floor", lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS))
+    ]
+    for i, (label, features) in enumerate(BREAKDOWN_STEPS):
+        infra = lab.infra if features else None
+        starters.append(
+            (
+                label,
+                functools.partial(
+                    start_gateway,
+                    lab.run_dir,
+                    lab.mock_port,
+                    infra,
+                    SERVER_CPUS,
+                    name=f"gateway-b{i}",
+                    features=features,
+                ),
+            )
+        )
+    for label, starter in starters:
+        say(f"breakdown: {label}")
+        with contextlib.ExitStack() as own:
+            target = starter()
+            assert target.service is not None
+            own.callback(target.service.stop)
+            problems = load.check_answers(target)
+            if problems:
+                steps.append({"step": label, "problems": problems})
+                continue
+            result = measured_point(lab, target, "json50", connections, settings, LOAD_CPUS)
+            per_request_us = 1e6 * result.server_cpu_s / result.requests if result.requests else None
+            steps.append({"step": label, "server_cpu_us_per_request": per_request_us, "wrk": result.as_dict()})
+    return {"connections": connections, "upstream_delay_ms": 50, "steps": steps}
 
 
 def settings_dict(settings: Settings) -> dict[str, object]:

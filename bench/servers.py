@@ -400,9 +400,16 @@ def start_floor(run_dir: Path, mock_port: int, cpus: frozenset[int]) -> Target:
     return Target("floor", f"http://127.0.0.1:{port}", mock_routes(), service)
 
 
-def gateway_config(mock_port: int, port: int, workers: int, infra: Infra, run_dir: Path) -> dict[str, object]:
-    """Every policy on: tenant auth, injection block and PII redaction (the defaults, spelled out), token and
-    USD budgets and rpm/tpm limits (huge, never hit) in Redis, usage events to Postgres, metrics."""
+FEATURES = frozenset({"redis_limits", "content_policies", "postgres_events"})
+
+
+def gateway_config(
+    mock_port: int, port: int, workers: int, infra: Infra | None, run_dir: Path, features: frozenset[str] = FEATURES
+) -> dict[str, object]:
+    """Every policy on (the default `features`): tenant auth, injection block and PII redaction (the defaults,
+    spelled out), token and USD budgets and rpm/tpm limits (huge, never hit) in Redis, usage events to
+    Postgres, metrics. Without a feature (--breakdown): no budgets or limits (and no Redis); injection and PII
+    off; usage events to SQLite. Auth, routing, metrics, the request log and usage events are always on."""
     mock = f"http://127.0.0.1:{mock_port}"
     providers = {
         "mock0": f"{mock}/d0/v1",
@@ -412,12 +419,12 @@ def gateway_config(mock_port: int, port: int, workers: int, infra: Infra, run_di
     }
     models = {"bench-0ms": "mock0", "bench": "mock50", "bench-stream": "mock-stream", "bench-slow": "mock-slow"}
     return {
-        "server": {"host": "127.0.0.1", "port": port, "workers": workers, "drain_timeout_s": 2},
-        "state": {"redis_url": infra.redis.url, "on_error": "fail_closed"},
+        "server": {"host": "127.0.0.1", "port": port, "workers": workers, "drain_timeout_s": 2, "readiness_grace_s": 0},
+        "state": {"redis_url": infra.redis.url if infra and "redis_limits" in features else None},
         "events": {
-            "postgres_dsn": infra.postgres.dsn,
-            "spool_dir": str(run_dir / "spool"),
-            "sqlite_path": str(run_dir / "unused.sqlite"),
+            "postgres_dsn": infra.postgres.dsn if infra and "postgres_events" in features else None,
+            "spool_dir": str(run_dir / f"spool-{port}"),
+            "sqlite_path": str(run_dir / f"events-{port}.sqlite"),
         },
         "providers": {
             name: {"type": "openai", "base_url": url, "api_key": "sk-mock-upstream"} for name, url in providers.items()
@@ -427,9 +434,9 @@ def gateway_config(mock_port: int, port: int, workers: int, infra: Infra, run_di
         "defaults": {
             "max_tokens_per_request": 4096,
             "policies": {
-                "injection": {"action": "block", "threshold": 0.8},
+                "injection": {"action": "block" if "content_policies" in features else "off", "threshold": 0.8},
                 "pii": {
-                    "action": "redact",
+                    "action": "redact" if "content_policies" in features else "off",
                     "entities": ["email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret"],
                 },
             },
@@ -438,20 +445,33 @@ def gateway_config(mock_port: int, port: int, workers: int, infra: Infra, run_di
             "bench": {
                 "keys": [{"id": "bench-1", "sha256": hashlib.sha256(BENCH_KEY.encode()).hexdigest()}],
                 "models": ["*"],
-                "budgets": [{"tokens": 10**15, "per": "day"}, {"usd": 1e12, "per": "month"}],
-                "rate_limits": {"rpm": 10**9, "tpm": 10**12},
+                **(
+                    {
+                        "budgets": [{"tokens": 10**15, "per": "day"}, {"usd": 1e12, "per": "month"}],
+                        "rate_limits": {"rpm": 10**9, "tpm": 10**12},
+                    }
+                    if "redis_limits" in features
+                    else {}
+                ),
             }
         },
     }
 
 
 def start_gateway(
-    run_dir: Path, mock_port: int, infra: Infra, cpus: frozenset[int], workers: int = 1, name: str = "gateway"
+    run_dir: Path,
+    mock_port: int,
+    infra: Infra | None,
+    cpus: frozenset[int],
+    workers: int = 1,
+    name: str = "gateway",
+    features: frozenset[str] = FEATURES,
 ) -> Target:
     port = free_port()
     config = run_dir / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(gateway_config(mock_port, port, workers, infra, run_dir), sort_keys=False))
-    command = [str(VENV_BIN / "gateway"), "serve", "--config", str(config), "--log-level", "warning"]
+    settings = gateway_config(mock_port, port, workers, infra, run_dir, features)
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    command = [str(VENV_BIN / "gateway"), "serve", "--config", str(config)]  # info: the request log is on
     service = start(name, command, cpus, run_dir)
     service.wait_http(f"http://127.0.0.1:{port}/readyz")
     return Target(name, f"http://127.0.0.1:{port}", gateway_routes(), service, extra={"workers": workers})
