@@ -39,7 +39,7 @@ from gateway.events.usage import (
     totals,
     usage_report,
 )
-from gateway.logs import FORMATS, TEXT_FORMAT, logging_config
+from gateway.logs import FORMAT_ENV, FORMATS, TEXT_FORMAT, logging_config
 
 log = logging.getLogger("gateway")
 T = TypeVar("T")
@@ -73,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda *_: None)
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    os.environ[FORMAT_ENV] = args.log_format
     metrics_dir = None
     if workers > 1:  # one /metrics for all workers: prometheus-client's multiprocess mode (gateway/metrics.py)
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")

@@ -11,7 +11,6 @@ event surviving even a SIGKILL a moment later. A request that never answers is f
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -35,8 +34,6 @@ from gateway.state import GatewayState
 from gateway.tracing import Tracing
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
 from policies.budgets import ReservationStore
-
-request_log = logging.getLogger("gateway.requests")  # one line per model request (gateway/logs.py)
 
 
 @dataclass(slots=True)
@@ -187,8 +184,8 @@ class ModelEndpoint(ABC):
         with state.tracing.span("gateway.usage_event"):
             state.events.emit(record)
         state.metrics.observe(record, runtime.model_names)
-        if runtime.config.server.request_log and request_log.isEnabledFor(logging.INFO):
-            request_log.info("request", extra={"fields": record.log_fields()})
+        if runtime.config.server.request_log:
+            state.request_log.write(record.log_fields())
 
     @staticmethod
     def answering(call: Call, route: ModelRoute, deployment: Deployment) -> None:

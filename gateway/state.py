@@ -18,6 +18,7 @@ from gateway.events.record import DiscardSink, UsageSink
 from gateway.events.store import open_store
 from gateway.failover import Failover
 from gateway.instruments import RequestMetrics
+from gateway.logs import RequestLog
 from gateway.runtime import Runtime, build_runtime
 from gateway.state_store import StateStore
 from gateway.tracing import Tracing
@@ -40,6 +41,7 @@ class GatewayState:
     tracing: Tracing = field(default_factory=Tracing)
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     draining: bool = False
+    request_log: RequestLog = field(default_factory=RequestLog)
     supervisor_pid: int | None = None  # workers > 1: the process that passes a reload on to every worker
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
@@ -64,6 +66,7 @@ class GatewayState:
         if self.pipeline is not None:
             await self.pipeline.close(timeout_s)
         self.tracing.shutdown()
+        self.request_log.flush()
 
     def open_state_store(self) -> None:
         """Counters live in Redis when `state.redis_url` is set (a change needs a restart, not a reload)."""
