@@ -65,17 +65,19 @@ class RequestLog:
     """The request log: one line per model request, in the same shape as every other line (`gateway.requests`,
     its `fields` as keys). It does not go through `logging`: a LogRecord, the handler's lock and one write per
     line cost about 7% of a request's CPU; here a line is one `orjson.dumps`, and the lines of the last
-    `REQUEST_LOG_FLUSH_S` leave together in one write. `gateway.requests` below INFO turns it off."""
+    `REQUEST_LOG_FLUSH_S` leave together in one write. `gateway.requests` below INFO turns it off, and so does
+    a format of None: the default outside `gateway serve` (which sets FORMAT_ENV), as for an app embedded in
+    tests, whose stderr is not a log."""
 
     def __init__(self, fmt: str | None = None) -> None:
-        self.fmt = fmt or os.environ.get(FORMAT_ENV, "json")
+        self.fmt = fmt if fmt is not None else os.environ.get(FORMAT_ENV)
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._pid = os.getpid()
         self._lines: list[str] = []
         self._flush: asyncio.TimerHandle | None = None
 
     def write(self, fields: dict[str, Any]) -> None:
-        if not self._logger.isEnabledFor(logging.INFO):
+        if self.fmt is None or not self._logger.isEnabledFor(logging.INFO):
             return
         now = dt.datetime.now(dt.UTC)
         if self.fmt == "json":
