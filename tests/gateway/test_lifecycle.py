@@ -334,3 +334,25 @@ def test_each_model_request_leaves_one_json_log_line_without_content_or_keys(
     output = process.output()
     for secret in ("tangerine", "jane.doe", KEY, blocked_key, sha(KEY), "sk-upstream-lifecycle"):
         assert secret not in output
+
+
+def test_with_two_workers_sigterm_also_turns_readyz_503_then_closes_the_port(
+    upstream: MockUpstream, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The supervisor passes SIGTERM on to both workers and lets go of its own copy of the listening socket:
+    the port closes once the workers close theirs, after the grace period."""
+    upstream.reset()
+    text = two_workers(upstream, redis_server, tmp_path).replace("readiness_grace_s: 0", "readiness_grace_s: 1.0")
+    process, port = started(text, tmp_path)
+    try:
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert [httpx.get(f"http://127.0.0.1:{port}/readyz").status_code for _ in range(4)] == [503] * 4
+        while connects(port):
+            assert time.monotonic() - signalled < 10, "the port never closed"
+            time.sleep(0.05)
+        assert time.monotonic() - signalled >= 0.9
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
