@@ -19,6 +19,7 @@ from gateway.azure_paths import AzureDeployments
 from gateway.chat import ChatEndpoint
 from gateway.config.loader import load_file
 from gateway.embeddings import EmbeddingsEndpoint
+from gateway.gc_tuning import tune_garbage_collector
 from gateway.http import ASGIApp
 from gateway.info import MODEL_PREFIX, HealthEndpoint, ModelsEndpoint, ReadyEndpoint
 from gateway.metrics import MetricsEndpoint
@@ -74,4 +75,6 @@ def state_from_file(path: str | Path) -> GatewayState:
 
 def app_from_env() -> ASGIApp:
     """uvicorn factory (`gateway serve` and every worker): the config path comes from GATEWAY_CONFIG."""
-    return build_app(state_from_file(os.environ[CONFIG_ENV]))
+    app = build_app(state_from_file(os.environ[CONFIG_ENV]))
+    tune_garbage_collector()
+    return app

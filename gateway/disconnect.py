@@ -51,8 +51,13 @@ class DisconnectWatch:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if self._watcher is not None:
+        # Once the response is complete the server's `receive()` answers `http.disconnect` by itself (uvicorn
+        # and httpx's ASGI transport both do), and the watcher ends on its own. Cancelling it instead would
+        # leave a CancelledError whose traceback holds the watcher's frames in a reference cycle: garbage
+        # for the cyclic collector, once per request.
+        if self._watcher is not None and not (self._complete and exc_type is None):
             self._watcher.cancel()
+        self._watcher = None
         if self.disconnected and exc_type is asyncio.CancelledError and self._task is not None:
             return self._task.uncancel() == 0  # swallow our own cancel only, never a second one
         return False

@@ -167,6 +167,7 @@ class ModelEndpoint(ABC):
             if call is not None and call.reservation is not None:
                 # shielded: a cancelled request still turns its reservation into what it really spent
                 await asyncio.shield(spend.settle(state.store, call.reservation, record.usage, call.answered_by))
+            call = None  # `call` holds `finish`, whose closure holds `call`: no cycle left for the collector
 
     def emit(self, runtime: Runtime, record: RequestRecord, answered_by: Deployment | None) -> None:
         """The record's final numbers, then out: journal and queue, metrics. Once per request."""
