@@ -6,7 +6,7 @@ answer: JSON whole, SSE chunk by chunk as each arrives. No auth, no parsing, no 
 mock's paths (bench/mock/), forwarding each to the same path upstream: `<delay>/v1/chat/completions`
 (JSON), `<delay>/s/v1/chat/completions` and `<delay>/slow/v1/chat/completions` (SSE), for the delay
 prefixes /d0 and /d50. The harness serves it exactly as `gateway serve` serves the gateway (uvicorn, uvloop, httptools,
-no access log):
+no access log, the same garbage-collector settings):
 
     BENCH_UPSTREAM=http://127.0.0.1:PORT uvicorn bench.floor:create_app --factory ...
 """
@@ -22,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from gateway.gc_tuning import tune_garbage_collector
 
 POOL_LIMIT = 4096  # as gateway/upstream.py
 KEEPALIVE_S = 60
@@ -83,4 +85,6 @@ def create_app() -> Starlette:
         routes.append(Route(f"{prefix}/v1/chat/completions", json_passthrough, methods=["POST"]))
         routes.append(Route(f"{prefix}/s/v1/chat/completions", sse_passthrough, methods=["POST"]))
         routes.append(Route(f"{prefix}/slow/v1/chat/completions", sse_passthrough, methods=["POST"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    tune_garbage_collector()  # the collector settings `gateway serve` runs with: no advantage from them either way
+    return app
