@@ -8,7 +8,6 @@ Streams pass through as they arrive: each upstream read is translated and sent a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -169,7 +168,7 @@ class ChatEndpoint(ModelEndpoint):
         translator: StreamTranslator | None = None
         deployment: Deployment | None = None
         try:
-            async with asyncio.timeout(route.timeouts.total_s):
+            async with self.state.deadlines.timeout(route.timeouts.total_s):
                 response = await self.state.failover.run(route, call.identity.tenant, record, attempt)
                 deployment = call.answered_by
                 assert deployment is not None

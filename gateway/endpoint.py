@@ -142,7 +142,7 @@ class ModelEndpoint(ABC):
             record.tenant, record.key_id = identity.tenant.name, identity.key_id
             server = runtime.config.server
             try:
-                async with asyncio.timeout(server.body_timeout_s):
+                async with state.deadlines.timeout(server.body_timeout_s):
                     body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None

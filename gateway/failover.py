@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from adapters.base import ProviderError
+from gateway.deadlines import DeadlineWheel
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from gateway.events import RequestRecord
 from gateway.instruments import RequestMetrics
@@ -110,6 +111,7 @@ class Failover:
     rng: random.Random = field(default_factory=random.Random)
     metrics: RequestMetrics | None = None
     tracing: Tracing = field(default_factory=Tracing)
+    deadlines: DeadlineWheel = field(default_factory=DeadlineWheel)
 
     def routes(self, route: ModelRoute, tenant: Tenant) -> list[ModelRoute]:
         chain = [route]
@@ -144,7 +146,7 @@ class Failover:
         `timeout_s` bounds the whole: every attempt, backoff and fallback together."""
         self.budget.on_request()
         try:
-            async with asyncio.timeout(route.timeouts.total_s):
+            async with self.deadlines.timeout(route.timeouts.total_s):
                 return await self._run(route, tenant, record, attempt)
         except TimeoutError:
             raise UpstreamTimeout(

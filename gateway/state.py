@@ -13,6 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.config.loader import ConfigError, load_file
+from gateway.deadlines import DeadlineWheel
 from gateway.events.pipeline import EventPipeline
 from gateway.events.record import DiscardSink, UsageSink
 from gateway.events.store import open_store
@@ -32,6 +33,7 @@ log = logging.getLogger("gateway")
 class GatewayState:
     runtime: Runtime
     config_path: Path | None = None
+    deadlines: DeadlineWheel = field(default_factory=DeadlineWheel)  # the request path's timeouts, one wheel
     client: UpstreamClient = field(default_factory=UpstreamClient)
     events: UsageSink = field(default_factory=DiscardSink)  # the pipeline, once `open_events` ran
     store: ReservationStore = field(default_factory=MemoryStore)
@@ -46,12 +48,13 @@ class GatewayState:
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.client.deadlines = self.failover.deadlines = self.deadlines
         self.metrics = RequestMetrics(self.registry)
         self.failover.metrics, self.failover.tracing = self.metrics, self.tracing
 
     def reset_failover(self) -> None:
         """Circuits and the retry budget start afresh (tests); the new one reports to the same metrics."""
-        self.failover = Failover(metrics=self.metrics, tracing=self.tracing)
+        self.failover = Failover(metrics=self.metrics, tracing=self.tracing, deadlines=self.deadlines)
 
     async def open_events(self) -> None:
         """Usage events go to Postgres (`events.postgres_dsn`) or SQLite, through the on-disk journal in
@@ -71,7 +74,7 @@ class GatewayState:
     def open_state_store(self) -> None:
         """Counters live in Redis when `state.redis_url` is set (a change needs a restart, not a reload)."""
         if self.state_store is None:
-            self.state_store = StateStore(self.runtime.config.state)
+            self.state_store = StateStore(self.runtime.config.state, self.deadlines.timeout)
             self.store = self.state_store.store
 
     async def close_state_store(self) -> None:

@@ -4,10 +4,12 @@ shared by every worker and replica, behind a guard that bounds each call and app
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.config.schema import StateConfig
 from policies.budgets import MemoryStore, ReservationStore
 from policies.redis_client import RedisClient
-from policies.redis_store import GuardedStore, RedisStore
+from policies.redis_store import DeadlineFactory, GuardedStore, RedisStore
 
 REDIS_TIMEOUT_S = 1.0  # every Redis call answers, or gives up, within this
 # Short enough that no request hangs on an unreachable Redis; long enough that a busy event loop (a
@@ -18,7 +20,7 @@ REDIS_STALL_S = 5.0  # a connection with calls pending and no byte back for this
 
 
 class StateStore:
-    def __init__(self, config: StateConfig) -> None:
+    def __init__(self, config: StateConfig, deadline: DeadlineFactory = asyncio.timeout) -> None:
         self._client: RedisClient | None = None
         self._guarded: GuardedStore | None = None
         if config.redis_url is None:
@@ -30,7 +32,9 @@ class StateStore:
             connect_timeout_s=REDIS_TIMEOUT_S,
             stall_timeout_s=REDIS_STALL_S,
         )
-        self._guarded = GuardedStore(RedisStore(self._client), config.on_error, timeout_s=REDIS_TIMEOUT_S)
+        self._guarded = GuardedStore(
+            RedisStore(self._client), config.on_error, timeout_s=REDIS_TIMEOUT_S, deadline=deadline
+        )
         self.store = self._guarded
 
     @property

@@ -18,6 +18,7 @@ from typing import Protocol
 import aiohttp
 
 from adapters.base import LocalAdapter, LocalAnswer, UpstreamRequest
+from gateway.deadlines import DeadlineWheel
 from gateway.runtime import Timeouts
 
 POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so this is per provider
@@ -102,8 +103,9 @@ class LocalResponse:
 
 
 class UpstreamClient:
-    def __init__(self, pool_limit: int = POOL_LIMIT) -> None:
+    def __init__(self, pool_limit: int = POOL_LIMIT, deadlines: DeadlineWheel | None = None) -> None:
         self._pool_limit = pool_limit
+        self.deadlines = deadlines or DeadlineWheel()
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -131,7 +133,7 @@ class UpstreamClient:
         assert self._session is not None
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
         try:
-            async with asyncio.timeout(timeouts.first_byte_s):
+            async with self.deadlines.timeout(timeouts.first_byte_s):
                 response = await self._session.request(
                     request.method,
                     request.url,

@@ -28,9 +28,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -224,6 +225,7 @@ class StoreUnavailable(Exception):
 
 
 Mode = Literal["primary", "degraded_open", "degraded_closed"]
+DeadlineFactory = Callable[[float], AbstractAsyncContextManager[Any]]  # asyncio.timeout, or a cheaper equivalent
 OnError = Literal["fail_closed", "fail_open"]
 T = TypeVar("T")
 
@@ -261,8 +263,10 @@ class GuardedStore:
         on_error: OnError,
         timeout_s: float = 0.25,
         probe_interval_s: float = 1.0,
+        deadline: DeadlineFactory = asyncio.timeout,
     ) -> None:
         self.primary = primary
+        self.deadline = deadline
         self.on_error: OnError = on_error
         self.timeout_s = timeout_s
         self.probe_interval_s = probe_interval_s
@@ -412,7 +416,7 @@ class GuardedStore:
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with self.deadline(self.timeout_s):
                 result = await operation
         except (RedisError, OSError) as exc:  # OSError includes TimeoutError (the deadline)
             self._failed(exc)
