@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,12 @@ class Served(subprocess.Popen[str]):
     a pipe, so that a test which never reads it cannot stall the gateway on a full pipe."""
 
     log_path: Path
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: with `workers > 1`, the workers too, not only the supervisor
+        (orphaned workers would keep the port and their Redis connections for the rest of the session)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -54,6 +61,7 @@ def serve(config: Path, port: int, env: dict[str, str] | None = None) -> Served:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, so that `kill` reaches the workers too
         )
     process.log_path = log_path
     return process
