@@ -368,3 +368,28 @@ def test_with_two_workers_sigterm_also_turns_readyz_503_then_closes_the_port(
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_sighup_while_the_workers_start_reaches_them_once_they_have_started(
+    upstream: MockUpstream, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Until a worker's lifespan has set up the reload, SIGHUP would end it: the supervisor holds it back."""
+    upstream.reset()
+    path = tmp_path / "config.yaml"
+    path.write_text(two_workers(upstream, redis_server, tmp_path))
+    port = free_port()
+    process = serve(path, port)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(line["message"].startswith("Started parent process") for line in process.log_lines()):
+            assert time.monotonic() < deadline and process.poll() is None, process.output()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGHUP)  # the workers are being spawned now
+        wait_ready(port, process)
+        while len({line["pid"] for line in process.log_lines() if line["message"].startswith("config reloaded")}) < 2:
+            assert time.monotonic() < deadline, process.output()
+            time.sleep(0.05)
+        started = {line["pid"] for line in process.log_lines() if line["message"].startswith("Started server process")}
+    finally:
+        shut_down(process)
+    assert len(started) == 2, "no worker died and was replaced"
