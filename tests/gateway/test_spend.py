@@ -10,7 +10,7 @@ import httpx
 
 from tests.conftest import ACME_KEY, BUDGET_KEY, RATE_KEY, USD_KEY
 from tests.openai_schema import validate
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, settled_limits
 from tests.support.upstream import MockUpstream
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "Count to three."}], "max_tokens": 50}
@@ -38,7 +38,7 @@ def test_concurrent_requests_cannot_overrun_a_token_budget(gateway: RunningGatew
         assert denied.json()["error"]["code"] == "budget_exceeded"
         assert int(denied.headers["retry-after"]) >= 1
     seen_tokens = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
-    [budget] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
+    [budget] = settled_limits(gateway, "budgeted")
     assert budget.reserved == 0  # every reservation was settled
     assert budget.spent - before.spent == seen_tokens
     assert budget.spent <= 10_000
@@ -69,8 +69,7 @@ def test_usd_budget_reserves_the_priced_worst_case(gateway: RunningGateway, upst
     fits = httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers)
     assert fits.status_code == 200
     assert upstream.received[-1].body["max_tokens"] == 50
-    tenant = gateway.state.runtime.tenants["pennywise"]
-    [budget] = asyncio.run(gateway.state.store.state("pennywise", tenant.limits, time.time()))
+    [budget] = settled_limits(gateway, "pennywise")
     assert budget.reserved == 0
     assert abs(budget.spent - (11 * 0.15 + 7 * 0.60) / 1_000_000) < 1e-12
 
@@ -116,6 +115,6 @@ def test_failures_before_the_first_token_return_their_reservations(
             seen += 18  # the stream's usage is not shown to this client, but the provider reported 18
         else:
             seen += response.json()["usage"]["total_tokens"]
-    [after] = asyncio.run(gateway.state.store.state("budgeted", tenant.limits, time.time()))
+    [after] = settled_limits(gateway, "budgeted")
     assert after.reserved == 0
     assert after.spent - before.spent == seen

@@ -16,6 +16,7 @@ from gateway.app import build_app
 from gateway.config.loader import load_text
 from gateway.runtime import build_runtime
 from gateway.state import GatewayState
+from policies.budgets import LimitState
 from tests.support.scratch_server import free_port
 
 T = TypeVar("T")
@@ -72,3 +73,16 @@ class RunningGateway:
         self._thread.join(10)
         if self._scratch is not None:
             self._scratch.cleanup()
+
+
+def settled_limits(gateway: RunningGateway, tenant: str, timeout_s: float = 5.0) -> list[LimitState]:
+    """The tenant's limit counters once no reservation is held. A request settles its reservation right after
+    its response's last byte (off the response's path), so a client can have its answer a moment before
+    the settlement lands: poll for it, boundedly."""
+    limits = gateway.state.runtime.tenants[tenant].limits
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = asyncio.run(gateway.state.store.state(tenant, limits, time.time()))
+        if all(state.reserved == 0 for state in states) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.01)
