@@ -46,11 +46,7 @@ T = TypeVar("T")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_file(args.config)
-    except ConfigError as exc:
-        _print_problems(args.config, exc.problems)
-        return 2
+    loaded = _load(args.config)
     server = loaded.config.server
     host = args.host or server.host
     port = args.port or server.port
@@ -66,13 +62,14 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("provider %s is disabled: %s", name, why)
     import uvicorn
 
+    from gateway.app import CONFIG_ENV
     from gateway.supervisor import SUPERVISOR_PID_ENV, Supervisor
 
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler it found: make that
     # handler a no-op so a clean drain exits 0 instead of dying by the signal afterwards.
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda *_: None)
-    os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     os.environ[FORMAT_ENV] = args.log_format
     metrics_dir = None
     if workers > 1:  # one /metrics for all workers: prometheus-client's multiprocess mode (gateway/metrics.py)
