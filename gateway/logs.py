@@ -24,18 +24,27 @@ REQUEST_LOGGER = "gateway.requests"
 REQUEST_LOG_FLUSH_S = 0.05
 
 
+def json_line(at: dt.datetime, level: str, logger: str, pid: int, message: str, fields: Any = None) -> dict[str, Any]:
+    """Every JSON log line's keys, the request log's included; `fields` (a dict) are added to them."""
+    line: dict[str, Any] = {
+        "ts": at.isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "pid": pid,
+        "message": message,
+    }
+    if isinstance(fields, dict):
+        line.update(fields)
+    return line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process or os.getpid(),
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line.update(fields)
+        at = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        pid = record.process or os.getpid()
+        line = json_line(
+            at, record.levelname.lower(), record.name, pid, record.getMessage(), getattr(record, "fields", None)
+        )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
@@ -81,12 +90,7 @@ class RequestLog:
             return
         now = dt.datetime.now(dt.UTC)
         if self.fmt == "json":
-            line: dict[str, Any] = {
-                "ts": now.isoformat(timespec="milliseconds"),
-                "level": "info",
-                "logger": REQUEST_LOGGER,
-            }
-            line.update(pid=self._pid, message="request", **fields)
+            line = json_line(now, "info", REQUEST_LOGGER, self._pid, "request", fields)
             self._lines.append(orjson.dumps(line).decode())
         else:
             pairs = " ".join(f"{name}={value}" for name, value in fields.items())
