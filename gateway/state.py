@@ -83,9 +83,10 @@ class GatewayState:
 
     def reload_other_workers(self) -> bool:
         """After a reload asked of this worker (/admin/reload): the supervisor passes SIGHUP on to every
-        worker, this one included (reloading the same file twice is harmless)."""
+        worker, this one included (reloading the same file twice is harmless). True when every worker has,
+        or is being sent, the new config: at once when this process is the only one."""
         if self.supervisor_pid is None:
-            return False
+            return True
         try:
             os.kill(self.supervisor_pid, signal.SIGHUP)
         except OSError as exc:
