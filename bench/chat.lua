@@ -1,9 +1,19 @@
 -- wrk script (adapted from ../shared/bench/chat.lua): POST an OpenAI chat completion with a bearer key
 -- (BENCH_KEY, BENCH_MODEL from the environment); prints one RESULT line that bench/load.py parses.
+-- Every request's user message is unique (" (request N)", N never repeating across runs): the gateway
+-- remembers the content policies' findings for texts it saw lately, and a fixed body would be scanned once.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "sk-bench")
-wrk.body = '{"model":"' .. (os.getenv("BENCH_MODEL") or "gpt-4o-mini") .. '","messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"max_tokens":64}'
+local head = '{"model":"' .. (os.getenv("BENCH_MODEL") or "gpt-4o-mini") .. '","messages":[{"role":"system",'
+  .. '"content":"You are a concise assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two '
+  .. 'sentences, please. (request '
+local tail = ')"}],"max_tokens":64}'
+local serial = (os.time() % 100000) * 100000  -- runs start seconds apart, each well under 100,000 requests a second
+request = function()
+  serial = serial + 1
+  return wrk.format(nil, nil, nil, head .. string.format("%d", serial) .. tail)
+end
 done = function(summary, latency, requests)
   io.write(string.format(
     "RESULT rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f errors=%d non2xx=%d requests=%d duration_s=%.3f\n",

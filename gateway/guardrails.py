@@ -136,6 +136,8 @@ class RequestGuard:
             return None
         action = self.policy.pii_action
         if action == "redact":
+            if not any(scanner.find(text) for text in texts):
+                return None  # nothing to redact: spare the rewrite of every message
             redaction = Redaction(scanner)
             body = rewrite(redaction.redact)
             self.pii_counts = redaction.counts()

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from policies.base import InjectionVerdict
+from policies.memo import TextMemo
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -68,6 +69,8 @@ MULTI_FAMILY_MIN = 0.3
 FAMILY_DECAY = 0.6  # within a family, each further distinct rule counts this much less
 SIGNAL_MIN = 0.2  # families below this are not reported in `signals`
 MAX_BLOBS_PER_TEXT = 16
+MEMO_ENTRIES = 8192  # texts whose findings are remembered (by digest): system prompts and history repeat...
+MEMO_MAX_ITEMS = 32  # ... when their findings are this small (hit buckets, rules, marks)
 MAX_MARKS = 64  # obfuscation places remembered per text
 MAX_SCAN_CHARS = 262_144  # per request: bounds the CPU a huge body can cost
 LINE_REACH = 200  # how much of a hit's line is read for code-likeness
@@ -267,6 +270,26 @@ _QUESTION_FAMILIES = frozenset({INSTRUCTION_OVERRIDE, REFUSAL_SUPPRESSION, ROLE_
 # A damped hit (context factor < UNDAMPED_MIN: quoted, reported, code, third party...) talks about an attack
 # rather than making one: damped hits count through their maximum only, they never add up.
 _Hits = dict[tuple[int, int, int], dict[int, float]]
+# where a text was obfuscated (leetspeak, look-alike letters): (region, bucket)
+_Marks = set[tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Findings:
+    """What one caller text gave (with the hidden and encoded texts inside it), its regions numbered from 0.
+    A function of the text alone, so it is memoised; its dicts are shared and never written once built."""
+
+    hits: _Hits
+    flags: frozenset[str]  # request-wide signals: hidden text, an encoded payload
+    marks: frozenset[tuple[int, int]]
+    regions: int
+
+
+_NOTHING = _Findings({}, frozenset(), frozenset(), 1)
+
+
+def _small(found: _Findings) -> bool:
+    return sum(len(rules) for rules in found.hits.values()) + len(found.marks) <= MEMO_MAX_ITEMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -2171,13 +2194,15 @@ class InjectionDetector:
         for lead, i in self._literal_rules:
             groups.setdefault(lead[0], []).append((lead, i))
         self._literal_groups = tuple((first, tuple(group)) for first, group in groups.items())
+        self._memo: TextMemo[_Findings] = TextMemo(MEMO_ENTRIES, keep=_small)
 
     def scan(self, texts: Sequence[str]) -> InjectionVerdict:
         """Score the caller's texts of one request. At most MAX_SCAN_CHARS are scanned, latest texts first (the
         newest message matters most); a text cut to fit keeps its head and its tail."""
         hits: _Hits = {}
         flags: set[str] = set()
-        regions = itertools.count()
+        marks: _Marks = set()
+        base = 0  # each text's regions follow the previous text's: texts never combine their evidence
         budget = MAX_SCAN_CHARS
         for text in reversed(texts):
             if not text:
@@ -2188,22 +2213,41 @@ class InjectionDetector:
                 tail = budget // 4
                 text = text[: budget - tail] + "\n" + text[-tail:]
             budget -= len(text)
-            self._scan_text(text, hits, flags, regions, depth=0)
-        return self._verdict(hits, flags)
+            found = self._memo.get(text, self._findings)
+            for (region, bucket, damped), rules in found.hits.items():
+                hits[(base + region, bucket, damped)] = rules
+            marks.update((base + region, bucket) for region, bucket in found.marks)
+            flags |= found.flags
+            base += found.regions
+        return self._verdict(hits, flags, marks)
+
+    def _findings(self, text: str) -> _Findings:
+        """One text's findings, whatever texts came with it (the memo's unit)."""
+        hits: _Hits = {}
+        flags: set[str] = set()
+        marks: _Marks = set()
+        regions = itertools.count()
+        self._scan_text(text, hits, flags, marks, regions, depth=0)
+        used = next(regions)
+        if not hits and not flags and not marks and used == 1:
+            return _NOTHING
+        return _Findings(hits, frozenset(flags), frozenset(marks), used)
 
     # -- one text -------------------------------------------------------------------------------------------------
-    def _scan_text(self, text: str, hits: _Hits, flags: set[str], regions: Iterator[int], depth: int) -> None:
+    def _scan_text(
+        self, text: str, hits: _Hits, flags: set[str], marks: _Marks, regions: Iterator[int], depth: int
+    ) -> None:
         """Match one text: a region of its own, whose hits combine with each other but not with other texts'."""
         region = next(regions)
-        marks: list[int] = []  # where the text was obfuscated
+        spots: list[int] = []  # where the text was obfuscated
         if not text.isascii():
             text, hidden = _unhide(text)
             if hidden:
                 if sum(1 for c in hidden if not c.isspace()) >= 2:
                     flags.add(UNICODE_TAG_SMUGGLING)
                 if depth < 2:
-                    self._scan_text(hidden, hits, flags, regions, depth + 1)
-            text, marks = _fold_unicode(text)
+                    self._scan_text(hidden, hits, flags, marks, regions, depth + 1)
+            text, spots = _fold_unicode(text)
             raw = text
             norm = _collapse(text.casefold())
         else:
@@ -2219,21 +2263,23 @@ class InjectionDetector:
                 mine = own.setdefault(key, {})
                 for i, w in rules.items():
                     if w > mine.get(i, 0.0) + 0.05:
-                        marks.append(key[1] * BUCKET)
+                        spots.append(key[1] * BUCKET)
                         mine[i] = w
         if own:
-            for mark in marks:
-                for bucket in range(mark // BUCKET - 1, mark // BUCKET + 2):
-                    flags.add(f"{OBFUSCATION}:{region}:{bucket}")
+            for spot in spots:
+                for bucket in range(spot // BUCKET - 1, spot // BUCKET + 2):
+                    marks.add((region, bucket))
             _merge(hits, own)
         if depth == 0:
             for decoded in _decode_blobs(raw):
                 sub_hits: _Hits = {}
                 sub_flags: set[str] = set()
-                self._scan_text(decoded, sub_hits, sub_flags, regions, depth + 1)
-                if self._verdict(sub_hits, sub_flags).score >= ENCODED_MIN_SCORE:
+                sub_marks: _Marks = set()
+                self._scan_text(decoded, sub_hits, sub_flags, sub_marks, regions, depth + 1)
+                if self._verdict(sub_hits, sub_flags, sub_marks).score >= ENCODED_MIN_SCORE:
                     flags.add(ENCODED_PAYLOAD)
                 flags.update(sub_flags)
+                marks.update(sub_marks)
                 _merge(hits, sub_hits)
 
     def _match(self, norm: str, hits: _Hits, region: int, offset: int) -> None:
@@ -2310,7 +2356,7 @@ class InjectionDetector:
                 yield m.start(), m.end()
 
     # -- score ----------------------------------------------------------------------------------------------------
-    def _verdict(self, hits: _Hits, flags: set[str]) -> InjectionVerdict:
+    def _verdict(self, hits: _Hits, flags: set[str], marks: _Marks) -> InjectionVerdict:
         """Evidence combines within a window of two adjacent buckets of one text, and the best window counts, so
         that scattered mentions in a long document do not add up. Hidden text and an encoded payload hold for the
         whole request, obfuscation for its place in a text. Signals: every family reaching SIGNAL_MIN in some window."""
@@ -2325,7 +2371,7 @@ class InjectionDetector:
         best = 0.0
         seen: dict[str, float] = {}
         for (region, bucket), (made, mentioned) in windows.items() or {(-1, 0): ({}, {})}.items():
-            obfuscated = f"{OBFUSCATION}:{region}:{bucket}" in flags or f"{OBFUSCATION}:{region}:{bucket + 1}" in flags
+            obfuscated = (region, bucket) in marks or (region, bucket + 1) in marks
             scores, strong = self._family_scores(made, mentioned, flags, obfuscated)
             best = max(best, _combine(scores, strong))
             for family, value in scores.items():

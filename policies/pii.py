@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable
 
 from policies.base import PiiSpan
+from policies.memo import TextMemo
 
 ENTITIES = ("email", "phone", "credit_card", "ssn", "iban", "ip_address", "secret")
 
@@ -526,6 +527,8 @@ _PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _PEM_BODY = re.compile(r"(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/=]{4,200})+")
 _PEM_MAX = 65536
+MEMO_ENTRIES = 8192  # texts whose spans are remembered (by digest; see policies/memo.py)...
+MEMO_MAX_SPANS = 16  # ... when they have at most this many
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _SPLIT_TOKEN = re.compile(r"[-_]")
 
@@ -685,6 +688,9 @@ class PiiScanner:
         self._ip = "ip_address" in wanted
         self._secret = "secret" in wanted
         self._digits = self._phone or self._card or self._ssn or self._iban or self._ip
+        self._memo: TextMemo[tuple[PiiSpan, ...]] = TextMemo(
+            MEMO_ENTRIES, keep=lambda spans: len(spans) <= MEMO_MAX_SPANS
+        )
 
     def _numeric(self, text: str, cls: bytes, cands: list[_Cand]) -> None:
         masks: list[tuple[int, int]] = []
@@ -721,6 +727,9 @@ class PiiScanner:
         """Non-overlapping spans, sorted by start."""
         if not text:
             return []
+        return list(self._memo.get(text, self._scan))
+
+    def _scan(self, text: str) -> tuple[PiiSpan, ...]:
         cands: list[_Cand] = []
         if self._secret or self._digits:
             cls = text.encode("latin-1", "replace").translate(_CLASSES)  # one byte per character
@@ -732,7 +741,7 @@ class PiiScanner:
             _emails(text, cands)
         if self._ip and ":" in text:
             _ipv6(text, cands)
-        return _resolve(cands)
+        return tuple(_resolve(cands))
 
 
 # ------------------------------------------------------------------------------------------ redaction
