@@ -4,6 +4,10 @@
     .venv/bin/python -m bench --quick              # the same, short (a smoke run, ~1 min)
     .venv/bin/python -m bench --soak 10m           # the gateway under 32 connections: RSS growth, fds, tasks
     .venv/bin/python -m bench --workers-scaling    # 1 vs 2 workers, nothing pinned, CPU split
+    .venv/bin/python -m bench --breakdown          # the gateway's CPU per request, its features on one at a time
+    .venv/bin/python -m bench --profile            # floor and gateway under py-spy: CPU per request by component
+
+--profile needs py-spy (pip install -e '.[bench]') and root; --duration is its sampling time (default 20s).
 
 See bench/README.md for what each part measures and how to read it.
 """
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 from types import FrameType, MappingProxyType
 from typing import NoReturn
 
-from bench import report
+from bench import pyspy, report
 from bench.runs import (
     ALL_CPUS,
     LOAD_CPUS,
@@ -28,6 +32,7 @@ from bench.runs import (
     Settings,
     breakdown,
     compare,
+    profile,
     say,
     scaling,
     settings_dict,
@@ -70,15 +75,27 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument(
         "--breakdown", action="store_true", help="the gateway's CPU per request, its features on one at a time"
     )
+    root.add_argument(
+        "--profile",
+        action="store_true",
+        help="floor and gateway under py-spy: CPU per request by component (--duration default 20s)",
+    )
     root.add_argument("--no-install", action="store_true", help="never apt-get install a missing tool")
     root.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     return root
 
 
+def default_duration(args: argparse.Namespace) -> float:
+    """Per point: 3 s with --quick, else 20 s with --profile (py-spy's sampling time), else 8 s."""
+    if args.quick:
+        return 3.0
+    return 20.0 if args.profile else 8.0
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
     return Settings(
-        duration_s=args.duration or (3.0 if quick else 8.0),
+        duration_s=args.duration or default_duration(args),
         warmup_s=args.warmup if args.warmup is not None else (1.0 if quick else 3.0),
         settle_s=2.0 if quick else 3.0,
         ttft_requests=args.ttft_requests or (200 if quick else 1000),
@@ -99,11 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("bench: needs 2 CPUs (the server under test on CPU 1, load and mock on CPU 0)")
         return 2
     settings = settings_from(args)
+    if args.profile:
+        pyspy.require()
     ensure_tools(install=not args.no_install)
     signal.signal(signal.SIGTERM, interrupted)  # the same clean-up as ^C
     # The harness (its streaming client, samplers) and what it starts unpinned run with the load generator.
     os.sched_setaffinity(0, LOAD_CPUS)
-    chosen = (("soak", args.soak), ("scaling", args.workers_scaling), ("breakdown", args.breakdown))
+    chosen = (
+        ("soak", args.soak),
+        ("scaling", args.workers_scaling),
+        ("breakdown", args.breakdown),
+        ("profile", args.profile),
+    )
     modes = [m for m, on in chosen if on] or ["compare"]
     result: dict[str, object] = {
         "date": report.now_utc(),
@@ -114,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": report.machine(),
     }
     verdicts: list[dict[str, object]] = []
+    folded: dict[str, str] = {}
     try:
         with Lab.open(LOAD_CPUS) as lab:
             if "compare" in modes:
@@ -126,13 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["scaling"] = scaling(lab, settings)
             if args.breakdown:
                 result["breakdown"] = breakdown(lab, settings)
+            if args.profile:
+                profiled = profile(lab, settings)
+                result["profile"], folded = profiled.record, profiled.folded
     except KeyboardInterrupt:
         say("bench: interrupted; every process it started has been stopped")
         return 130
     result["verdicts"] = verdicts
     report.print_report(result)
     if not args.no_save:
-        say(f"results: {report.write_json(result, settings.quick).relative_to(REPO)}")
+        path = report.write_json(result, settings.quick)
+        say(f"results: {path.relative_to(REPO)}")
+        for stacks_path in report.write_folded(path, folded):
+            say(f"stacks:  {stacks_path.relative_to(REPO)} (speedscope.app, flamegraph.pl)")
     return 1 if any(v["pass"] is False for v in verdicts if "without errors" in str(v["check"])) else 0
 
 

@@ -1,5 +1,6 @@
-"""What a run prints and keeps: the comparison table, the ratios and targets with PASS/FAIL, the soak and
-scaling summaries, the versions and the machine, and the JSON file in bench/results/."""
+"""What a run prints and keeps: the comparison table, the ratios and targets with PASS/FAIL, the soak, scaling,
+breakdown and profile summaries, the versions and the machine, and the JSON file in bench/results/ (with, for
+a profile, the collapsed stacks beside it)."""
 
 from __future__ import annotations
 
@@ -460,6 +461,76 @@ def breakdown_lines(breakdown: Record) -> list[str]:
     return lines
 
 
+def microseconds(value: object, signed: bool = False) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:+.0f}" if signed else f"{value:.0f}"
+
+
+def profile_table(rows: Sequence[Record]) -> list[str]:
+    table: list[Sequence[str]] = [
+        ("component", "floor %", "floor µs/req", "gateway %", "gateway µs/req", "gw − floor µs")
+    ]
+    for row in rows:
+        table.append(
+            (
+                str(row["component"]),
+                f"{100 * row['floor_share']:.1f}",
+                microseconds(row["floor_us_per_request"]),
+                f"{100 * row['gateway_share']:.1f}",
+                microseconds(row["gateway_us_per_request"]),
+                microseconds(row["difference_us_per_request"], signed=True),
+            )
+        )
+    return render(table)
+
+
+def profile_server_lines(name: str, server: Record) -> list[str]:
+    if "problems" in server:
+        return [f"  {name}: not measured: {server['problems']}"]
+    wrk, spy = server["wrk"], server["pyspy"]
+    total = server["samples_total"] or 1
+    busy = wrk["cpu_s"].get("server", 0.0) / wrk["duration_s"] if wrk["duration_s"] else 0.0
+    dropped = spy["errors"] / (spy["samples"] + spy["errors"]) if spy["samples"] + spy["errors"] else 0.0
+    lines = [
+        f"  {name}: {wrk['rps']:,.0f} req/s, CPU {microseconds(server['server_cpu_us_per_request'])} µs/request "
+        f"({100 * busy:.0f}% of its CPU); {server['samples_total']:,} samples, {100 * dropped:.1f}% more dropped "
+        f"(unreadable), {100 * server['samples_cut'] / total:.0f}% with a stack cut short"
+    ]
+    leaves = server.get("unattributed_leaves") or []
+    if leaves:
+        shown = ", ".join(f"{leaf} {100 * count / total:.1f}%" for leaf, count in leaves[:3])
+        lines.append(f"    unattributed, by leaf: {shown}")
+    foreign = sum(seconds for _, seconds in wrk.get("foreign", [])) / wrk["duration_s"] if wrk["duration_s"] else 0.0
+    if foreign >= FOREIGN_WARNING:
+        top = ", ".join(f"{n} {s:.1f} s" for n, s in wrk["foreign"][:3])
+        lines.append(f"    note: processes the harness did not start used {100 * foreign:.0f}% of a CPU ({top})")
+    return lines
+
+
+def profile_lines(profile: Record) -> list[str]:
+    lines = [
+        f"where the CPU goes: py-spy at {profile['rate_hz']} samples/s, {profile['connections']} connections, "
+        f"{profile['upstream_delay_ms']} ms upstream; a sample goes to the innermost frame of a known component, "
+        "µs/req = share × the server's CPU per request"
+    ]
+    lines.extend(profile_table(profile["rows"]))
+    for name, server in profile["servers"].items():
+        lines.extend(profile_server_lines(name, server))
+    return lines
+
+
+def write_folded(json_path: Path, folded: Mapping[str, str]) -> list[Path]:
+    """Each server's collapsed stacks next to the JSON file: `<its stem>-<server>.folded` (speedscope.app and
+    flamegraph.pl read them)."""
+    paths = []
+    for name, text in folded.items():
+        path = json_path.with_name(f"{json_path.stem}-{name}.folded")
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
 def print_report(result: Record) -> None:
     lines: list[str] = [""]
     settings = result["settings"]
@@ -486,6 +557,9 @@ def print_report(result: Record) -> None:
     if "breakdown" in result:
         lines.append("")
         lines.extend(breakdown_lines(result["breakdown"]))
+    if "profile" in result:
+        lines.append("")
+        lines.extend(profile_lines(result["profile"]))
     if result["verdicts"]:
         lines.append("")
         lines.extend(verdict_lines(result["verdicts"]))

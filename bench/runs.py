@@ -1,4 +1,5 @@
-"""The three runs: the side-by-side comparison (direct, floor, gateway, LiteLLM), the soak, and worker scaling.
+"""The runs: the side-by-side comparison (direct, floor, gateway, LiteLLM), the soak, worker scaling, the
+breakdown (CPU per request, feature by feature) and the profile (CPU per request, component by component).
 
 Every process lives on the `Lab`'s ExitStack; a target's own processes on a nested one, so each server is
 stopped before the next starts (one server under test at a time on its CPU).
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import load
+from bench import load, pyspy, stacks
 from bench.report import FOREIGN_WARNING
 from bench.servers import (
     FEATURES,
@@ -408,3 +409,100 @@ def breakdown(lab: Lab, settings: Settings, connections: int = 128) -> dict[str,
 
 def settings_dict(settings: Settings) -> dict[str, object]:
     return asdict(settings)
+
+
+# -- where the CPU goes, by component (py-spy) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """What `profile` measured (for the JSON file) and the collapsed stacks py-spy wrote, per server."""
+
+    record: dict[str, object]
+    folded: dict[str, str]
+
+
+def profiled_point(
+    lab: Lab, target: Target, settings: Settings, connections: int
+) -> tuple[load.WrkResult, pyspy.Recording]:
+    """A warm-up, then wrk and py-spy over the same window; the server's CPU time as every other point's."""
+    service = target.service
+    assert service is not None
+    url, model = target.url("json50"), target.routes["json50"].model
+    load.run_wrk(url, model, connections, settings.warmup_s, LOAD_CPUS)
+    output = lab.run_dir / f"{target.name}.folded"
+    recordings: list[pyspy.Recording] = []
+
+    def run() -> load.WrkResult:
+        spy = pyspy.start_recording(service.pid, settings.duration_s, output, lab.run_dir, LOAD_CPUS)
+        try:
+            result = load.run_wrk(url, model, connections, settings.duration_s, LOAD_CPUS)
+            recordings.append(pyspy.finish(spy, output, settings.duration_s))
+        finally:
+            spy.stop()
+        return result
+
+    result = accounted(lab, service, run)
+    recording = recordings[0]
+    # py-spy has exited by the "after" reading, so `accounted` left its CPU in the rest: give it its own line.
+    result.cpu_s["py-spy"] = round(recording.cpu_s, 3)
+    result.cpu_s["kernel, rest"] = round(max(0.0, result.cpu_s["kernel, rest"] - recording.cpu_s), 3)
+    return result, recording
+
+
+def profile_server(lab: Lab, target: Target, settings: Settings, connections: int) -> tuple[dict[str, object], str]:
+    """One server's record (wrk, CPU per request, py-spy's counts, samples per component) and its stacks."""
+    service = target.service
+    assert service is not None
+    if len(service.pids()) > 1:
+        say(f"  {target.name} runs {len(service.pids())} processes: py-spy records the first only")
+    problems = load.check_answers(target)
+    if problems:
+        return {"name": target.name, "problems": problems}, ""
+    result, recording = profiled_point(lab, target, settings, connections)
+    folded = recording.output.read_text()
+    counted = stacks.tally(stacks.parse_collapsed(folded))
+    per_request_us = 1e6 * result.server_cpu_s / result.requests if result.requests else None
+    say(
+        f"  {target.name:8} {result.rps:9.1f} req/s, CPU {per_request_us or 0:.0f} µs/request, "
+        f"{recording.samples} samples ({recording.errors} errors)"
+    )
+    record: dict[str, object] = {
+        "name": target.name,
+        "server_cpu_us_per_request": per_request_us,
+        "wrk": result.as_dict(),
+        "pyspy": recording.as_dict(),
+        "samples": dict(sorted(counted.samples.items(), key=lambda item: -item[1])),
+        "samples_total": counted.total,
+        "samples_cut": counted.cut,
+        "unattributed_leaves": counted.top_unattributed(),
+    }
+    return record, folded
+
+
+def profile(lab: Lab, settings: Settings, connections: int = 128) -> Profiled:
+    """The floor, then the gateway (every policy on), each on CPU 1 and saturated (`connections`, 50 ms
+    upstream), recorded with py-spy while their CPU time per request is measured: the samples of each component
+    (bench/stacks.py) times the CPU per request is what that component costs a request."""
+    starters: dict[str, Callable[[], Target]] = {
+        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS),
+        "gateway": lambda: start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS),
+    }
+    servers: dict[str, dict[str, object]] = {}
+    folded: dict[str, str] = {}
+    for name, starter in starters.items():
+        say(f"profile: {name} on CPU {','.join(map(str, sorted(SERVER_CPUS)))}, {connections} connections")
+        with contextlib.ExitStack() as own:
+            target = starter()
+            assert target.service is not None
+            own.callback(target.service.stop)
+            servers[name], folded[name] = profile_server(lab, target, settings, connections)
+    record: dict[str, object] = {
+        "connections": connections,
+        "upstream_delay_ms": 50,
+        "rate_hz": pyspy.RATE_HZ,
+        "components": [{"component": name, "files": list(fragments)} for name, fragments in stacks.COMPONENTS],
+        "servers": servers,
+        "rows": [row.as_dict() for row in stacks.rows_of(servers)],
+    }
+    return Profiled(record, {name: text for name, text in folded.items() if text})
