@@ -87,7 +87,9 @@ class ChatEndpoint(ModelEndpoint):
         req = chat_request(payload, call.identity.tenant)
         call.record.streamed = req.stream
         with guarded(call) as guard:
-            req = replace(req, body=guard.check_chat(req.body))
+            checked = guard.check_chat(req.body)
+        if checked is not req.body:  # redacted
+            req = replace(req, body=checked)
         if call.identity.tenant.log_content:
             call.record.prompt_content = guard.loggable(orjson.dumps(req.body["messages"]).decode())
         await call.admit(

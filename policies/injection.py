@@ -286,6 +286,7 @@ class _Findings:
 
 
 _NOTHING = _Findings({}, frozenset(), frozenset(), 1)
+_CLEAN = InjectionVerdict(score=0.0, signals=())
 
 
 def _small(found: _Findings) -> bool:
@@ -2360,6 +2361,8 @@ class InjectionDetector:
         """Evidence combines within a window of two adjacent buckets of one text, and the best window counts, so
         that scattered mentions in a long document do not add up. Hidden text and an encoded payload hold for the
         whole request, obfuscation for its place in a text. Signals: every family reaching SIGNAL_MIN in some window."""
+        if not hits and not flags:
+            return _CLEAN
         windows: dict[tuple[int, int], tuple[dict[int, float], dict[int, float]]] = {}
         for (region, bucket, damped), rules in hits.items():
             for key in ((region, bucket), (region, bucket - 1)):
