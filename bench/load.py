@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import itertools
 import os
+import random
 import re
 import statistics
+import string
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -30,8 +31,8 @@ from bench.servers import BENCH, BENCH_KEY, Target, cpu_list
 RESULT_LINE = re.compile(r"^RESULT (.*)$", re.MULTILINE)
 SYSTEM_PROMPT = "You are a concise assistant."
 USER_PROMPT = "Summarise the plot of Hamlet in two sentences, please."  # as bench/chat.lua, which also...
-# ...makes every request's user message unique (" (request N)"): the gateway remembers the content policies'
-# findings for texts it saw lately (system prompts and history repeat); only the system prompt may profit.
+# ...makes every request's user message unique (" (request <letters>)"): the gateway remembers the content
+# policies' findings for texts it saw lately (system prompts and history repeat); only the system prompt may profit.
 WRK_TIMEOUT = "10s"
 
 
@@ -186,7 +187,7 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def chat_body(model: str, stream: bool) -> bytes:
-    user = f"{USER_PROMPT} (request {uuid.uuid4().hex[:12]})"
+    user = f"{USER_PROMPT} (request {''.join(random.choices(string.ascii_lowercase, k=10))})"
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     body: dict[str, object] = {"model": model, "messages": messages, "max_tokens": 64}
     if stream:
