@@ -52,7 +52,9 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[package] = "not installed"
     revision = command_output("git", "rev-parse", "--short", "HEAD")
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     found["gateway"] = revision + (" (uncommitted changes)" if dirty else "")
     found["nginx"] = command_output("nginx", "-v").removeprefix("nginx version: ")
     found["wrk"] = command_output("wrk", "-v").split(" Copyright")[0]

@@ -527,7 +527,7 @@ _PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 _PEM_BODY = re.compile(r"(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/=]{4,200})+")
 _PEM_MAX = 65536
-MEMO_ENTRIES = 8192  # texts whose spans are remembered (by digest; see policies/memo.py)...
+MEMO_ENTRIES = 4096  # texts per generation whose spans are remembered (by digest; see policies/memo.py)...
 MEMO_MAX_SPANS = 16  # ... when they have at most this many
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _SPLIT_TOKEN = re.compile(r"[-_]")

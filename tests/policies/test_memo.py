@@ -26,17 +26,27 @@ class Counted:
         return len(text)
 
 
-def test_a_text_is_computed_once_until_evicted_first_in_first_out() -> None:
-    memo: TextMemo[int] = TextMemo(3, keep=lambda _: True)
+def test_a_text_is_computed_once_while_in_one_of_the_two_generations() -> None:
+    memo: TextMemo[int] = TextMemo(2, keep=lambda _: True)
     compute = Counted()
-    for text in ("a", "bb", "a", "ccc", "bb"):
+    for text in ("a", "b", "a"):
         memo.get(text, compute)
-    assert compute.calls == ["a", "bb", "ccc"]
-    assert memo.get("dddd", compute) == 4  # full: "a", the first in, goes
-    assert len(memo) == 3
-    memo.get("bb", compute)
+    assert compute.calls == ["a", "b"]
+    memo.get("c", compute)  # the young generation is full: it becomes the old one
+    assert memo.get("a", compute) == 1  # found in the old generation, and moved up to the young one
+    assert compute.calls == ["a", "b", "c"]
+    memo.get("d", compute)  # full again: {a, b} is dropped, {c, a} is old
     memo.get("a", compute)
-    assert compute.calls == ["a", "bb", "ccc", "dddd", "a"]
+    memo.get("b", compute)
+    assert compute.calls == ["a", "b", "c", "d", "b"]
+    assert len(memo) <= 2 * memo.entries
+
+
+def test_the_memo_stays_bounded_under_a_stream_of_new_texts() -> None:
+    memo: TextMemo[int] = TextMemo(100, keep=lambda _: True)
+    for i in range(10_000):
+        memo.get(f"text {i}", len)
+        assert len(memo) <= 200
 
 
 def test_results_keep_refuses_are_not_remembered() -> None:
@@ -52,7 +62,7 @@ def test_the_memo_holds_no_text() -> None:
     secret = "my password is hunter2-and-then-some"
     memo: TextMemo[int] = TextMemo(10, keep=lambda _: True)
     memo.get(secret, len)
-    keys = list(memo._results)
+    keys = list(memo._young) + list(memo._old)
     assert len(keys) == 1 and len(keys[0]) == 16
     assert b"hunter2" not in keys[0] and secret.encode() not in keys[0]
 
