@@ -60,6 +60,10 @@ class WrkResult:
     def failed(self) -> int:
         return self.errors + self.non2xx
 
+    @property
+    def server_cpu_us_per_request(self) -> float | None:
+        return 1e6 * self.server_cpu_s / self.requests if self.requests else None
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 

@@ -9,7 +9,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -550,18 +550,16 @@ def print_report(result: Record) -> None:
             for problem in record.get("problems", []):
                 lines.append(f"  {name}: {problem}")
         lines.extend(disturbance_lines(result["compare"]["targets"]))
-    if "soak" in result:
-        lines.append("")
-        lines.extend(soak_lines(result["soak"]))
-    if "scaling" in result:
-        lines.append("")
-        lines.extend(scaling_lines(result["scaling"]))
-    if "breakdown" in result:
-        lines.append("")
-        lines.extend(breakdown_lines(result["breakdown"]))
-    if "profile" in result:
-        lines.append("")
-        lines.extend(profile_lines(result["profile"]))
+    sections: tuple[tuple[str, Callable[[Record], list[str]]], ...] = (
+        ("soak", soak_lines),
+        ("scaling", scaling_lines),
+        ("breakdown", breakdown_lines),
+        ("profile", profile_lines),
+    )
+    for mode, section in sections:
+        if mode in result:
+            lines.append("")
+            lines.extend(section(result[mode]))
     if result["verdicts"]:
         lines.append("")
         lines.extend(verdict_lines(result["verdicts"]))

@@ -63,6 +63,17 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def serving(target: Target) -> Iterator[Service]:
+    """The started `target`'s service, stopped on the way out (one server under test at a time)."""
+    service = target.service
+    assert service is not None
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
 @dataclass
 class Lab:
     """The run's scratch directory, the mock, and (when the gateway needs them) Redis and Postgres."""
@@ -186,11 +197,16 @@ def measure(lab: Lab, target: Target, settings: Settings) -> dict[str, object]:
     return record
 
 
-def run_target(lab: Lab, name: str, settings: Settings) -> dict[str, object] | None:
-    starters: dict[str, Callable[[], Target]] = {
+def pinned_servers(lab: Lab) -> dict[str, Callable[[], Target]]:
+    """Starters of the floor and the gateway (every policy on), each on SERVER_CPUS."""
+    return {
         "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS),
         "gateway": lambda: start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS),
     }
+
+
+def run_target(lab: Lab, name: str, settings: Settings) -> dict[str, object] | None:
+    starters = pinned_servers(lab)
     if name == "direct":
         return measure(lab, direct_target(lab.mock_port), settings)
     if name == "litellm":
@@ -200,10 +216,8 @@ def run_target(lab: Lab, name: str, settings: Settings) -> dict[str, object] | N
             return {"name": "litellm", "skipped": "not installed"}
         starters["litellm"] = lambda: start_litellm(lab.run_dir, lab.mock_port, SERVER_CPUS, command)
     say(f"starting {name} on CPU {','.join(map(str, sorted(SERVER_CPUS)))}")
-    with contextlib.ExitStack() as own:
-        target = starters[name]()
-        assert target.service is not None
-        own.callback(target.service.stop)
+    target = starters[name]()
+    with serving(target):
         return measure(lab, target, settings)
 
 
@@ -235,11 +249,8 @@ def growth_mib_per_min(samples: list[tuple[float, float]], warmup_s: float) -> f
 def soak(lab: Lab, settings: Settings, duration_s: float, connections: int = 32) -> dict[str, object]:
     """wrk at `connections` against the gateway (50 ms upstream) for `duration_s`, RSS every 10 s."""
     say(f"soak: gateway on CPU {','.join(map(str, sorted(SERVER_CPUS)))}, {connections} connections, {duration_s:g} s")
-    with contextlib.ExitStack() as own:
-        target = start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS)
-        service = target.service
-        assert service is not None
-        own.callback(service.stop)
+    target = start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS)
+    with serving(target) as service:
         problems = load.check_answers(target)
         if problems:
             return {"problems": problems}
@@ -333,13 +344,10 @@ def scaling(lab: Lab, settings: Settings, connections: int = 128) -> dict[str, o
     runs: dict[str, object] = {}
     for workers in (1, 2):
         say(f"scaling: gateway with {workers} worker(s), no pinning, {connections} connections")
-        with contextlib.ExitStack() as own:
-            target = start_gateway(
-                lab.run_dir, lab.mock_port, lab.infra, ALL_CPUS, workers=workers, name=f"gateway-w{workers}"
-            )
-            service = target.service
-            assert service is not None
-            own.callback(service.stop)
+        target = start_gateway(
+            lab.run_dir, lab.mock_port, lab.infra, ALL_CPUS, workers=workers, name=f"gateway-w{workers}"
+        )
+        with serving(target) as service:
             problems = load.check_answers(target)
             if problems:
                 runs[str(workers)] = {"problems": problems}
@@ -393,17 +401,16 @@ def breakdown(lab: Lab, settings: Settings, connections: int = 128) -> dict[str,
         )
     for label, starter in starters:
         say(f"breakdown: {label}")
-        with contextlib.ExitStack() as own:
-            target = starter()
-            assert target.service is not None
-            own.callback(target.service.stop)
+        target = starter()
+        with serving(target):
             problems = load.check_answers(target)
             if problems:
                 steps.append({"step": label, "problems": problems})
                 continue
             result = measured_point(lab, target, "json50", connections, settings, LOAD_CPUS)
-            per_request_us = 1e6 * result.server_cpu_s / result.requests if result.requests else None
-            steps.append({"step": label, "server_cpu_us_per_request": per_request_us, "wrk": result.as_dict()})
+            steps.append(
+                {"step": label, "server_cpu_us_per_request": result.server_cpu_us_per_request, "wrk": result.as_dict()}
+            )
     return {"connections": connections, "upstream_delay_ms": 50, "steps": steps}
 
 
@@ -462,7 +469,7 @@ def profile_server(lab: Lab, target: Target, settings: Settings, connections: in
     result, recording = profiled_point(lab, target, settings, connections)
     folded = recording.output.read_text()
     counted = stacks.tally(stacks.parse_collapsed(folded))
-    per_request_us = 1e6 * result.server_cpu_s / result.requests if result.requests else None
+    per_request_us = result.server_cpu_us_per_request
     say(
         f"  {target.name:8} {result.rps:9.1f} req/s, CPU {per_request_us or 0:.0f} µs/request, "
         f"{recording.samples} samples ({recording.errors} errors)"
@@ -484,18 +491,12 @@ def profile(lab: Lab, settings: Settings, connections: int = 128) -> Profiled:
     """The floor, then the gateway (every policy on), each on CPU 1 and saturated (`connections`, 50 ms
     upstream), recorded with py-spy while their CPU time per request is measured: the samples of each component
     (bench/stacks.py) times the CPU per request is what that component costs a request."""
-    starters: dict[str, Callable[[], Target]] = {
-        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS),
-        "gateway": lambda: start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS),
-    }
     servers: dict[str, dict[str, object]] = {}
     folded: dict[str, str] = {}
-    for name, starter in starters.items():
+    for name, starter in pinned_servers(lab).items():
         say(f"profile: {name} on CPU {','.join(map(str, sorted(SERVER_CPUS)))}, {connections} connections")
-        with contextlib.ExitStack() as own:
-            target = starter()
-            assert target.service is not None
-            own.callback(target.service.stop)
+        target = starter()
+        with serving(target):
             servers[name], folded[name] = profile_server(lab, target, settings, connections)
     record: dict[str, object] = {
         "connections": connections,
