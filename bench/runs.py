@@ -141,6 +141,8 @@ def measured_point(
     url, model = target.url(kind), target.routes[kind].model
     load.run_wrk(url, model, connections, settings.warmup_s, load_cpus)
     service = target.service
+    if service is not None:  # the warm-up's last requests, abandoned by its wrk, must not delay the first measured
+        service.wait_idle()
     sampler = load.Sampler(lambda: float(service.rss_kib()) if service is not None else 0.0)
     with sampler.running() if sample_rss and service is not None else contextlib.nullcontext():
         result = accounted(
@@ -354,6 +356,7 @@ def scaling(lab: Lab, settings: Settings, connections: int = 128) -> dict[str, o
                 continue
             url = target.url("json50")
             load.run_wrk(url, "bench", connections, settings.warmup_s, ALL_CPUS)
+            service.wait_idle()
             measured = functools.partial(load.run_wrk, url, "bench", connections, settings.duration_s, ALL_CPUS)
             result = accounted(lab, service, measured)
             say(f"  workers={workers}: {result.rps:.1f} req/s, p99 {result.p99_ms:.1f} ms")
@@ -437,6 +440,7 @@ def profiled_point(
     assert service is not None
     url, model = target.url("json50"), target.routes["json50"].model
     load.run_wrk(url, model, connections, settings.warmup_s, LOAD_CPUS)
+    service.wait_idle()
     output = lab.run_dir / f"{target.name}.folded"
     recordings: list[pyspy.Recording] = []
 

@@ -223,6 +223,18 @@ class Service:
     def rss_kib(self) -> int:
         return rss_kib(self.pids())
 
+    def wait_idle(self, below: float = 0.05, window_s: float = 0.3, timeout_s: float = 5.0) -> float:
+        """Waits until the service's processes use less than `below` of a CPU over `window_s` (the work a load
+        run left behind, such as requests its closed connections abandoned, is done); returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            pids = self.pids()
+            before = sum(cpu_seconds(pids).values())
+            time.sleep(window_s)
+            if sum(cpu_seconds(pids).values()) - before < below * window_s:
+                break
+        return time.monotonic() - started
+
     def log_tail(self, lines: int = 25) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
