@@ -165,8 +165,9 @@ class ModelEndpoint(ABC):
         finally:
             finish()  # a no-op when the answer already finished it
             if call is not None and call.reservation is not None:
-                # shielded: a cancelled request still turns its reservation into what it really spent
-                await asyncio.shield(spend.settle(state.store, call.reservation, record.usage, call.answered_by))
+                settling = spend.settle(state.store, call.reservation, record.usage, call.answered_by)
+                # shielded when it waits on I/O: a cancelled request still turns its reservation into what it spent
+                await (settling if state.store.settles_in_process else asyncio.shield(settling))
             call = None  # `call` holds `finish`, whose closure holds `call`: no cycle left for the collector
 
     def emit(self, runtime: Runtime, record: RequestRecord, answered_by: Deployment | None) -> None:

@@ -32,7 +32,6 @@ from gateway.http import Receive, Scope, Send, send_bytes
 from gateway.runtime import Tenant
 from gateway.state import GatewayState
 from policies.budgets import LimitState
-from policies.redis_store import GuardedStore
 
 log = logging.getLogger("gateway.metrics")
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -148,8 +147,8 @@ def store_metrics(state: GatewayState) -> Iterator[Metric]:
     for name in STORE_MODES:
         modes.add_metric([name], 1.0 if mode == name else 0.0)
     yield modes
-    guarded = state.store
-    if isinstance(guarded, GuardedStore):  # Redis is configured
+    guarded = shared.guarded if shared is not None else None
+    if guarded is not None:  # Redis is configured
         yield CounterMetricFamily(
             "gateway_redis_errors", "Redis calls that failed or missed their deadline", value=guarded.errors
         )
@@ -157,6 +156,13 @@ def store_metrics(state: GatewayState) -> Iterator[Metric]:
             "gateway_state_store_pending_settlements",
             "Settlements made without Redis, to be pushed to it when it answers again",
             value=guarded.pending,
+        )
+    leased = shared.leased if shared is not None else None
+    if leased is not None:
+        yield CounterMetricFamily(
+            "gateway_budget_leases",
+            "Budget leases reserved in Redis, each admitting one or more requests without a Redis round trip",
+            value=leased.leases_opened,
         )
 
 

@@ -1,6 +1,7 @@
 """Where budgets and rate limits keep their counters: in process (embedded default) or in Redis,
 shared by every worker and replica, behind a guard that bounds each call and applies
-`state.on_error` while Redis is unreachable."""
+`state.on_error` while Redis is unreachable. With Redis, each worker admits from leases of room it
+reserved there for many requests at once (policies/leases.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 
 from gateway.config.schema import StateConfig
 from policies.budgets import MemoryStore, ReservationStore
+from policies.leases import LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import DeadlineFactory, GuardedStore, RedisStore
 
@@ -23,6 +25,7 @@ class StateStore:
     def __init__(self, config: StateConfig, deadline: DeadlineFactory = asyncio.timeout) -> None:
         self._client: RedisClient | None = None
         self._guarded: GuardedStore | None = None
+        self._leased: LeasedStore | None = None
         if config.redis_url is None:
             self.store: ReservationStore = MemoryStore()
             return
@@ -35,7 +38,17 @@ class StateStore:
         self._guarded = GuardedStore(
             RedisStore(self._client), config.on_error, timeout_s=REDIS_TIMEOUT_S, deadline=deadline
         )
-        self.store = self._guarded
+        self._leased = LeasedStore(self._guarded)  # most requests are admitted without a Redis round trip
+        self.store = self._leased
+
+    @property
+    def guarded(self) -> GuardedStore | None:
+        """The guard around Redis (None in process): its errors and pending settlements are metrics."""
+        return self._guarded
+
+    @property
+    def leased(self) -> LeasedStore | None:
+        return self._leased
 
     @property
     def mode(self) -> str:
@@ -52,6 +65,8 @@ class StateStore:
         return self._guarded.on_error if self._guarded is not None else "fail_closed"
 
     async def close(self) -> None:
+        if self._leased is not None:
+            await self._leased.aclose()
         if self._guarded is not None:
             await self._guarded.aclose()
         if self._client is not None:

@@ -94,6 +94,11 @@ class LimitState:
 
 
 class ReservationStore(Protocol):
+    @property
+    def settles_in_process(self) -> bool:
+        """True when `settle` never waits on I/O, so a caller need not shield it from cancellation."""
+        ...
+
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
     ) -> Admission: ...
@@ -121,6 +126,7 @@ class MemoryStore:
     """The embedded store: same semantics as the Redis one, for a single process. Atomic by
     construction: no method awaits between reading and writing the counters."""
 
+    settles_in_process = True
     counters: dict[str, _Counter] = field(default_factory=dict)
     reservations: dict[str, list[tuple[str, Unit, float]]] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)

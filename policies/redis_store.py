@@ -144,6 +144,8 @@ def _field(raw: object) -> float:
 class RedisStore:
     """`ReservationStore` on one Redis shared by every gateway process. Each operation is one atomic script."""
 
+    settles_in_process = False
+
     def __init__(self, client: RedisClient, prefix: str = "gw:") -> None:
         self.client = client
         self.prefix = prefix
@@ -256,6 +258,8 @@ class GuardedStore:
     settle never raises. While degraded, at most one call per `probe_interval_s` tries the primary; the
     others take the degraded path at once instead of each waiting out the deadline.
     """
+
+    settles_in_process = False
 
     def __init__(
         self,

@@ -1,0 +1,270 @@
+"""LeasedStore on a real Redis (through GuardedStore and RedisStore, as the gateway builds it): no overrun across
+workers, exact books once leases are settled, fewer Redis reservations than requests, windows kept apart, and
+failures of the shared store passed through."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aredis
+
+from policies.budgets import Admission, LimitSpec, LimitState, Unit
+from policies.leases import LEASE_TTL_S, LeasedStore
+from policies.redis_client import RedisClient
+from policies.redis_store import GuardedStore, OnError, RedisStore, StoreUnavailable
+from tests.support.redis_server import BlackHole, RedisServer
+
+
+def ts(hour: int, minute: int, second: float) -> float:
+    return datetime(2025, 3, 14, hour, minute, 0, tzinfo=UTC).timestamp() + second
+
+
+NOW = ts(12, 30, 15.25)
+TOKENS_DAY = LimitSpec("budget[0]", "tokens", "day", 10_000)
+RPM = LimitSpec("rpm", "requests", "minute", 5)
+LIMITS = (TOKENS_DAY, RPM)
+
+
+@pytest.fixture
+def redis_url(redis_client: aredis.Redis, redis_server: RedisServer) -> str:
+    """A flushed db on the session's server (`redis_client` flushed it)."""
+    return redis_server.url
+
+
+@asynccontextmanager
+async def leased(
+    url: str, on_error: OnError = "fail_closed", timeout_s: float = 1.0, ttl_s: float = LEASE_TTL_S
+) -> AsyncIterator[LeasedStore]:
+    """One worker's store, as gateway/state_store.py builds it; its leases settled and its client closed after."""
+    client = RedisClient(url)
+    guarded = GuardedStore(RedisStore(client), on_error, timeout_s=timeout_s)
+    store = LeasedStore(guarded, ttl_s=ttl_s)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        await client.close()
+
+
+async def shared_state(url: str, limits: tuple[LimitSpec, ...], now: float = NOW) -> list[LimitState]:
+    client = RedisClient(url)
+    try:
+        return await RedisStore(client).state("acme", limits, now)
+    finally:
+        await client.close()
+
+
+def ask(tokens: float) -> dict[Unit, float]:
+    return {"requests": 1.0, "tokens": tokens}
+
+
+def test_sequential_requests_take_far_fewer_leases_and_the_books_come_out_exact(redis_url: str) -> None:
+    limits = (LimitSpec("budget[0]", "tokens", "day", 10**9),)
+
+    async def scenario() -> tuple[int, list[LimitState]]:
+        async with leased(redis_url) as store:
+            for i in range(200):
+                assert (await store.reserve("acme", f"r{i}", limits, ask(300), NOW)).admitted
+                assert await store.settle(f"r{i}", {"requests": 1.0, "tokens": 7})
+            opened = store.leases_opened
+            states = await store.state("acme", limits, NOW)  # settles this worker's leases first
+        return opened, states
+
+    opened, (state,) = asyncio.run(scenario())
+    assert opened <= 12  # 1 + 2 + 4 + ... + 64 + 64 ...: not one reservation per request
+    assert (state.reserved, state.spent) == (0, 200 * 7)
+
+
+def test_a_rate_limit_admits_exactly_its_number_one_request_at_a_time(redis_url: str) -> None:
+    async def scenario() -> list[bool]:
+        async with leased(redis_url) as store:
+            admitted = []
+            for i in range(8):
+                admission = await store.reserve("acme", f"r{i}", LIMITS, ask(10), NOW)
+                admitted.append(admission.admitted)
+                if admission.admitted:
+                    await store.settle(f"r{i}", {"requests": 1.0, "tokens": 10})
+                else:
+                    assert admission.denied == RPM and admission.retry_after_s == 45
+        return admitted
+
+    assert asyncio.run(scenario()) == [True] * 5 + [False] * 3
+
+
+def test_parallel_requests_on_two_workers_cannot_overrun_a_budget(redis_url: str) -> None:
+    budget = LimitSpec("budget[0]", "tokens", "day", 5_000)
+    rng = random.Random(7)
+    sizes = [rng.randint(50, 400) for _ in range(300)]
+
+    async def one(store: LeasedStore, i: int) -> float:
+        admission = await store.reserve("acme", f"r{i}", (budget,), {"tokens": float(sizes[i])}, NOW)
+        if not admission.admitted:
+            return 0.0
+        await asyncio.sleep(rng.random() / 100)
+        spent = float(sizes[i])  # all it asked for: an admission over the budget would show in the spend
+        await store.settle(f"r{i}", {"tokens": spent})
+        return spent
+
+    async def scenario() -> tuple[list[float], list[LimitState]]:
+        async with leased(redis_url) as first, leased(redis_url) as second:
+            spent = await asyncio.gather(*(one((first, second)[i % 2], i) for i in range(300)))
+            await first.flush()
+            await second.flush()
+            return spent, await shared_state(redis_url, (budget,))
+
+    spent, (state,) = asyncio.run(scenario())
+    admitted = [sizes[i] for i, s in enumerate(spent) if s]
+    assert admitted and len(admitted) < 300
+    assert state.reserved == 0
+    assert state.spent == sum(spent) <= 5_000
+
+
+def test_a_lease_never_admits_past_its_window(redis_url: str) -> None:
+    """Requests a second apart across a minute boundary count in their own minute's rate limit."""
+    before, after = ts(12, 30, 59.5), ts(12, 31, 0.5)
+
+    async def scenario() -> tuple[list[LimitState], list[LimitState]]:
+        async with leased(redis_url) as store:
+            for i, now in enumerate([before, before, after]):
+                assert (await store.reserve("acme", f"r{i}", (RPM,), ask(1), now)).admitted
+                await store.settle(f"r{i}", {"requests": 1.0, "tokens": 1})
+            await store.flush()
+        return await shared_state(redis_url, (RPM,), before), await shared_state(redis_url, (RPM,), after)
+
+    (first,), (second,) = asyncio.run(scenario())
+    assert (first.reserved, first.spent) == (0, 2)
+    assert (second.reserved, second.spent) == (0, 1)
+
+
+def test_a_retired_lease_is_settled_only_when_its_last_request_is(redis_url: str) -> None:
+    async def scenario() -> tuple[LimitState, LimitState]:
+        async with leased(redis_url) as store:
+            assert (await store.reserve("acme", "slow", (TOKENS_DAY,), ask(500), NOW)).admitted
+            await store.flush()  # retired, but "slow" is still in flight
+            (held,) = await shared_state(redis_url, (TOKENS_DAY,))
+            assert await store.settle("slow", {"requests": 1.0, "tokens": 120})
+            assert not await store.settle("slow", {"requests": 1.0, "tokens": 120})  # once only
+            await store.flush()
+            (settled,) = await shared_state(redis_url, (TOKENS_DAY,))
+        return held, settled
+
+    held, settled = asyncio.run(scenario())
+    assert (held.reserved, held.spent) == (500, 0)
+    assert (settled.reserved, settled.spent) == (0, 120)
+
+
+def test_an_idle_lease_is_settled_when_it_expires(redis_url: str) -> None:
+    """No later request, no flush: the lease's timer settles it, so the shared books catch up by themselves."""
+
+    async def scenario() -> tuple[LimitState, LimitState]:
+        async with leased(redis_url, ttl_s=0.2) as store:
+            assert (await store.reserve("acme", "r1", (TOKENS_DAY,), ask(500), NOW)).admitted
+            await store.settle("r1", {"requests": 1.0, "tokens": 42})
+            (open_,) = await shared_state(redis_url, (TOKENS_DAY,))
+            await asyncio.sleep(0.6)
+            (expired,) = await shared_state(redis_url, (TOKENS_DAY,))
+        return open_, expired
+
+    open_, expired = asyncio.run(scenario())
+    assert (open_.reserved, open_.spent) == (500, 0)
+    assert (expired.reserved, expired.spent) == (0, 42)
+
+
+def test_the_same_request_asking_twice_holds_one_reservation(redis_url: str) -> None:
+    async def scenario() -> list[LimitState]:
+        async with leased(redis_url) as store:
+            assert (await store.reserve("acme", "r1", LIMITS, ask(100), NOW)).admitted
+            assert (await store.reserve("acme", "r1", LIMITS, ask(100), NOW)) == Admission(True)
+            await store.settle("r1", {"requests": 1.0, "tokens": 60})
+            return await store.state("acme", LIMITS, NOW)
+
+    tokens, requests = asyncio.run(scenario())
+    assert (tokens.reserved, tokens.spent, requests.spent) == (0, 60, 1)
+
+
+def test_near_the_limit_a_lease_shrinks_to_the_request(redis_url: str) -> None:
+    """Leases grow while they fill up; when a larger one no longer fits, the request alone may still."""
+    budget = LimitSpec("budget[0]", "tokens", "day", 1_000)
+
+    async def scenario() -> tuple[list[bool], list[LimitState]]:
+        async with leased(redis_url) as store:
+            admitted = []
+            for i in range(12):
+                admission = await store.reserve("acme", f"r{i}", (budget,), {"tokens": 100.0}, NOW)
+                admitted.append(admission.admitted)
+                if admission.admitted:
+                    await store.settle(f"r{i}", {"tokens": 100.0})
+            return admitted, await store.state("acme", (budget,), NOW)
+
+    admitted, (state,) = asyncio.run(scenario())
+    assert admitted == [True] * 10 + [False] * 2  # every one that fits, as one shared counter would
+    assert (state.reserved, state.spent) == (0, 1_000)
+
+
+def test_waiters_share_one_lease_opening(redis_url: str) -> None:
+    limits = (LimitSpec("budget[0]", "tokens", "day", 10**9),)
+
+    async def scenario() -> int:
+        async with leased(redis_url) as store:
+            first = await asyncio.gather(*(store.reserve("acme", f"a{i}", limits, ask(10), NOW) for i in range(50)))
+            assert all(a.admitted for a in first)
+            return store.leases_opened
+
+    assert asyncio.run(scenario()) < 10  # 50 callers at once: leases of 1, 2, 4, 8, 16, 32, not 50
+
+
+def test_a_caller_giving_up_while_its_lease_opens_leaves_nothing_reserved(redis_url: str) -> None:
+    async def scenario() -> tuple[int, LimitState]:
+        async with leased(redis_url) as store:
+            gone = asyncio.create_task(store.reserve("acme", "gone", (TOKENS_DAY,), ask(300), NOW))
+            await asyncio.sleep(0)  # its lease is on the way to Redis
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            assert (await store.reserve("acme", "next", (TOKENS_DAY,), ask(300), NOW)).admitted
+            await store.settle("next", {"requests": 1.0, "tokens": 5})
+            opened = store.leases_opened
+            (state,) = await store.state("acme", (TOKENS_DAY,), NOW)
+        return opened, state
+
+    opened, state = asyncio.run(scenario())
+    assert opened == 1  # the lease opened for the caller that left served the next one
+    assert (state.reserved, state.spent) == (0, 5)
+
+
+def test_an_unreachable_store_fails_closed_for_every_waiter() -> None:
+    with BlackHole() as hole:
+
+        async def scenario() -> list[BaseException | Admission]:
+            async with leased(hole.url, timeout_s=0.2) as store:
+                return await asyncio.gather(
+                    *(store.reserve("acme", f"r{i}", LIMITS, ask(10), NOW) for i in range(5)), return_exceptions=True
+                )
+
+        outcomes = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+
+
+def test_fail_open_admits_and_owes_each_request_at_once() -> None:
+    with BlackHole() as hole:
+
+        async def scenario() -> tuple[list[Admission], int]:
+            async with leased(hole.url, on_error="fail_open", timeout_s=0.2) as store:
+                admissions = []
+                for i in range(3):
+                    admissions.append(await store.reserve("acme", f"r{i}", LIMITS, ask(10), NOW))
+                    await store.settle(f"r{i}", {"requests": 1.0, "tokens": 4})
+                await asyncio.sleep(0)  # the lease settlements run as tasks
+                await store.flush()
+                guarded = store.inner
+                assert isinstance(guarded, GuardedStore)
+                return admissions, guarded.pending
+
+        admissions, pending = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert all(a.admitted and a.degraded for a in admissions)
+    assert pending == 3  # one owed settlement per request, pushed to Redis when it answers again
