@@ -51,6 +51,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "policies/redis_store.py",
             "policies/resp.py",
             "policies/budgets.py",
+            "policies/leases.py",
             "gateway/spend.py",
             "gateway/state_store.py",
             "hiredis/",

@@ -157,7 +157,7 @@ class LeasedStore:
         if leases and leases[0].expires <= now:  # the oldest expires first
             for lease in [lease for lease in leases if lease.expires <= now]:
                 self._retire(book, lease)
-        for lease in leases:
+        for lease in reversed(leases):  # the newest has room most often; older ones fill up and stay full
             if lease.fits(asked):
                 return lease
         return None
