@@ -24,6 +24,7 @@ exact for what this process did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -37,7 +38,8 @@ logger = logging.getLogger("gateway.state")
 
 LEASE_TTL_S = 0.25
 MAX_REQUESTS_PER_LEASE = 64
-SLACK = 1e-9  # relative: k additions of an amount may exceed k × amount in the last bit
+MAX_WAITS = 8  # openings a caller waits for (k doubles each time) before it reserves its own ask alone
+SHUTDOWN_WAIT_S = 2.0  # how long closing waits for requests still holding leases
 
 
 @dataclass(slots=True, eq=False)
@@ -50,17 +52,16 @@ class _Lease:
     spent: dict[Unit, float] = field(default_factory=dict)
     holders: int = 0  # admitted requests not settled yet
     admitted: int = 0
-    open: bool = True
+    open: bool = True  # admits requests (a degraded lease never does: it is its opener's alone)
+    settled: bool = False  # handed to the inner store: nothing may be admitted from it any more
     degraded: bool = False
     timer: asyncio.TimerHandle | None = None
 
     def fits(self, asked: Mapping[Unit, float]) -> bool:
         leased, in_flight, spent = self.leased, self.in_flight, self.spent
         for unit, amount in asked.items():
-            if amount > 0:
-                room = leased.get(unit, 0.0)
-                if in_flight.get(unit, 0.0) + spent.get(unit, 0.0) + amount > room + room * SLACK:
-                    return False
+            if amount > 0 and in_flight.get(unit, 0.0) + spent.get(unit, 0.0) + amount > leased.get(unit, 0.0):
+                return False
         return True
 
     def take(self, asked: Mapping[Unit, float]) -> None:
@@ -113,6 +114,7 @@ class LeasedStore:
         self._ids = itertools.count(1)
         self._prefix = f"lease:{os.getpid()}-{secrets.token_hex(4)}:"
         self._settling: set[asyncio.Task[None]] = set()
+        self._drained: asyncio.Event | None = None  # set by aclose: the last request holding a lease is done
         self.leases_opened = 0
 
     # ── the request path ──────────────────────────────────────────────────────────────────────────────────
@@ -120,27 +122,36 @@ class LeasedStore:
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
     ) -> Admission:
-        if request_id in self._held:
-            return Admission(True)  # the same request asking twice holds one reservation
+        held = self._held.get(request_id)
+        if held is not None:
+            return Admission(True, degraded=held.lease.degraded)  # the same request asking twice holds one
         key = (scope, limits if isinstance(limits, tuple) else tuple(limits))
         book = self._books.get(key)
         if book is None:
             book = self._books[key] = _Book(scope, key[1])
+        loop = asyncio.get_running_loop()
+        started, waits, alone = loop.time(), 0, False
         while True:
-            lease = self._find(book, asked, now)
+            current = now + (loop.time() - started)  # a caller that waited is in the window of its clock now
+            lease = self._find(book, asked, current)
             if lease is not None:
                 return self._admit(request_id, book, lease, asked)
-            opening = book.opening
-            mine = opening is None
-            if opening is None:  # a task, so that a caller that gives up does not leave a reservation unaccounted
-                opening = book.opening = asyncio.get_running_loop().create_task(self._open(book, asked, now))
+            opening, mine = book.opening, True
+            if opening is None:  # tasks, so that a caller that gives up leaves no reservation unaccounted
+                opening = book.opening = loop.create_task(self._open(book, asked, current))
+            elif alone:  # its own reservation, beside everyone else's, instead of waiting in turn
+                opening = loop.create_task(self._open_exact(book, asked, current))
+            else:
+                mine = False
             admission, lease = await asyncio.shield(opening)
             if mine:
-                if lease is not None and lease.fits(asked):
+                if lease is not None and not lease.settled and lease.fits(asked):
                     return self._admit(request_id, book, lease, asked)
                 if not admission.admitted:
                     return admission
-            # a lease was opened, for another caller's size (it may have room for this one too) or taken meanwhile
+            else:  # another's opening: a denial, or many turns without room, and this caller goes alone
+                waits += 1
+                alone = not admission.admitted or waits >= MAX_WAITS
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         held = self._held.pop(request_id, None)
@@ -150,6 +161,8 @@ class LeasedStore:
         lease.release(held.asked, actual)
         if not lease.open and lease.holders == 0:
             self._settle_lease(lease)
+        if self._drained is not None and not self._held:
+            self._drained.set()
         return True
 
     def _find(self, book: _Book, asked: Mapping[Unit, float], now: float) -> _Lease | None:
@@ -158,19 +171,21 @@ class LeasedStore:
             for lease in [lease for lease in leases if lease.expires <= now]:
                 self._retire(book, lease)
         for lease in reversed(leases):  # the newest has room most often; older ones fill up and stay full
-            if lease.fits(asked):
+            if lease.expires > now and lease.fits(asked):  # (a clock stepped back does not reopen one)
                 return lease
         return None
 
     def _admit(self, request_id: str, book: _Book, lease: _Lease, asked: Mapping[Unit, float]) -> Admission:
+        if request_id in self._held:  # the same id admitted meanwhile, by a concurrent call
+            return Admission(True, degraded=self._held[request_id].lease.degraded)
         held_asked = dict(asked)
         lease.take(held_asked)
         self._held[request_id] = _Held(book, lease, held_asked)
         return Admission(True, degraded=lease.degraded)
 
     async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float) -> tuple[Admission, _Lease | None]:
-        """Opens a lease with room for `asked` and (k - 1) more like it: the inner store's admission, and the lease.
-        A lease admitted without the shared store (fail_open) is the opener's alone: its spend is owed at once."""
+        """The shared opening: a lease with room for `asked` and (k - 1) more like it, or failing that for `asked`
+        alone. Returns the inner store's admission and the lease (in the book already, unless degraded)."""
         try:
             if book.leases:  # the open ones are full before their time: lease more at once
                 book.size = min(self.max_size, book.size * 2)
@@ -179,15 +194,14 @@ class LeasedStore:
             if not admission.admitted and size > 1:
                 book.size = 1  # near a limit: back to one request at a time
                 admission, lease = await self._lease(book, asked, 1, now)
-            loop = asyncio.get_running_loop()
-            if lease is not None and not lease.degraded:
-                book.leases.append(lease)
-                lease.timer = loop.call_at(loop.time() + max(0.0, lease.expires - now), self._expired, book, lease)
-            elif lease is not None:  # settled here if its opener gave up before taking it
-                loop.call_later(self.ttl_s, self._unclaimed, lease)
             return admission, lease
         finally:
             book.opening = None
+
+    async def _open_exact(
+        self, book: _Book, asked: Mapping[Unit, float], now: float
+    ) -> tuple[Admission, _Lease | None]:
+        return await self._lease(book, asked, 1, now)
 
     async def _lease(
         self, book: _Book, asked: Mapping[Unit, float], size: int, now: float
@@ -200,13 +214,21 @@ class LeasedStore:
         self.leases_opened += 1
         ends = min((window_span(spec.window, now).end for spec in book.limits), default=now + self.ttl_s)
         lease = _Lease(lease_id, size, leased, min(now + self.ttl_s, ends), degraded=admission.degraded)
-        lease.open = not lease.degraded
+        loop = asyncio.get_running_loop()
+        if lease.degraded:  # admitted without the shared store (fail_open): the opener's alone, owed at once
+            lease.open = False
+            loop.call_later(self.ttl_s, self._unclaimed, lease)  # settled here if its opener gave up before
+        else:
+            book.leases.append(lease)
+            lease.timer = loop.call_at(loop.time() + max(0.0, lease.expires - now), self._expired, book, lease)
         return admission, lease
 
     # ── retiring and settling leases ──────────────────────────────────────────────────────────────────────
 
     def _expired(self, book: _Book, lease: _Lease) -> None:
         lease.timer = None
+        if lease.open and lease.admitted * 2 < lease.size:
+            book.size = max(1, book.size // 2)  # it expired half empty: lease less next time
         self._retire(book, lease)
 
     def _unclaimed(self, lease: _Lease) -> None:
@@ -221,31 +243,35 @@ class LeasedStore:
         if lease.timer is not None:
             lease.timer.cancel()
             lease.timer = None
-        if lease.admitted * 2 < lease.size:
-            book.size = max(1, book.size // 2)  # it expired half empty: lease less next time
         if lease.holders == 0:
             self._settle_lease(lease)
 
-    def _settle_lease(self, lease: _Lease) -> None:
-        task = asyncio.get_running_loop().create_task(self._settle_in_inner(lease))
+    def _settle_lease(self, lease: _Lease, charge_in_flight: bool = False) -> None:
+        if lease.settled:
+            return
+        lease.settled = True
+        spent = lease.spent
+        if charge_in_flight:  # shutting down with requests unfinished: charged their worst case
+            spent = {unit: spent.get(unit, 0.0) + lease.in_flight.get(unit, 0.0) for unit in lease.leased}
+        task = asyncio.get_running_loop().create_task(self._settle_in_inner(lease.lease_id, spent))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    async def _settle_in_inner(self, lease: _Lease) -> None:
+    async def _settle_in_inner(self, lease_id: str, spent: Mapping[Unit, float]) -> None:
         try:
-            await self.inner.settle(lease.lease_id, lease.spent)
+            await self.inner.settle(lease_id, spent)
         except Exception:  # the inner store keeps its own replays; this must not end in an unretrieved error
-            logger.exception("settling budget lease %s failed", lease.lease_id)
+            logger.exception("settling budget lease %s failed", lease_id)
 
     async def flush(self, scope: str | None = None) -> None:
         """Retires the open leases (of `scope`, or all) and waits until those with nothing in flight are settled
-        in the inner store."""
+        in the inner store. A caller that gives up (a deadline) does not stop the settlements."""
         for book in list(self._books.values()):
             if scope is None or book.scope == scope:
                 for lease in list(book.leases):
                     self._retire(book, lease)
         if self._settling:
-            await asyncio.gather(*list(self._settling))
+            await asyncio.wait(set(self._settling))
 
     # ── views and lifecycle ───────────────────────────────────────────────────────────────────────────────
 
@@ -253,9 +279,19 @@ class LeasedStore:
         await self.flush(scope)
         return await self.inner.state(scope, limits, now)
 
-    async def aclose(self) -> None:
-        """Settles every lease nothing is in flight on; a lease still holding requests is settled by the last of
-        them (after a drain, there are none)."""
+    async def aclose(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
+        """Settles every lease. Requests still in flight get `wait_s` to finish; then their leases are settled
+        with their worst case as spent, so no leased room stays reserved after the process is gone."""
         await self.flush()
         if self._held:
-            logger.warning("%d requests still hold budget leases at shutdown", len(self._held))
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), wait_s)
+        if self._held:
+            logger.warning(
+                "%d requests still held budget leases at shutdown: charged their worst case", len(self._held)
+            )
+            for lease in {held.lease for held in self._held.values()}:
+                self._settle_lease(lease, charge_in_flight=True)
+        if self._settling:
+            await asyncio.wait(set(self._settling))

@@ -213,6 +213,8 @@ def test_waiters_share_one_lease_opening(redis_url: str) -> None:
         async with leased(redis_url) as store:
             first = await asyncio.gather(*(store.reserve("acme", f"a{i}", limits, ask(10), NOW) for i in range(50)))
             assert all(a.admitted for a in first)
+            for i in range(50):
+                await store.settle(f"a{i}", {"requests": 1.0, "tokens": 1})
             return store.leases_opened
 
     assert asyncio.run(scenario()) < 10  # 50 callers at once: leases of 1, 2, 4, 8, 16, 32, not 50
@@ -235,6 +237,58 @@ def test_a_caller_giving_up_while_its_lease_opens_leaves_nothing_reserved(redis_
     opened, state = asyncio.run(scenario())
     assert opened == 1  # the lease opened for the caller that left served the next one
     assert (state.reserved, state.spent) == (0, 5)
+
+
+def test_a_reader_giving_up_does_not_stop_the_settlements_it_started(redis_url: str) -> None:
+    """/metrics reads the books under a deadline: its cancellation must not cancel the leases' settlements."""
+
+    async def scenario() -> LimitState:
+        async with leased(redis_url) as store:
+            assert (await store.reserve("acme", "r1", (TOKENS_DAY,), ask(400), NOW)).admitted
+            await store.settle("r1", {"requests": 1.0, "tokens": 30})
+            reader = asyncio.create_task(store.state("acme", (TOKENS_DAY,), NOW))
+            await asyncio.sleep(0)  # the lease is retired and its settlement under way
+            reader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+            await asyncio.sleep(0.2)
+            (state,) = await shared_state(redis_url, (TOKENS_DAY,))
+        return state
+
+    state = asyncio.run(scenario())
+    assert (state.reserved, state.spent) == (0, 30)
+
+
+def test_closing_charges_requests_still_in_flight_their_worst_case(redis_url: str) -> None:
+    async def scenario() -> LimitState:
+        async with leased(redis_url) as store:
+            assert (await store.reserve("acme", "done", (TOKENS_DAY,), ask(400), NOW)).admitted
+            assert (await store.reserve("acme", "stuck", (TOKENS_DAY,), ask(400), NOW)).admitted
+            await store.settle("done", {"requests": 1.0, "tokens": 30})
+            await store.aclose(wait_s=0.1)
+            await store.settle("stuck", {"requests": 1.0, "tokens": 5})  # too late: already charged
+            await store.flush()
+        (state,) = await shared_state(redis_url, (TOKENS_DAY,))
+        return state
+
+    state = asyncio.run(scenario())
+    assert (state.reserved, state.spent) == (0, 430)  # nothing left reserved after the process is gone
+
+
+def test_the_same_request_reserving_twice_at_once_holds_one_reservation(redis_url: str) -> None:
+    async def scenario() -> LimitState:
+        async with leased(redis_url) as store:
+            first, second = await asyncio.gather(
+                store.reserve("acme", "twice", (TOKENS_DAY,), ask(300), NOW),
+                store.reserve("acme", "twice", (TOKENS_DAY,), ask(300), NOW),
+            )
+            assert first.admitted and second.admitted
+            assert await store.settle("twice", {"requests": 1.0, "tokens": 9})
+            (state,) = await store.state("acme", (TOKENS_DAY,), NOW)
+        return state
+
+    state = asyncio.run(scenario())
+    assert (state.reserved, state.spent) == (0, 9)  # one holder, settled once: its lease came back whole
 
 
 def test_an_unreachable_store_fails_closed_for_every_waiter() -> None:
