@@ -323,6 +323,13 @@ def foreign_share(record: Record) -> float:
     return max(shares, default=0.0)
 
 
+def steal_share(record: Record) -> float:
+    """The most CPU time the hypervisor gave to other guests (steal) during one of the target's points, as a share
+    of one CPU: on a virtual machine, neighbours disturb the numbers without any process showing it."""
+    shares = [(p.get("cpu_s") or {}).get("steal", 0.0) / p["duration_s"] for p in points(record) if p.get("duration_s")]
+    return max(shares, default=0.0)
+
+
 def render(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
     lines = []
@@ -350,6 +357,12 @@ def disturbance_lines(targets: Mapping[str, Record]) -> list[str]:
             lines.append(
                 f"  note: while {name} was measured, processes the harness did not start used up to "
                 f"{100 * share:.0f}% of a CPU ({top}): its numbers are disturbed"
+            )
+        steal = steal_share(record)
+        if steal >= FOREIGN_WARNING:
+            lines.append(
+                f"  note: while {name} was measured, the hypervisor gave up to {100 * steal:.0f}% of a CPU to other "
+                "guests (steal): its numbers are disturbed"
             )
     return lines
 

@@ -152,7 +152,9 @@ def measured_point(
         result.rss_peak_kib, result.rss_mean_kib = int(sampler.peak), int(sampler.mean)
     flag = f", {result.failed} FAILED" if result.failed else ""
     foreign = sum(seconds for _, seconds in result.foreign) / result.duration_s if result.duration_s else 0.0
+    steal = result.cpu_s.get("steal", 0.0) / result.duration_s if result.duration_s else 0.0
     busy = f", other processes {100 * foreign:.0f}% of a CPU" if foreign >= FOREIGN_WARNING else ""
+    busy += f", steal {100 * steal:.0f}% of a CPU" if steal >= FOREIGN_WARNING else ""
     say(
         f"  {target.name:8} {kind:6} c={connections:<4} {result.rps:9.1f} req/s  p50 {result.p50_ms:8.3f} ms"
         f"  p99 {result.p99_ms:8.3f} ms{flag}{busy}"

@@ -128,3 +128,10 @@ def test_the_stacks_are_written_next_to_the_json_file(tmp_path: Path) -> None:
         "2026-11-22T05-10-24Z-profile-gateway.folded",
     ]
     assert written[0].read_text() == "a;b 3\n"
+
+
+@pytest.mark.parametrize(("steal_s", "noted"), [(0.0, False), (0.3, False), (0.9, True)])
+def test_hypervisor_steal_during_a_point_is_noted(steal_s: float, noted: bool) -> None:
+    point = {"duration_s": 8.0, "foreign": [], "cpu_s": {"server": 7.5, "steal": steal_s}}
+    lines = report.disturbance_lines({"gateway": {"overhead_1c_0ms": point, "capacity_50ms": {}}})
+    assert any("steal" in line for line in lines) is noted
