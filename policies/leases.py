@@ -3,11 +3,15 @@ process, so most requests cost no Redis round trip at all.
 
     reserve  an open lease of the tenant where in flight + spent + asked <= leased, for every unit ─► admitted here
              none ─► one lease opened for all waiting callers: a reservation in the shared store of k × asked,
-                     under the lease's own id; denied ─► exactly `asked`; denied ─► the request is refused
+                     under the lease's own id; denied ─► exactly `asked`; denied ─► the request is refused.
+                     A caller that another's opening did not serve (denied, or MAX_WAITS of them) reserves its
+                     own ask at once, beside the others, instead of queueing for the next.
     settle   in flight -= asked; spent += actual, in the lease (in process)
     retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; once
              nothing it admitted is in flight, it is settled in the shared store with what its requests spent,
              and the room they did not use goes back
+    close    leases still holding requests get SHUTDOWN_WAIT_S; then they are settled with those requests'
+             worst case as spent, so no leased room stays reserved once the process is gone
 
 A lease is an ordinary reservation of the inner store (`GuardedStore` over `RedisStore`): it is checked against
 every limit atomically with every other worker's, so parallel requests across workers still cannot overrun a
