@@ -135,3 +135,31 @@ def test_hypervisor_steal_during_a_point_is_noted(steal_s: float, noted: bool) -
     point = {"duration_s": 8.0, "foreign": [], "cpu_s": {"server": 7.5, "steal": steal_s}}
     lines = report.disturbance_lines({"gateway": {"overhead_1c_0ms": point, "capacity_50ms": {}}})
     assert any("steal" in line for line in lines) is noted
+
+
+def measured(rps: float, p50_ms: float, steal_s: float = 0.0) -> dict[str, object]:
+    """A target's record as `measure` writes it, with only what the verdicts read."""
+    point = {"duration_s": 8.0, "rps": rps, "p50_ms": p50_ms, "p99_ms": p50_ms * 2, "errors": 0, "non2xx": 0}
+    return {
+        "overhead_1c_0ms": {**point, "cpu_s": {"steal": steal_s}, "foreign": []},
+        "capacity_50ms": {"128": {**point, "cpu_s": {"steal": steal_s}, "foreign": []}},
+        "ttft": {"p50_ms": p50_ms, "failures": 0},
+        "chunk_separation": {"median": 5.0, "min": 5.0, "failures": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("floor_steal_s", "gateway_rps", "expected"),
+    [(0.0, 900.0, False), (0.0, 1700.0, True), (3.9, 1700.0, None), (3.9, 900.0, None)],
+)
+def test_the_throughput_target_is_not_judged_on_a_disturbed_run(
+    floor_steal_s: float, gateway_rps: float, expected: bool | None
+) -> None:
+    targets = {
+        "direct": measured(2400.0, 0.02),
+        "floor": measured(2000.0, 0.3, steal_s=floor_steal_s),
+        "gateway": measured(gateway_rps, 0.9),
+    }
+    (throughput,) = [v for v in report.compare_verdicts(targets) if v["check"] == "throughput 128c/50ms gateway/floor"]
+    assert throughput["pass"] is expected
+    assert ("not judged" in str(throughput["target"])) is (expected is None)
