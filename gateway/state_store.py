@@ -6,6 +6,7 @@ reserved there for many requests at once (policies/leases.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from gateway.config.schema import StateConfig
 from policies.budgets import MemoryStore, ReservationStore
@@ -18,6 +19,7 @@ REDIS_TIMEOUT_S = 1.0  # every Redis call answers, or gives up, within this
 # saturated worker queues its Redis replies behind other work) is not taken for an outage: at 0.25 s,
 # 500 concurrent requests on one worker produced false "unreachable" verdicts.
 REDIS_CONNECTIONS = 2  # calls are pipelined: a few connections carry any number of concurrent calls
+CLOSE_RECONCILE_S = 2.0  # at shutdown, how long pushing settlements still owed to Redis may take
 REDIS_STALL_S = 5.0  # a connection with calls pending and no byte back for this long is dropped and replaced
 
 
@@ -68,6 +70,9 @@ class StateStore:
         if self._leased is not None:
             await self._leased.aclose()
         if self._guarded is not None:
+            if self._guarded.pending:  # a last try: settlements still owed to Redis would leave with the process
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._guarded.reconcile(), CLOSE_RECONCILE_S)
             await self._guarded.aclose()
         if self._client is not None:
             await self._client.close()
