@@ -97,7 +97,6 @@ class _Book:
 
 @dataclass(slots=True)
 class _Held:
-    book: _Book
     lease: _Lease
     asked: dict[Unit, float]
 
@@ -139,18 +138,18 @@ class LeasedStore:
             current = now + (loop.time() - started)  # a caller that waited is in the window of its clock now
             lease = self._find(book, asked, current)
             if lease is not None:
-                return self._admit(request_id, book, lease, asked)
+                return self._admit(request_id, lease, asked)
             opening, mine = book.opening, True
             if opening is None:  # tasks, so that a caller that gives up leaves no reservation unaccounted
                 opening = book.opening = loop.create_task(self._open(book, asked, current))
             elif alone:  # its own reservation, beside everyone else's, instead of waiting in turn
-                opening = loop.create_task(self._open_exact(book, asked, current))
+                opening = loop.create_task(self._lease(book, asked, 1, current))
             else:
                 mine = False
             admission, lease = await asyncio.shield(opening)
             if mine:
                 if lease is not None and not lease.settled and lease.fits(asked):
-                    return self._admit(request_id, book, lease, asked)
+                    return self._admit(request_id, lease, asked)
                 if not admission.admitted:
                     return admission
             else:  # another's opening: a denial, or many turns without room, and this caller goes alone
@@ -179,12 +178,12 @@ class LeasedStore:
                 return lease
         return None
 
-    def _admit(self, request_id: str, book: _Book, lease: _Lease, asked: Mapping[Unit, float]) -> Admission:
+    def _admit(self, request_id: str, lease: _Lease, asked: Mapping[Unit, float]) -> Admission:
         if request_id in self._held:  # the same id admitted meanwhile, by a concurrent call
             return Admission(True, degraded=self._held[request_id].lease.degraded)
         held_asked = dict(asked)
         lease.take(held_asked)
-        self._held[request_id] = _Held(book, lease, held_asked)
+        self._held[request_id] = _Held(lease, held_asked)
         return Admission(True, degraded=lease.degraded)
 
     async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float) -> tuple[Admission, _Lease | None]:
@@ -201,11 +200,6 @@ class LeasedStore:
             return admission, lease
         finally:
             book.opening = None
-
-    async def _open_exact(
-        self, book: _Book, asked: Mapping[Unit, float], now: float
-    ) -> tuple[Admission, _Lease | None]:
-        return await self._lease(book, asked, 1, now)
 
     async def _lease(
         self, book: _Book, asked: Mapping[Unit, float], size: int, now: float
