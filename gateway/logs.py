@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -82,20 +83,38 @@ class RequestLog:
         self.fmt = fmt if fmt is not None else os.environ.get(FORMAT_ENV)
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._pid = os.getpid()
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
         self._flush: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = b""  # the JSON line's head up to the current second, made once a second
+
+    def _json_line(self, fields: dict[str, Any]) -> bytes:
+        """`json_line`'s keys, in its order and format, spliced in front of `orjson.dumps(fields)` with no dict
+        or datetime in between (a third of the cost)."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            at = dt.datetime.fromtimestamp(second, dt.UTC).replace(tzinfo=None).isoformat()
+            self._second, self._stamp = second, b'{"ts":"' + at.encode()
+        head = b'%s.%03d+00:00","level":"info","logger":"%s","pid":%d,"message":"request"' % (
+            self._stamp,
+            int((now - second) * 1000),
+            REQUEST_LOGGER.encode(),
+            self._pid,
+        )
+        body = orjson.dumps(fields)
+        return head + (b"," + body[1:] if len(body) > 2 else b"}")
 
     def write(self, fields: dict[str, Any]) -> None:
         if self.fmt is None or not self._logger.isEnabledFor(logging.INFO):
             return
-        now = dt.datetime.now(dt.UTC)
         if self.fmt == "json":
-            line = json_line(now, "info", REQUEST_LOGGER, self._pid, "request", fields)
-            self._lines.append(orjson.dumps(line).decode())
+            self._lines.append(self._json_line(fields))
         else:
+            now = dt.datetime.now(dt.UTC)
             pairs = " ".join(f"{name}={value}" for name, value in fields.items())
             stamp = f"{now.astimezone():%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}"
-            self._lines.append(f"{stamp} INFO {REQUEST_LOGGER}: request {pairs}")
+            self._lines.append(f"{stamp} INFO {REQUEST_LOGGER}: request {pairs}".encode())
         if self._flush is None:
             try:
                 self._flush = asyncio.get_running_loop().call_later(REQUEST_LOG_FLUSH_S, self.flush)
@@ -107,7 +126,14 @@ class RequestLog:
             self._flush.cancel()
             self._flush = None
         if self._lines:
-            text = "\n".join(self._lines) + "\n"
+            data = b"\n".join(self._lines) + b"\n"
             self._lines.clear()
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            stream = sys.stderr
+            binary = getattr(stream, "buffer", None)
+            stream.flush()  # what `logging` wrote through the text layer goes first
+            if binary is not None:
+                binary.write(data)
+                binary.flush()
+            else:  # a text-only stream (a test's capture)
+                stream.write(data.decode())
+                stream.flush()
