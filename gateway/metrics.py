@@ -246,4 +246,5 @@ class MetricsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.budgets.refresh(self.state)
+        self.state.metrics.flush()  # this process's requests up to now, whichever registry renders them
         await send_bytes(send, 200, generate_latest(self.registry), [(b"content-type", CONTENT_TYPE)])

@@ -70,6 +70,7 @@ class GatewayState:
             await self.pipeline.close(timeout_s)
         self.tracing.shutdown()
         self.request_log.flush()
+        self.metrics.flush()  # with several workers, what the files keep after this process is gone
 
     def open_state_store(self) -> None:
         """Counters live in Redis when `state.redis_url` is set (a change needs a restart, not a reload)."""

@@ -386,3 +386,79 @@ def test_budget_reads_are_bounded_in_time_and_failures_counted(upstream: MockUps
     asyncio.run(readings.refresh(state))
     assert readings.failures == 3
     assert [(tenant, s.spent) for tenant, s in readings.states] == [("capped", 4.0)]
+
+
+LATENCIES = (0.0, 0.004, 0.005, 0.0051, 0.3, 1.0, 7.5, 120.0, 500.0)
+
+
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_tallied_histograms_equal_observing_one_value_at_a_time(
+    multiprocess: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tallies reach prometheus_client's histogram children through their per-bucket values: the same
+    exposition as `observe` called per value, in process and in the multiprocess files."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from gateway.instruments import LATENCY_BUCKETS, Buckets
+
+    if multiprocess:  # what `gateway serve --workers N` gives each worker before prometheus_client is imported
+        from prometheus_client import values
+
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+
+    def exposition(name: str, fill: Any) -> bytes:
+        registry = CollectorRegistry()
+        histogram = Histogram(name, "h", ["a"], buckets=LATENCY_BUCKETS, registry=registry)
+        fill(histogram.labels("x"))
+        if multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        text = generate_latest(registry)
+        lines = text.splitlines()
+        return b"\n".join(line for line in lines if line.startswith(name.encode()) and b"_created" not in line)
+
+    def one_by_one(child: Any) -> None:
+        for value in LATENCIES:
+            child.observe(value)
+
+    def tallied(child: Any) -> None:
+        buckets = Buckets()
+        for value in LATENCIES:
+            buckets.add(value)
+        buckets.into(child)
+
+    expected = exposition("h_one", one_by_one).replace(b"h_one", b"h")
+    got = exposition("h_tally", tallied).replace(b"h_tally", b"h")
+    assert got == expected and b'le="+Inf"} 9.0' in got
+
+
+def test_a_request_reaches_the_instruments_within_the_flush_interval_without_a_scrape() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gateway.events import RequestRecord
+    from gateway.instruments import FLUSH_S, RequestMetrics
+
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry)
+
+    def counted() -> float:
+        return (
+            registry.get_sample_value(
+                "gateway_requests_total",
+                {"tenant": "t", "model": "m", "provider": "none", "status": "completed", "code": "ok"},
+            )
+            or 0.0
+        )
+
+    async def scenario() -> tuple[float, float]:
+        record = RequestRecord(request_id="r", endpoint="chat", started_at=0.0, tenant="t", model_alias="m")
+        record.status, record.latency_s = "completed", 0.01
+        metrics.observe(record, frozenset())
+        metrics.observe(record, frozenset())
+        before = counted()
+        await asyncio.sleep(FLUSH_S + 0.1)
+        return before, counted()
+
+    assert asyncio.run(scenario()) == (0.0, 2.0)

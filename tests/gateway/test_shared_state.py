@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.schema import TenantConfig
+from gateway.instruments import FLUSH_S
 from gateway.runtime import tenant_limits
 from gateway.state_store import REDIS_TIMEOUT_S
 from policies.budgets import LimitState
@@ -156,7 +157,8 @@ def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_bud
 def test_metrics_of_two_workers_add_up_whichever_worker_answers(
     redis_server: RedisServer, upstream: MockUpstream, tmp_path: Path
 ) -> None:
-    """`workers: 2` shares one port: each scrape lands on either worker and must count every request."""
+    """`workers: 2` shares one port: each scrape lands on either worker and must count every request (a worker's
+    own requests at once, the other's within FLUSH_S)."""
     redis_server.flush()
     upstream.reset()
     config_path = tmp_path / "config.yaml"
@@ -175,6 +177,7 @@ def test_metrics_of_two_workers_add_up_whichever_worker_answers(
                     timeout=10,
                 )
                 assert response.status_code == 200, response.text
+            time.sleep(FLUSH_S + 0.2)  # each worker hands its tallies to the shared files within FLUSH_S
             totals = []
             for _ in range(8):
                 exposition = client.get(url + "/metrics", headers={"connection": "close"}).text
