@@ -107,6 +107,7 @@ class UpstreamClient:
         self._pool_limit = pool_limit
         self.deadlines = deadlines or DeadlineWheel()
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -131,7 +132,11 @@ class UpstreamClient:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s)
+        timeout = self._timeouts.get(timeouts.connect_s)
+        if timeout is None:  # one per distinct connect timeout in the config, not one per request
+            timeout = self._timeouts[timeouts.connect_s] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect_s
+            )
         try:
             async with self.deadlines.timeout(timeouts.first_byte_s):
                 response = await self._session.request(
