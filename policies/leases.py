@@ -6,12 +6,15 @@ process, so most requests cost no Redis round trip at all.
                      under the lease's own id; denied ─► exactly `asked`; denied ─► the request is refused.
                      A caller that another's opening did not serve (denied, or MAX_WAITS of them) reserves its
                      own ask at once, beside the others, instead of queueing for the next.
+    prefetch a request that leaves the newest lease PREFETCH_AT full starts the next opening in the background,
+             so the requests after it find room instead of waiting for Redis (not for leases under 4 requests)
     settle   in flight -= asked; spent += actual, in the lease (in process)
     retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; once
              nothing it admitted is in flight, it is settled in the shared store with what its requests spent,
              and the room they did not use goes back
-    close    leases still holding requests get SHUTDOWN_WAIT_S; then they are settled with those requests'
-             worst case as spent, so no leased room stays reserved once the process is gone
+    close    openings in flight end first; leases still holding requests get SHUTDOWN_WAIT_S; then they are
+             settled with those requests' worst case as spent, so no leased room stays reserved once the process
+             is gone
 
 A lease is an ordinary reservation of the inner store (`GuardedStore` over `RedisStore`): it is checked against
 every limit atomically with every other worker's, so parallel requests across workers still cannot overrun a
@@ -41,9 +44,11 @@ from policies.budgets import Admission, LimitSpec, LimitState, ReservationStore,
 logger = logging.getLogger("gateway.state")
 
 LEASE_TTL_S = 0.25
-MAX_REQUESTS_PER_LEASE = 64
+MAX_REQUESTS_PER_LEASE = 256
 MAX_WAITS = 8  # openings a caller waits for (k doubles each time) before it reserves its own ask alone
 SHUTDOWN_WAIT_S = 2.0  # how long closing waits for requests still holding leases
+PREFETCH_AT = 0.75  # share of a lease admitted when the next one is opened, in the background
+PREFETCH_MIN_SIZE = 4  # smaller leases (a slow tenant, or one near a limit) are not prefetched
 
 
 @dataclass(slots=True, eq=False)
@@ -84,6 +89,15 @@ class _Lease:
         self.holders -= 1
 
 
+_Opened = tuple[Admission, "_Lease | None"]
+
+
+def _retrieved(opening: asyncio.Task[_Opened]) -> None:
+    """A prefetch has no caller to receive its failure (the inner store logs and counts it)."""
+    if not opening.cancelled():
+        opening.exception()
+
+
 @dataclass(slots=True, eq=False)
 class _Book:
     """One tenant's leases (for one set of limits)."""
@@ -92,7 +106,7 @@ class _Book:
     limits: tuple[LimitSpec, ...]
     leases: list[_Lease] = field(default_factory=list)
     size: int = 1
-    opening: asyncio.Task[tuple[Admission, _Lease | None]] | None = None
+    opening: asyncio.Task[_Opened] | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +132,7 @@ class LeasedStore:
         self._prefix = f"lease:{os.getpid()}-{secrets.token_hex(4)}:"
         self._settling: set[asyncio.Task[None]] = set()
         self._drained: asyncio.Event | None = None  # set by aclose: the last request holding a lease is done
+        self._closing = False
         self.leases_opened = 0
 
     # ── the request path ──────────────────────────────────────────────────────────────────────────────────
@@ -134,7 +149,10 @@ class LeasedStore:
             book = self._books[key] = _Book(scope, key[1])
         lease = self._find(book, asked, now)
         if lease is not None:  # most requests: no loop, no clock
-            return self._admit(request_id, lease, asked)
+            admission = self._admit(request_id, lease, asked)
+            if lease.admitted >= lease.size * PREFETCH_AT and lease.size >= PREFETCH_MIN_SIZE:
+                self._prefetch(book, asked, now)
+            return admission
         loop = asyncio.get_running_loop()
         started, waits, alone = loop.time(), 0, False
         while True:
@@ -144,7 +162,7 @@ class LeasedStore:
                 return self._admit(request_id, lease, asked)
             opening, mine = book.opening, True
             if opening is None:  # tasks, so that a caller that gives up leaves no reservation unaccounted
-                opening = book.opening = loop.create_task(self._open(book, asked, current))
+                opening = self._start_opening(book, asked, current)
             elif alone:  # its own reservation, beside everyone else's, instead of waiting in turn
                 opening = loop.create_task(self._lease(book, asked, 1, current))
             else:
@@ -171,6 +189,17 @@ class LeasedStore:
             self._drained.set()
         return True
 
+    def _start_opening(self, book: _Book, asked: Mapping[Unit, float], now: float) -> asyncio.Task[_Opened]:
+        opening = book.opening = asyncio.get_running_loop().create_task(self._open(book, asked, now))
+        opening.add_done_callback(_retrieved)
+        return opening
+
+    def _prefetch(self, book: _Book, asked: Mapping[Unit, float], now: float) -> None:
+        """The lease that just admitted a request is PREFETCH_AT full: the next one is opened now, in the
+        background, so that the requests after it find room instead of waiting for Redis."""
+        if book.opening is None and not self._closing:
+            self._start_opening(book, asked, now)
+
     def _find(self, book: _Book, asked: Mapping[Unit, float], now: float) -> _Lease | None:
         leases = book.leases
         if leases and leases[0].expires <= now:  # the oldest expires first
@@ -189,11 +218,11 @@ class LeasedStore:
         self._held[request_id] = _Held(lease, held_asked)
         return Admission(True, degraded=lease.degraded)
 
-    async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float) -> tuple[Admission, _Lease | None]:
+    async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float) -> _Opened:
         """The shared opening: a lease with room for `asked` and (k - 1) more like it, or failing that for `asked`
         alone. Returns the inner store's admission and the lease (in the book already, unless degraded)."""
         try:
-            if book.leases:  # the open ones are full before their time: lease more at once
+            if book.leases:  # the open ones filled up (or nearly, for a prefetch) before their time: lease more
                 book.size = min(self.max_size, book.size * 2)
             size = book.size
             admission, lease = await self._lease(book, asked, size, now)
@@ -283,6 +312,10 @@ class LeasedStore:
     async def aclose(self, wait_s: float = SHUTDOWN_WAIT_S) -> None:
         """Settles every lease. Requests still in flight get `wait_s` to finish; then their leases are settled
         with their worst case as spent, so no leased room stays reserved after the process is gone."""
+        self._closing = True  # no more prefetches; the openings in flight end before the leases are retired
+        openings = {book.opening for book in self._books.values() if book.opening is not None}
+        if openings:
+            await asyncio.wait(openings)
         await self.flush()
         if self._held:
             self._drained = asyncio.Event()

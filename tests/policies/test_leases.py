@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis.asyncio as aredis
@@ -257,6 +258,84 @@ def test_a_reader_giving_up_does_not_stop_the_settlements_it_started(redis_url: 
 
     state = asyncio.run(scenario())
     assert (state.reserved, state.spent) == (0, 30)
+
+
+def test_the_next_lease_is_opened_before_the_current_one_is_full(redis_url: str) -> None:
+    """Sequential requests stop waiting for Redis once the book has warmed up: each lease, PREFETCH_AT full,
+    opens the next in the background, and the request that fills it finds the next one already open."""
+    limits = (LimitSpec("budget[0]", "tokens", "day", 10**9),)
+
+    async def scenario() -> tuple[int, int, list[LimitState]]:
+        async with leased(redis_url) as store:
+            waited = 0
+            for i in range(600):
+                opened_before = store.leases_opened
+                assert (await store.reserve("acme", f"r{i}", limits, ask(10), NOW)).admitted
+                waited += store.leases_opened > opened_before  # it waited for a lease to open
+                assert await store.settle(f"r{i}", {"requests": 1.0, "tokens": 3})
+                await asyncio.sleep(0.0005)  # requests come and go at ~2,000 a second
+            opened = store.leases_opened
+            states = await store.state("acme", limits, NOW)
+        return waited, opened, states
+
+    waited, opened, (state,) = asyncio.run(scenario())
+    assert waited <= 4  # the first leases, of 1, 2 and 4 requests, and no more
+    assert opened <= 12
+    assert (state.reserved, state.spent) == (0, 600 * 3)  # room leased and not used was given back
+
+
+class SlowReplies:
+    """An inner store whose reservations land in Redis at once but whose answers arrive 50 ms later."""
+
+    def __init__(self, inner: GuardedStore) -> None:
+        self.inner = inner
+
+    async def reserve(
+        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
+    ) -> Admission:
+        admission = await self.inner.reserve(scope, request_id, limits, asked, now)
+        await asyncio.sleep(0.05)
+        return admission
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_closing_during_a_prefetch_leaves_nothing_reserved(redis_url: str) -> None:
+    limits = (LimitSpec("budget[0]", "tokens", "day", 10**9),)
+
+    async def scenario() -> tuple[int, LimitState]:
+        client = RedisClient(redis_url)
+        store = LeasedStore(SlowReplies(GuardedStore(RedisStore(client), "fail_closed")))  # type: ignore[arg-type]
+        n, prefetching = 0, False
+        while not prefetching:  # only a prefetch is still opening once `reserve` has returned
+            assert (await store.reserve("acme", f"r{n}", limits, ask(10), NOW)).admitted
+            await store.settle(f"r{n}", {"requests": 1.0, "tokens": 1})
+            n += 1
+            prefetching = any(book.opening is not None for book in store._books.values())
+            assert n < 100
+        await asyncio.sleep(0.01)  # its reservation is in Redis; its answer is not back yet
+        await store.aclose()
+        await client.close()
+        (state,) = await shared_state(redis_url, limits)
+        return n, state
+
+    n, state = asyncio.run(scenario())
+    assert (state.reserved, state.spent) == (0, n)  # the lease that opened while closing was settled too
+
+
+def test_small_leases_are_not_prefetched(redis_url: str) -> None:
+    """A tenant near a limit leases one request at a time: no Redis call ahead of need."""
+
+    async def scenario() -> int:
+        async with leased(redis_url) as store:
+            for i in range(5):
+                assert (await store.reserve("acme", f"r{i}", (RPM,), ask(10), NOW)).admitted
+                assert not any(book.opening is not None for book in store._books.values())
+                await store.settle(f"r{i}", {"requests": 1.0, "tokens": 1})
+            return store.leases_opened
+
+    assert asyncio.run(scenario()) <= 5
 
 
 def test_closing_charges_requests_still_in_flight_their_worst_case(redis_url: str) -> None:
