@@ -6,8 +6,9 @@ process, so most requests cost no Redis round trip at all.
                      under the lease's own id; denied ─► exactly `asked`; denied ─► the request is refused.
                      A caller that another's opening did not serve (denied, or MAX_WAITS of them) reserves its
                      own ask at once, beside the others, instead of queueing for the next.
-    prefetch a request that leaves the newest lease PREFETCH_AT full starts the next opening in the background,
-             so the requests after it find room instead of waiting for Redis (not for leases under 4 requests)
+    prefetch a request that leaves its lease PREFETCH_AT full, or admits from it in the last quarter of its time,
+             starts the next opening in the background, so the requests after it find room instead of waiting
+             for Redis (not for leases under PREFETCH_MIN_SIZE requests)
     settle   in flight -= asked; spent += actual, in the lease (in process)
     retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; once
              nothing it admitted is in flight, it is settled in the shared store with what its requests spent,
@@ -47,7 +48,7 @@ LEASE_TTL_S = 0.25
 MAX_REQUESTS_PER_LEASE = 256
 MAX_WAITS = 8  # openings a caller waits for (k doubles each time) before it reserves its own ask alone
 SHUTDOWN_WAIT_S = 2.0  # how long closing waits for requests still holding leases
-PREFETCH_AT = 0.75  # share of a lease admitted when the next one is opened, in the background
+PREFETCH_AT = 0.75  # share of a lease admitted (or of its time gone) when the next one opens, in the background
 PREFETCH_MIN_SIZE = 4  # smaller leases (a slow tenant, or one near a limit) are not prefetched
 
 
@@ -150,7 +151,9 @@ class LeasedStore:
         lease = self._find(book, asked, now)
         if lease is not None:  # most requests: no loop, no clock
             admission = self._admit(request_id, lease, asked)
-            if lease.admitted >= lease.size * PREFETCH_AT and lease.size >= PREFETCH_MIN_SIZE:
+            if lease.size >= PREFETCH_MIN_SIZE and (
+                lease.admitted >= lease.size * PREFETCH_AT or lease.expires - now < self.ttl_s * (1 - PREFETCH_AT)
+            ):
                 self._prefetch(book, asked, now)
             return admission
         loop = asyncio.get_running_loop()

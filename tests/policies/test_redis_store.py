@@ -25,6 +25,7 @@ from policies.budgets import Admission, LimitSpec, LimitState, MemoryStore, Rese
 from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, RedisStore, StoreUnavailable
 from tests.support.redis_server import BlackHole, RedisServer
+from tests.support.slow_store import SlowAfterReserve
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
@@ -466,36 +467,11 @@ def test_recovery_reconciles_in_the_background() -> None:
         server.close()
 
 
-class SlowAfterReserve:
-    """A primary whose reserve lands in Redis but answers too late (the deadline hits after the script ran)."""
-
-    def __init__(self, inner: RedisStore) -> None:
-        self.inner = inner
-
-    async def reserve(
-        self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
-    ) -> Admission:
-        admission = await self.inner.reserve(scope, request_id, limits, asked, now)
-        await asyncio.sleep(1)
-        return admission
-
-    async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
-        return await self.inner.settle(request_id, actual)
-
-    async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
-        return await self.inner.state(scope, limits, now)
-
-    async def record_spend(
-        self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
-    ) -> bool:
-        return await self.inner.record_spend(scope, request_id, limits, actual, now)
-
-
 @pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])
 def test_reservation_that_landed_after_the_deadline_is_not_leaked(client: RedisClient, on_error: Any) -> None:
     async def main() -> None:
         primary = RedisStore(client)
-        guarded = GuardedStore(SlowAfterReserve(primary), on_error, timeout_s=0.1, probe_interval_s=0)
+        guarded = GuardedStore(SlowAfterReserve(primary, 1.0), on_error, timeout_s=0.1, probe_interval_s=0)
         elapsed, admission = await timed(guarded.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 300}, NOW))
         assert elapsed <= 0.1 + SLACK_S
         assert (await one(primary, TOKENS_DAY)).reserved == 300  # it did land
