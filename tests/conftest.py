@@ -47,7 +47,7 @@ models:
   flaky:
     deployments: [{{provider: up-openai, model: flaky-model}}]
     retries: 0
-    circuit: {{failures: 3, cooldown_s: 1}}
+    circuit: {{failures: 3, cooldown_s: 3}}  # long enough for 10 requests on a slow machine
   stormy:
     deployments: [{{provider: up-openai, model: stormy-model}}]
     retries: 2

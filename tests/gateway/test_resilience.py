@@ -27,21 +27,21 @@ def ask(gateway: RunningGateway, model: str, text: str = "hello") -> httpx.Respo
 
 
 def test_circuit_opens_fails_fast_probes_and_recovers(gateway: RunningGateway, upstream: MockUpstream) -> None:
-    upstream.behaviour.status = 500  # flaky: circuit failures 3, cooldown 1 s, retries 0
+    upstream.behaviour.status = 500  # flaky: circuit failures 3, cooldown 3 s, retries 0
     statuses = [ask(gateway, "flaky").status_code for _ in range(10)]
     assert statuses[:3] == [502, 502, 502]
     assert statuses[3:] == [503] * 7  # open: fails fast
     assert len(upstream.received) == 3
     assert gateway.state.failover.circuits.snapshot()["up-openai/flaky-model"]["state"] == "open"
 
-    time.sleep(1.1)
+    time.sleep(3.1)
     assert ask(gateway, "flaky").status_code == 502  # the one probe, and it failed
     assert len(upstream.received) == 4
     assert [ask(gateway, "flaky").status_code for _ in range(5)] == [503] * 5  # re-opened, fresh cooldown
     assert len(upstream.received) == 4
 
     upstream.behaviour.status = 200
-    time.sleep(1.1)
+    time.sleep(3.1)
     assert ask(gateway, "flaky").status_code == 200  # a good probe closes it
     assert [ask(gateway, "flaky").status_code for _ in range(3)] == [200] * 3
     assert gateway.state.failover.circuits.snapshot()["up-openai/flaky-model"]["state"] == "closed"
