@@ -151,10 +151,9 @@ class LeasedStore:
         lease = self._find(book, asked, now)
         if lease is not None:  # most requests: no loop, no clock
             admission = self._admit(request_id, lease, asked)
-            if lease.size >= PREFETCH_MIN_SIZE and (
-                lease.admitted >= lease.size * PREFETCH_AT or lease.expires - now < self.ttl_s * (1 - PREFETCH_AT)
-            ):
-                self._prefetch(book, asked, now)
+            filling = lease.admitted >= lease.size * PREFETCH_AT
+            if lease.size >= PREFETCH_MIN_SIZE and (filling or lease.expires - now < self.ttl_s * (1 - PREFETCH_AT)):
+                self._prefetch(book, asked, now, grow=filling)
             return admission
         loop = asyncio.get_running_loop()
         started, waits, alone = loop.time(), 0, False
@@ -192,16 +191,20 @@ class LeasedStore:
             self._drained.set()
         return True
 
-    def _start_opening(self, book: _Book, asked: Mapping[Unit, float], now: float) -> asyncio.Task[_Opened]:
-        opening = book.opening = asyncio.get_running_loop().create_task(self._open(book, asked, now))
+    def _start_opening(
+        self, book: _Book, asked: Mapping[Unit, float], now: float, grow: bool = True
+    ) -> asyncio.Task[_Opened]:
+        opening = book.opening = asyncio.get_running_loop().create_task(self._open(book, asked, now, grow))
         opening.add_done_callback(_retrieved)
         return opening
 
-    def _prefetch(self, book: _Book, asked: Mapping[Unit, float], now: float) -> None:
-        """The lease that just admitted a request is PREFETCH_AT full: the next one is opened now, in the
-        background, so that the requests after it find room instead of waiting for Redis."""
+    def _prefetch(self, book: _Book, asked: Mapping[Unit, float], now: float, grow: bool) -> None:
+        """The lease that just admitted a request is PREFETCH_AT full, or PREFETCH_AT through its time: the next
+        one is opened now, in the background, so that the requests after it find room instead of waiting for
+        Redis. Only a lease filling up makes the next one bigger; one running out of time keeps the size (and
+        halves it if it expires half empty)."""
         if book.opening is None and not self._closing:
-            self._start_opening(book, asked, now)
+            self._start_opening(book, asked, now, grow)
 
     def _find(self, book: _Book, asked: Mapping[Unit, float], now: float) -> _Lease | None:
         leases = book.leases
@@ -221,11 +224,11 @@ class LeasedStore:
         self._held[request_id] = _Held(lease, held_asked)
         return Admission(True, degraded=lease.degraded)
 
-    async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float) -> _Opened:
+    async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float, grow: bool = True) -> _Opened:
         """The shared opening: a lease with room for `asked` and (k - 1) more like it, or failing that for `asked`
         alone. Returns the inner store's admission and the lease (in the book already, unless degraded)."""
         try:
-            if book.leases:  # the open ones filled up (or nearly, for a prefetch) before their time: lease more
+            if grow and book.leases:  # the open ones filled up (or nearly, for a prefetch) in time: lease more
                 book.size = min(self.max_size, book.size * 2)
             size = book.size
             admission, lease = await self._lease(book, asked, size, now)

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aredis
 
 from policies.budgets import Admission, LimitSpec, LimitState, Unit
-from policies.leases import LEASE_TTL_S, LeasedStore
+from policies.leases import LEASE_TTL_S, PREFETCH_MIN_SIZE, LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, OnError, RedisStore, StoreUnavailable
 from tests.support.redis_server import BlackHole, RedisServer
@@ -309,6 +309,36 @@ def test_closing_during_a_prefetch_leaves_nothing_reserved(redis_url: str) -> No
 
     n, state = asyncio.run(scenario())
     assert (state.reserved, state.spent) == (0, n)  # the lease that opened while closing was settled too
+
+
+def test_leases_running_out_of_time_do_not_grow_and_shrink_for_a_slow_tenant(redis_url: str) -> None:
+    """A lease opened ahead because its time runs out (not its room) keeps the size; a tenant that slows down
+    sees its leases halve below PREFETCH_MIN_SIZE, and then no more prefetches."""
+    limits = (LimitSpec("budget[0]", "tokens", "day", 10**9),)
+    ttl_s = 0.05
+
+    async def scenario() -> tuple[int, int]:
+        async with leased(redis_url, ttl_s=ttl_s) as store:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+
+            def now() -> float:
+                return NOW + (loop.time() - started)
+
+            for i in range(63):  # back to back: leases of 1, 2, ... 32 fill up at once
+                assert (await store.reserve("acme", f"busy{i}", limits, ask(10), now())).admitted
+                await store.settle(f"busy{i}", {"requests": 1.0, "tokens": 1})
+            (book,) = store._books.values()
+            busy_size = book.size
+            for i in range(40):  # then one request every 15 ms: 3 or 4 a lease
+                assert (await store.reserve("acme", f"slow{i}", limits, ask(10), now())).admitted
+                await store.settle(f"slow{i}", {"requests": 1.0, "tokens": 1})
+                await asyncio.sleep(ttl_s * 0.3)
+            return busy_size, book.size
+
+    busy_size, slow_size = asyncio.run(scenario())
+    assert busy_size >= 16
+    assert slow_size < PREFETCH_MIN_SIZE
 
 
 def test_small_leases_are_not_prefetched(redis_url: str) -> None:
