@@ -23,9 +23,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
+
+from gateway.events.record import Row, row_from_json
 
 log = logging.getLogger("gateway.events")
 SEGMENT_GLOB = "journal-*.jsonl"
@@ -51,15 +52,19 @@ class Segment:
         except OSError:
             return 0
 
-    def rows(self) -> Iterator[dict[str, Any]]:
+    def rows(self) -> Iterator[Row]:
         with open(self.path, "rb") as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield orjson.loads(line)
+                    row = row_from_json(orjson.loads(line))
                 except orjson.JSONDecodeError:
-                    log.error("usage journal %s: line %d is not JSON and was skipped", self.path.name, number)
+                    row = None
+                if row is None:
+                    log.error("usage journal %s: line %d is not a row and was skipped", self.path.name, number)
+                else:
+                    yield row
 
 
 def _lock(fd: int) -> bool:

@@ -1,9 +1,12 @@
 """The record every request leaves behind, and its row form.
 
 One `RequestRecord` per request that reached the gateway, emitted exactly once when its outcome is
-known (success, failure, block or client disconnect). `to_row` flattens it into `COLUMNS`, the one
-column list the journal, SQLite and Postgres share. Never in a row: a key, a key's hash, a provider
-credential; prompt and answer texts only for a tenant with `log_content: true`, after PII redaction.
+known (success, failure, block or client disconnect). `to_row` flattens it into a `Row`: a tuple in the
+order of `COLUMNS`, the one column list the journal, SQLite and Postgres share. A journal line is that
+tuple as a JSON array, so columns are only ever appended: a shorter line (an older process's) reads with
+NULLs for the newer columns, and a line that is a JSON object (before rows were tuples) by its keys.
+Never in a row: a key, a key's hash, a provider credential; prompt and answer texts only for a tenant
+with `log_content: true`, after PII redaction.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ COLUMNS: tuple[str, ...] = (
 JSON_COLUMNS = frozenset({"fallback_path", "attempts", "injection_signals", "pii_counts"})
 JSON_POSITIONS = tuple(i for i, c in enumerate(COLUMNS) if c in JSON_COLUMNS)
 TS_POSITION = COLUMNS.index("ts")
+Row = tuple[Any, ...]  # a record's values in COLUMNS order, JSON columns as Python lists and dicts
+_NO_USAGE = Usage()  # read only
 
 
 @dataclass(slots=True)
@@ -110,49 +115,62 @@ class RequestRecord:
             "ttft_ms": None if self.first_token_s is None else round(self.first_token_s * 1000, 3),
         }
 
-    def to_row(self) -> dict[str, Any]:
-        usage = self.usage or Usage()
-        return {
-            "request_id": self.request_id,
-            "ts": self.started_at,
-            "tenant": self.tenant,
-            "key_id": self.key_id,
-            "endpoint": self.endpoint,
-            "model_requested": self.model_requested,
-            "model_alias": self.model_alias,
-            "provider": self.provider,
-            "deployment": self.deployment,
-            "upstream_model": self.upstream_model,
-            "fallback_path": self.fallback_path,
-            "attempts": self.attempts,
-            "status": self.status,
-            "http_status": self.http_status,
-            "error_type": self.error_type,
-            "error_code": self.error_code,
-            "blocked_by": self.blocked_by,
-            "streamed": self.streamed,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "cost_usd": self.cost_usd,
-            "price_version": self.price_version,
-            "latency_ms": round(self.latency_s * 1000, 3),
-            "ttft_ms": None if self.first_token_s is None else round(self.first_token_s * 1000, 3),
-            "injection_score": self.injection_score,
-            "injection_signals": list(self.injection_signals),
-            "pii_counts": self.pii_counts,
-            "prompt_content": self.prompt_content,
-            "completion_content": self.completion_content,
-        }
+    def to_row(self) -> Row:
+        usage = self.usage or _NO_USAGE
+        return (
+            self.request_id,
+            self.started_at,  # ts
+            self.tenant,
+            self.key_id,
+            self.endpoint,
+            self.model_requested,
+            self.model_alias,
+            self.provider,
+            self.deployment,
+            self.upstream_model,
+            self.fallback_path,
+            self.attempts,
+            self.status,
+            self.http_status,
+            self.error_type,
+            self.error_code,
+            self.blocked_by,
+            self.streamed,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            self.cost_usd,
+            self.price_version,
+            round(self.latency_s * 1000, 3),  # latency_ms
+            None if self.first_token_s is None else round(self.first_token_s * 1000, 3),  # ttft_ms
+            self.injection_score,
+            list(self.injection_signals),
+            self.pii_counts,
+            self.prompt_content,
+            self.completion_content,
+        )
 
 
-def row_values(row: dict[str, Any]) -> list[Any]:
-    """A row in COLUMNS order, for a database: JSON columns as JSON text."""
-    values = [row.get(c) for c in COLUMNS]
+def row_from_json(value: Any) -> Row | None:
+    """A journal line, parsed, as a row (None: not a row)."""
+    if isinstance(value, list):
+        return tuple(value[: len(COLUMNS)]) + (None,) * (len(COLUMNS) - len(value))
+    if isinstance(value, dict):
+        return tuple(value.get(c) for c in COLUMNS)
+    return None
+
+
+def row_values(row: Row) -> list[Any]:
+    """A row for a database: JSON columns as JSON text."""
+    values = list(row)
     for i in JSON_POSITIONS:
-        values[i] = orjson.dumps(values[i]).decode()
+        value = values[i]
+        if not value and value is not None:
+            values[i] = "[]" if isinstance(value, list) else "{}"  # most rows: no signals, no PII
+        else:
+            values[i] = orjson.dumps(value).decode()
     return values
 
 

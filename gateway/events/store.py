@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gateway.config.schema import EventsConfig
+from gateway.events.record import Row
 
-Row = dict[str, Any]
+__all__ = ["EventStore", "Row", "StoreUnreachable", "open_store"]
 
 
 class StoreUnreachable(Exception):
