@@ -26,7 +26,7 @@ from adapters.base import (
 )
 from adapters.sse import DONE_FRAME, SSEDecoder, SSELineTooLong
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, ModelEndpoint, guarded
+from gateway.endpoint import Call, Guarded, ModelEndpoint
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -86,7 +86,7 @@ class ChatEndpoint(ModelEndpoint):
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
         req = chat_request(payload, call.identity.tenant)
         call.record.streamed = req.stream
-        with guarded(call) as guard:
+        with Guarded(call) as guard:
             checked = guard.check_chat(req.body)
         if checked is not req.body:  # redacted
             req = replace(req, body=checked)

@@ -14,25 +14,22 @@ from gateway.http import Message, Receive, Send
 
 
 class DisconnectWatch:
-    __slots__ = ("_complete", "_receive", "_task", "_watcher", "disconnected")
+    __slots__ = ("_complete", "_receive", "_send", "_task", "_watcher", "disconnected")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
+        self._send = send
         self._task: asyncio.Task[object] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
         self._complete = False
 
-    def wrap_send(self, send: Send) -> Send:
-        """A `send` that marks the response complete before its last message goes out, so the
+    async def send(self, message: Message) -> None:
+        """The request's `send`: marks the response complete before its last message goes out, so the
         disconnect that servers report after a finished response is not taken for a client leaving."""
-
-        async def guarded(message: Message) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                self._complete = True
-            await send(message)
-
-        return guarded
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self._complete = True
+        await self._send(message)
 
     async def __aenter__(self) -> DisconnectWatch:
         self._task = asyncio.current_task()

@@ -6,7 +6,7 @@ import orjson
 
 from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, ModelEndpoint, guarded
+from gateway.endpoint import Call, Guarded, ModelEndpoint
 from gateway.errors import UnsupportedParameter
 from gateway.failures import failed_attempt
 from gateway.http import JSON_HEADERS, send_bytes
@@ -22,7 +22,7 @@ class EmbeddingsEndpoint(ModelEndpoint):
         payload = parse_embeddings(call.body, call.scope.get(MODEL_SCOPE_KEY))
         call.record.model_requested = payload["model"]
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
-        with guarded(call) as guard:
+        with Guarded(call) as guard:
             payload = guard.check_embeddings(payload)
         if call.identity.tenant.log_content:
             call.record.prompt_content = guard.loggable(orjson.dumps(payload.get("input")).decode())

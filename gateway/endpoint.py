@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
@@ -75,19 +75,33 @@ class FetchedAnswer:
     retry_after: str | None
 
 
-@contextmanager
-def guarded(call: Call) -> Iterator[RequestGuard]:
+class Guarded:
     """The tenant's content policies for this request; verdicts reach the record and the response
-    headers whether the request passes or is blocked."""
-    guard = call.identity.tenant.guard.start()
-    try:
-        with call.tracing.span("gateway.policy.guardrails"):
-            yield guard
-    finally:
-        call.record.injection_score = guard.injection_score
-        call.record.injection_signals = guard.injection_signals
-        call.record.pii_counts = guard.pii_counts
-        call.reply_headers.extend(guard.response_headers())
+    headers whether the request passes or is blocked. (A class, not a @contextmanager generator: it is
+    entered once per request.)"""
+
+    __slots__ = ("_call", "_guard", "_span")
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._guard = call.identity.tenant.guard.start()
+        self._span = call.tracing.span("gateway.policy.guardrails")
+
+    def __enter__(self) -> RequestGuard:
+        self._span.__enter__()
+        return self._guard
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        guard, call = self._guard, self._call
+        try:
+            self._span.__exit__(exc_type, exc, tb)
+        finally:
+            call.record.injection_score = guard.injection_score
+            call.record.injection_signals = guard.injection_signals
+            call.record.pii_counts = guard.pii_counts
+            call.reply_headers.extend(guard.response_headers())
 
 
 POLICY_OF_CODE = {
@@ -130,8 +144,8 @@ class ModelEndpoint(ABC):
         state = self.state
         runtime = state.runtime
         reply_headers = [(b"x-request-id", record.request_id.encode())]
-        watch = DisconnectWatch(receive)
-        send = watch.wrap_send(send)
+        watch = DisconnectWatch(receive, send)
+        send = watch.send
         call: Call | None = None
 
         def finish() -> None:
