@@ -204,6 +204,11 @@ def event_metrics(pipeline: EventPipeline) -> Iterator[Metric]:
     )
     yield counter("gateway_events_replayed", "Usage event rows written from the on-disk spool", stats.replayed)
     yield counter(
+        "gateway_events_rejected",
+        "Usage event rows the store refused for what they hold, set aside in the spool's rejected.jsonl",
+        stats.rejected,
+    )
+    yield counter(
         "gateway_event_journal_failures", "Usage events that could not be journaled on disk", stats.journal_failures
     )
 

@@ -11,7 +11,8 @@ never takes a live process's segment for an orphan.
 
 A segment whose rows all reached the database from memory is emptied (the open one) or unlinked (a
 sealed one); otherwise it is replayed from disk, in order. Replays are idempotent: the stores ignore
-a request id they already hold.
+a request id they already hold. A row the database refuses for what it holds is set aside, with the
+reason, in `rejected.jsonl` beside the segments: kept for an operator, never replayed nor removed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.events.record import Row, row_from_json
 log = logging.getLogger("gateway.events")
 SEGMENT_GLOB = "journal-*.jsonl"
 SEGMENT_ROWS = 20_000  # an open segment is sealed at this many rows
+REJECTED_FILE = "rejected.jsonl"
 
 
 @dataclass(eq=False)
@@ -127,6 +129,17 @@ class Journal:
         if segment.appended >= self.segment_rows:
             self.rotate()
         return segment
+
+    def set_aside(self, line: bytes) -> Path:
+        """Appends a line to the file of refused rows (shared by the processes on this spool: one
+        O_APPEND write a line); returns its path."""
+        path = self.directory / REJECTED_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line + b"\n")
+        finally:
+            os.close(fd)
+        return path
 
     def rotate(self) -> None:
         """Seals the open segment (unless it is empty) and opens a new one."""

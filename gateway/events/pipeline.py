@@ -6,6 +6,9 @@
     store fails    ─► the open segment is sealed, the queue dropped (its rows are on disk); until the
                       store takes writes again, new events are journaled only; then every sealed
                       segment is replayed from disk, oldest first, and the queue resumes
+    store refuses  ─► the batch is halved until the rows at fault are alone; the others are written,
+    a row             those are set aside on disk with the reason (the spool's rejected.jsonl), logged
+                      and counted: one bad row must not hold back every event after it
     queue full     ─► the event is journaled only and its segment replayed later
     start          ─► segments of dead processes (SIGKILL, OOM) are adopted and replayed
     close (SIGTERM)─► the queue is written within the deadline; what remains stays on disk
@@ -20,6 +23,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,18 +31,20 @@ import orjson
 
 from gateway.events.journal import Journal, Segment
 from gateway.events.record import RequestRecord
-from gateway.events.store import EventStore, Row, StoreUnreachable
+from gateway.events.store import EventStore, Row, StoreRejected, StoreUnreachable
 
 log = logging.getLogger("gateway.events")
 BATCH_ROWS = 500
 QUEUE_ROWS = 20_000
 LINGER_S = 0.2  # how long the writer waits for a batch to fill once an event is queued (fewer, larger batches)
 RETRY_S = 1.0
+SET_ASIDE_ROWS = 10_000  # refused rows remembered (by hash), so that a retried replay does not repeat them
 
 
 @dataclass
 class PipelineStats:
     written: int = 0  # rows the store accepted (replays of rows it already had included)
+    rejected: int = 0  # rows the store refused for what they hold, set aside on disk
     write_failures: int = 0  # batches the store refused or could not take
     journal_failures: int = 0  # events that could not be journaled (disk full ...)
     replayed: int = 0
@@ -70,6 +76,7 @@ class EventPipeline:
         self._closed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._set_aside_rows: set[int] = set()  # hashes: a retried replay must not set a row aside twice
 
     # the request path -----------------------------------------------------------------------------
     def emit(self, record: RequestRecord) -> None:
@@ -170,13 +177,13 @@ class EventPipeline:
     async def _write_queued(self) -> None:
         batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
         try:
-            await self.store.write([row for _, row in batch])
+            written = await self._write([row for _, row in batch])
         except Exception as exc:  # StoreUnreachable, or a store's bug: either way the rows stay on disk
             self._failed(exc)
             self._queue.extendleft(reversed(batch))
             self._back_to_disk()
             return
-        self.stats.written += len(batch)
+        self.stats.written += written
         counts: dict[Segment, int] = {}
         for segment, _ in batch:
             counts[segment] = counts.get(segment, 0) + 1
@@ -208,7 +215,7 @@ class EventPipeline:
                     log.info("usage events: %s schema migrated to version %d", self.store.name, max(applied))
             unjournaled = [row for segment, row in self._queue if segment is _UNJOURNALED]
             if unjournaled:
-                await self.store.write(unjournaled)
+                await self._write(unjournaled)
                 self._queue = deque(item for item in self._queue if item[0] is not _UNJOURNALED)
             while True:  # each pass replays what was journaled during the one before; it converges
                 if self.journal.current.replay:
@@ -228,11 +235,39 @@ class EventPipeline:
     async def _replay(self, segment: Segment) -> None:
         rows = segment.rows()
         while batch := list(itertools.islice(rows, self.batch_rows)):
-            await self.store.write(batch)
-            self.stats.written += len(batch)
-            self.stats.replayed += len(batch)
+            written = await self._write(batch)
+            self.stats.written += written
+            self.stats.replayed += written
             await asyncio.sleep(0)  # a long replay must not starve requests
         self.journal.replayed(segment)
+
+    async def _write(self, rows: Sequence[Row]) -> int:
+        """Writes `rows` and returns how many the store took, every other one set aside. StoreUnreachable
+        (and anything unexpected) goes up, and the rows stay journaled. Halving costs ~2 log2(n)
+        transactions for one bad row in n, and only when there is one."""
+        try:
+            await self.store.write(rows)
+            return len(rows)
+        except StoreRejected as exc:
+            if len(rows) == 1:
+                self._set_aside(rows[0], str(exc))
+                return 0
+        middle = len(rows) // 2
+        return await self._write(rows[:middle]) + await self._write(rows[middle:])
+
+    def _set_aside(self, row: Row, reason: str) -> None:
+        as_json = orjson.dumps(row, default=repr)
+        if hash(as_json) in self._set_aside_rows:
+            return
+        try:
+            path = self.journal.set_aside(b'{"reason":' + orjson.dumps(reason) + b',"row":' + as_json + b"}")
+        except OSError as exc:
+            raise StoreUnreachable(f"spool: a refused row could not be set aside ({exc.strerror})") from None
+        self.stats.rejected += 1
+        if len(self._set_aside_rows) >= SET_ASIDE_ROWS:
+            self._set_aside_rows.clear()
+        self._set_aside_rows.add(hash(as_json))
+        log.error("usage event %s: %s refused it (%s); set aside in %s", row[0], self.store.name, reason, path)
 
     def _failed(self, exc: Exception) -> None:
         self.stats.write_failures += 1

@@ -4,7 +4,9 @@ A batch is one transaction: COPY into a temporary staging table, then one INSERT
 NOTHING into `usage_events`, so a replayed request id is skipped, not duplicated. The table is
 partitioned by day (UTC); the partitions a batch needs are created on the way, under an advisory lock
 so that replicas creating the same day do not collide. Every call is bounded by a timeout: a database
-that hangs counts as unreachable, and the batch stays in the journal.
+that hangs counts as unreachable, and the batch stays in the journal. A batch Postgres refuses for what it
+holds (a data exception or a broken constraint, SQLSTATE classes 22 and 23) is StoreRejected. Postgres text
+cannot hold NUL, so a NUL a client sent (in a model name, say) is written as U+FFFD instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncpg
 
 from gateway.events.migrations import POSTGRES, VERSION_TABLE
 from gateway.events.record import COLUMNS, TS_POSITION, row_values
-from gateway.events.store import Row, StoreUnreachable
+from gateway.events.store import Row, StoreRejected, StoreUnreachable
 
 CALL_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
@@ -27,20 +29,40 @@ MIGRATION_LOCK = 0x6761_7465_7761  # advisory lock ids: arbitrary, fixed
 PARTITION_LOCK = 0x6761_7465_7762
 STAGING = "usage_events_incoming"
 UTC = dt.UTC
+REFUSED_CLASSES = ("22", "23")  # SQLSTATE classes: data exception, integrity constraint violation
+ENCODING_ERRORS = (TypeError, ValueError, OverflowError)
 
 
 def _record(row: Row) -> list[Any]:
     values = row_values(row)
-    values[TS_POSITION] = dt.datetime.fromtimestamp(values[TS_POSITION], UTC)
+    try:
+        values[TS_POSITION] = dt.datetime.fromtimestamp(values[TS_POSITION], UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise StoreRejected("postgres: a row's ts is not a time") from None
+    for i, value in enumerate(values):
+        if value.__class__ is str and "\x00" in value:
+            values[i] = value.replace("\x00", "\ufffd")
     return values
 
 
-def unreachable(exc: Exception) -> StoreUnreachable:
-    """Any failure to talk to Postgres, by kind (a server-side SQLSTATE, or the exception's class):
-    never the DSN, which may hold a password."""
+def describe(exc: Exception) -> str:
+    """A failure by kind (a server-side SQLSTATE, or the exception's class): never the DSN, which may hold
+    a password, nor the rows' values."""
     if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate:
-        return StoreUnreachable(f"postgres: {type(exc).__name__} ({exc.sqlstate})")
-    return StoreUnreachable(f"postgres: {type(exc).__name__}")
+        return f"postgres: {type(exc).__name__} ({exc.sqlstate})"
+    return f"postgres: {type(exc).__name__}"
+
+
+def unreachable(exc: Exception) -> StoreUnreachable:
+    return StoreUnreachable(describe(exc))
+
+
+def refused(exc: Exception) -> bool:
+    """Postgres refuses what the rows hold, or asyncpg could not encode a value for its column (it raises
+    TypeError, ValueError or OverflowError from the COPY: text for a number, a number out of range)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return bool(exc.sqlstate) and exc.sqlstate.startswith(REFUSED_CLASSES)
+    return isinstance(exc, ENCODING_ERRORS)
 
 
 def partition_ddl(day: dt.date) -> str:
@@ -102,12 +124,17 @@ class PostgresStore:
                     "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                 )
                 self._staged.add(backend)
-            async with conn.transaction():
-                await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
-                await conn.execute(
-                    f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
-                    f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
-                )
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(STAGING, records=records, columns=COLUMNS)
+                    await conn.execute(
+                        f"INSERT INTO usage_events ({', '.join(COLUMNS)}) "
+                        f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
+                    )
+            except (asyncpg.PostgresError, *ENCODING_ERRORS) as exc:
+                if refused(exc):  # rolled back; the session is still good
+                    raise StoreRejected(describe(exc)) from None
+                raise
 
     async def _create_partitions(self, conn: asyncpg.Connection, days: set[dt.date]) -> None:
         async with conn.transaction():

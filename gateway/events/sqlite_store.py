@@ -1,5 +1,9 @@
 """The embedded event store: a SQLite file (stdlib), written from one thread of its own so that the
-event loop never waits on disk. Several workers may share the file (WAL mode, a busy timeout)."""
+event loop never waits on disk. Several workers may share the file (WAL mode, a busy timeout).
+
+A batch with a row SQLite refuses (a NULL where the schema says NOT NULL, a value it cannot bind) is
+StoreRejected: `ON CONFLICT DO NOTHING` skips a request id already stored and nothing else, where
+`INSERT OR IGNORE` would also drop such a row without a word."""
 
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from typing import Any, TypeVar
 
 from gateway.events.migrations import SQLITE, VERSION_TABLE
 from gateway.events.record import COLUMNS, row_values
-from gateway.events.store import Row, StoreUnreachable
+from gateway.events.store import Row, StoreRejected, StoreUnreachable
 
 T = TypeVar("T")
-INSERT = f"INSERT OR IGNORE INTO usage_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+INSERT = (
+    f"INSERT INTO usage_events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+# what a row can hold that SQLite refuses; anything else (locked, I/O, disk full) is unreachable
+REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, OverflowError)
 
 
 class SqliteStore:
@@ -80,7 +88,14 @@ class SqliteStore:
 
     async def write(self, rows: Sequence[Row]) -> None:
         values = [row_values(row) for row in rows]
-        await self._run_transaction(lambda db: db.executemany(INSERT, values))
+
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.executemany(INSERT, values)
+            except REFUSALS as exc:
+                raise StoreRejected(f"sqlite: {type(exc).__name__}: {exc}") from None
+
+        await self._run_transaction(insert)
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only queries (usage reports), on the same thread as the writes."""

@@ -8,11 +8,17 @@ from typing import Any, Protocol
 from gateway.config.schema import EventsConfig
 from gateway.events.record import Row
 
-__all__ = ["EventStore", "Row", "StoreUnreachable", "open_store"]
+__all__ = ["EventStore", "Row", "StoreRejected", "StoreUnreachable", "open_store"]
 
 
 class StoreUnreachable(Exception):
     """The database could not take a batch (down, refused, timed out); the batch stays on disk."""
+
+
+class StoreRejected(Exception):
+    """The database is there but refuses the batch for what is in it: a value it cannot hold (a number out
+    of its range, a character its text type has no room for) or a constraint a row breaks. Retrying the
+    same rows would fail forever; the writer finds the row at fault and sets it aside."""
 
 
 class EventStore(Protocol):
@@ -24,7 +30,8 @@ class EventStore(Protocol):
 
     async def write(self, rows: Sequence[Row]) -> None:
         """Writes the rows in one transaction; a request id already stored is skipped (replays are
-        idempotent). Raises StoreUnreachable when the database cannot take them."""
+        idempotent). Raises StoreUnreachable when the database cannot take them, StoreRejected (and
+        writes none of them) when one of them is a row it refuses."""
         ...
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -38,6 +38,7 @@ class Behaviour:
     linger_s: float = 0.0  # pause after the last event before ending the response body
     echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
     api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
+    usage: dict[str, Any] | None = None  # OpenAI chat: the usage to report instead of 11 + 7 tokens
 
 
 @dataclass
@@ -154,7 +155,7 @@ class MockUpstream:
             return failure
         b = self.behaviour
         model = body.get("model", "gpt-4o-mini")
-        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        usage = b.usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         tool_calls = None
         if b.tool_call and body.get("tools"):
             name = body["tools"][0]["function"]["name"]
