@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 
@@ -187,9 +187,9 @@ class Unsupported(Exception):
 class Adapter(ABC):
     """One provider API. Stateless: one instance serves every request."""
 
-    capabilities: Capabilities = Capabilities()
-    gen_ai_system: str = "_OTHER"  # OpenTelemetry's gen_ai.system value for this API
-    ping_probe: str = "chat_max_tokens_1"  # what `build_ping` asks: "list_models" spends no tokens
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    gen_ai_system: ClassVar[str] = "_OTHER"  # OpenTelemetry's gen_ai.system value for this API
+    ping_probe: ClassVar[str] = "chat_max_tokens_1"  # what `build_ping` asks: "list_models" spends no tokens
 
     @abstractmethod
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...
