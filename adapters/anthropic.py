@@ -31,6 +31,7 @@ from adapters.base import (
     Unsupported,
     UpstreamRequest,
     Usage,
+    token_count,
 )
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -453,11 +454,13 @@ class _TokenCounts:
             ("cache_write", "cache_creation_input_tokens"),
             ("output", "output_tokens"),
         ):
-            if isinstance(raw.get(key), int):
-                setattr(self, attr, raw[key])
+            count = token_count(raw.get(key))
+            if count is not None:
+                setattr(self, attr, count)
         details = raw.get("output_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
-            self.thinking = details["thinking_tokens"]
+        thinking = token_count(details.get("thinking_tokens")) if isinstance(details, dict) else None
+        if thinking is not None:
+            self.thinking = thinking
 
     def to_usage(self) -> Usage:
         return Usage(

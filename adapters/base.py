@@ -96,6 +96,12 @@ class Usage:
         return usage
 
 
+def token_count(value: Any) -> int | None:
+    """A token count as a provider reported it, when it is one: an int (not a bool) and not negative. A
+    server that reports -5 must not credit a budget back."""
+    return value if type(value) is int and value >= 0 else None
+
+
 @dataclass(slots=True)
 class ChatCompletion:
     """An OpenAI `CreateChatCompletionResponse` as a dict, with its usage already extracted."""

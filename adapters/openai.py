@@ -22,6 +22,7 @@ from adapters.base import (
     Target,
     UpstreamRequest,
     Usage,
+    token_count,
 )
 
 _ERROR_TYPES_BY_STATUS = {
@@ -54,7 +55,7 @@ def usage_from_openai(raw: Any) -> Usage | None:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return token_count(value) or 0
 
 
 def openai_error(status: int, body: bytes) -> ProviderError:

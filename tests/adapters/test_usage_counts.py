@@ -1,0 +1,56 @@
+"""Token counts from a provider are billed only when they are counts: a negative number, a bool, a float or
+a string is taken as 0 (a server that reports -5 tokens must not credit a tenant's budget back), on every
+provider's answer parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.anthropic import AnthropicAdapter
+from adapters.base import JSON, Adapter, ChatCompletion
+from adapters.openai import OpenAIAdapter
+
+
+def openai_answer(prompt_tokens: Any) -> JSON:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def anthropic_answer(prompt_tokens: Any) -> JSON:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": 7},
+    }
+
+
+PROVIDERS: dict[str, tuple[Adapter, Callable[[Any], JSON]]] = {
+    "openai": (OpenAIAdapter(), openai_answer),
+    "anthropic": (AnthropicAdapter(), anthropic_answer),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+@pytest.mark.parametrize(
+    ("reported", "billed"),
+    [(11, 11), (0, 0), (-5, 0), (True, 0), (11.0, 0), ("11", 0), (None, 0)],
+)
+def test_only_a_count_is_billed(provider: str, reported: Any, billed: int) -> None:
+    adapter, answer = PROVIDERS[provider]
+    result = adapter.parse_chat(200, orjson.dumps(answer(reported)))
+    assert isinstance(result, ChatCompletion) and result.usage is not None
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (billed, 7)
