@@ -2,11 +2,15 @@
 
 The caller's own mistakes (4xx) and the provider's rate limit pass through with their status; a
 provider rejecting *our* credentials, or failing, is a 502 that names the provider, never the key.
+Whatever the provider wrote is cleaned before it goes on: a credential it quotes is redacted from the
+message, and its `type`, `code` and `param` pass only as short identifiers with no credential in them
+(they also reach the usage event, the request log and a metric label).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 from adapters.base import ProviderError
@@ -15,6 +19,9 @@ from gateway.failover import AttemptFailed, classify
 from gateway.runtime import Deployment
 
 MAX_RETRY_AFTER_S = 3600.0
+DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: every 429 of ours carries one
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+PARAM = re.compile(r"[A-Za-z0-9_.:\-\[\]]{1,128}")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -38,8 +45,25 @@ def without_credentials(message: str, deployment: Deployment) -> str:
     return message
 
 
+def _identifier(value: str | None, shape: re.Pattern[str], deployment: Deployment) -> str | None:
+    """`value` when it looks like an error code (or a parameter's path) and quotes no credential; else None."""
+    if value is None or not shape.fullmatch(value) or without_credentials(value, deployment) != value:
+        return None
+    return value
+
+
+def cleaned(err: ProviderError, deployment: Deployment) -> ProviderError:
+    return replace(
+        err,
+        message=without_credentials(err.message, deployment),
+        type=_identifier(err.type, IDENTIFIER, deployment) or "invalid_request_error",
+        code=_identifier(err.code, IDENTIFIER, deployment),
+        param=_identifier(err.param, PARAM, deployment),
+    )
+
+
 def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:
-    err = replace(err, message=without_credentials(err.message, deployment))
+    err = cleaned(err, deployment)
     name = deployment.target.provider
     status = err.status
     if status in (401, 403):
@@ -54,7 +78,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             status=429,
             error_type="requests",
             code=err.code or "rate_limit_exceeded",
-            retry_after=parse_retry_after(retry_after),
+            retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
         )
     if status == 404:
         return UpstreamError(f"The provider '{name}' does not know model '{deployment.target.model}': {err.message}")

@@ -372,22 +372,30 @@ def test_stdout_and_stderr_carry_no_secret(fresh: Canaried, capfd: pytest.Captur
 def test_a_provider_quoting_our_key_in_its_error_is_not_relayed(
     fresh: Canaried, upstream: MockUpstream, status: int
 ) -> None:
-    """Some OpenAI-compatible servers and proxies quote the credential they got in their error text;
-    the gateway's answer, logs and spans must not pass it on."""
+    """Some OpenAI-compatible servers and proxies quote the credential they got in their error, in its text
+    or in its type, code or param: the gateway's answer, logs, usage rows, metrics and spans must not pass
+    it on (the code also becomes an event column, a log field and a metric label)."""
     upstream.behaviour.status = status
     upstream.behaviour.error_body = {
         "error": {
             "message": f"Incorrect API key provided: {OPENAI_KEY}. Authorization: Bearer {OPENAI_KEY}",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
+            "type": OPENAI_KEY,
+            "param": f"header.{OPENAI_KEY}",
+            "code": OPENAI_KEY,
         }
     }
     before = len(fresh.answers)
     for stream in (False, True):
         response = fresh.chat("solo", stream=stream)
         assert response.status_code >= 400
+        error = response.json()["error"]
+        assert error["type"] and error["message"]  # still an OpenAI error object, only cleaned
+    upstream.behaviour.status = 200
+    upstream.behaviour.fail_mid_stream = True  # the same error as an event inside a 200 stream
+    assert "data: " in fresh.chat("solo", stream=True).text
     found = [leak for answer in fresh.answers[before:] for leak in leaks("answer", answer)]
     found += [leak for record in fresh.logs.records for leak in leaks("log", record)]
     found += [leak for span in fresh.exporter.get_finished_spans() for leak in leaks(span.name, span.to_json())]
+    found += [leak for row in fresh.rows() for leak in leaks(f"usage row {row['request_id']}", repr(row))]
+    found += leaks("/metrics", fresh.call("GET", "/metrics").text)
     assert found == []

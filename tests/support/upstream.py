@@ -26,7 +26,7 @@ OPENAI_TEXT = "Hello from the mock upstream."
 @dataclass
 class Behaviour:
     status: int = 200
-    error_body: dict[str, Any] | None = None
+    error_body: dict[str, Any] | None = None  # OpenAI: also the mid-stream error event's
     delay_s: float = 0.0
     chunk_interval_s: float = 0.0
     chunks: int = 3
@@ -237,7 +237,7 @@ class MockUpstream:
                         await asyncio.sleep(b.chunk_interval_s)
                     await response.write(chunk({"content": f"part{i} "}))
                     if b.fail_mid_stream and i == 0:
-                        error = {
+                        error = b.error_body or {
                             "error": {
                                 "message": "upstream overloaded mid-stream",
                                 "type": "server_error",
