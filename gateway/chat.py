@@ -8,6 +8,7 @@ Streams pass through as they arrive: each upstream read is translated and sent a
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +34,7 @@ from gateway.errors import (
     UnsupportedParameter,
     UpstreamTimeout,
     error_object,
+    internal_error,
 )
 from gateway.events import RequestRecord
 from gateway.failures import connect_failure, failed_attempt, provider_failure, timeout_failure
@@ -44,6 +46,7 @@ from gateway.runtime import Deployment, ModelRoute, Tenant
 from gateway.spend import output_upper_bound, prompt_upper_bound
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
 
+log = logging.getLogger("gateway")
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -54,7 +57,8 @@ SSE_HEADERS = [
 def choice_texts(body: JSON, part: str) -> list[str]:
     """The text content of each choice's `part`: "message" in a completion, "delta" in a chunk."""
     texts = []
-    for choice in body.get("choices") or ():
+    choices = body.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
         message = choice.get(part) if isinstance(choice, dict) else None
         if isinstance(message, dict) and isinstance(message.get("content"), str):
             texts.append(message["content"])
@@ -191,6 +195,11 @@ class ChatEndpoint(ModelEndpoint):
         except SSELineTooLong as exc:
             assert deployment is not None
             failure = provider_failure(ProviderError(0, str(exc)), deployment)
+        except Exception:
+            if not started:
+                raise  # answered as any other error, before a status line went out
+            log.exception("the stream of request %s failed in the gateway", record.request_id)
+            failure = internal_error()  # the client still gets a last error event, not a cut connection
         finally:
             if translator is not None:
                 record.usage = translator.usage  # what was reported so far counts, even if the client left

@@ -14,7 +14,7 @@ from gateway.http import Message, Receive, Send
 
 
 class DisconnectWatch:
-    __slots__ = ("_complete", "_receive", "_send", "_task", "_watcher", "disconnected")
+    __slots__ = ("_complete", "_receive", "_send", "_task", "_watcher", "disconnected", "started")
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -22,13 +22,17 @@ class DisconnectWatch:
         self._task: asyncio.Task[object] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
+        self.started = False  # the response's status line has gone out
         self._complete = False
 
     async def send(self, message: Message) -> None:
         """The request's `send`: marks the response complete before its last message goes out, so the
         disconnect that servers report after a finished response is not taken for a client leaving."""
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            self._complete = True
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                self._complete = True
+        else:
+            self.started = True
         await self._send(message)
 
     async def __aenter__(self) -> DisconnectWatch:

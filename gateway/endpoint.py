@@ -11,6 +11,7 @@ event surviving even a SIGKILL a moment later. A request that never answers is f
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
 from gateway.auth import authenticate
 from gateway.disconnect import DisconnectWatch
-from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout
+from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout, internal_error
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, timeout_failure
@@ -34,6 +35,8 @@ from gateway.state import GatewayState
 from gateway.tracing import Tracing
 from gateway.upstream import UpstreamConnectError, UpstreamResponse
 from policies.budgets import ReservationStore
+
+log = logging.getLogger("gateway")
 
 
 @dataclass(slots=True)
@@ -176,6 +179,16 @@ class ModelEndpoint(ABC):
         except ClientGone:
             if not record.emitted:
                 record.status, record.http_status = "cancelled", 499
+        except Exception:  # a bug: the record and the answer still say what happened, with the request id
+            internal = internal_error()
+            if not record.emitted:  # (a stream that started was answered 200, whatever came after)
+                record.status, record.error_type = "failed", internal.type
+                record.http_status = 200 if watch.started else internal.status
+            finish()
+            if watch.started:
+                raise  # a second status line cannot be sent: the error boundary logs it and ends the connection
+            log.exception("unhandled error in request %s", record.request_id)
+            await send_error(send, internal, reply_headers)
         finally:
             finish()  # a no-op when the answer already finished it
             if call is not None and call.reservation is not None:

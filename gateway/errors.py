@@ -148,6 +148,11 @@ class UpstreamRejected(UpstreamError):
     """The provider refused the request for a reason of the caller's (4xx) or its own rate limit."""
 
 
+def internal_error() -> GatewayError:
+    """What a client is told of a bug: nothing of it (the traceback goes to the server log)."""
+    return GatewayError("The gateway hit an internal error. It has been logged.")
+
+
 def error_body(err: GatewayError) -> bytes:
     return orjson.dumps({"error": error_object(err)})
 

@@ -225,6 +225,11 @@ def _message_texts(message: JSON) -> Iterator[str]:
                 yield function["arguments"]
 
 
+def _position(index: object) -> int:
+    """A choice's or a tool call's index as the restorers key it (0 when the provider wrote no int)."""
+    return index if type(index) is int else 0
+
+
 class ChunkRestorer:
     """Puts PII values back into streamed chunks. Each streamed text field (content, reasoning, each
     tool call's arguments, per choice) has its own `StreamRestorer`, which holds back only what may be
@@ -241,34 +246,45 @@ class ChunkRestorer:
         return restorer.feed(text)
 
     def apply(self, chunk: JSON) -> None:
-        for choice in chunk.get("choices") or []:
+        """Restores in place. A chunk not shaped as OpenAI's is the provider's to answer for: what is not where
+        a text should be is passed on untouched, never a reason to fail the stream."""
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index", 0)
+            index = _position(choice.get("index"))
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 for name in ("content", "reasoning_content"):
                     if isinstance(delta.get(name), str) and delta[name]:
                         delta[name] = self._feed((index, name, 0), delta[name])
-                for call in delta.get("tool_calls") or []:
+                calls = delta.get("tool_calls")
+                for call in calls if isinstance(calls, list) else ():
                     function = call.get("function") if isinstance(call, dict) else None
                     if (
                         isinstance(function, dict)
                         and isinstance(function.get("arguments"), str)
                         and function["arguments"]
                     ):
-                        function["arguments"] = self._feed((index, "tool", call.get("index", 0)), function["arguments"])
+                        key = (index, "tool", _position(call.get("index")))
+                        function["arguments"] = self._feed(key, function["arguments"])
             if choice.get("finish_reason") is not None:
                 self._release(index, choice)
 
     def _release(self, index: int, choice: JSON) -> None:
-        delta = choice.setdefault("delta", {})
         for key in sorted(k for k in self._restorers if k[0] == index):
-            held = self._restorers.pop(key).flush()
-            if not held:
+            text = self._restorers.pop(key).flush()
+            if not text:
                 continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = choice["delta"] = {}
             _, name, tool_index = key
             if name == "tool":
-                delta.setdefault("tool_calls", []).append({"index": tool_index, "function": {"arguments": held}})
+                calls = delta.get("tool_calls")
+                if not isinstance(calls, list):
+                    calls = delta["tool_calls"] = []
+                calls.append({"index": tool_index, "function": {"arguments": text}})
             else:
-                delta[name] = (delta.get(name) or "") + held
+                previous = delta.get(name)
+                delta[name] = (previous if isinstance(previous, str) else "") + text

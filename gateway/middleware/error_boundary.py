@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.errors import GatewayError
+from gateway.errors import internal_error
 from gateway.http import ASGIApp, Message, Receive, Scope, Send, send_error
 
 log = logging.getLogger("gateway")
@@ -35,4 +35,4 @@ class ErrorBoundary:
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await send_error(send, GatewayError("The gateway hit an internal error. It has been logged."))
+                await send_error(send, internal_error())

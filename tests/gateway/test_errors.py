@@ -26,6 +26,14 @@ def post(gateway: RunningGateway, path: str, content: bytes | str, headers: dict
     )
 
 
+def nested(depth: int) -> Any:
+    """A JSON value `depth` arrays deep."""
+    value: Any = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def body_of(**fields: Any) -> str:
     return json.dumps({"model": "demo", "messages": OK_MESSAGES, **fields})
 
@@ -53,6 +61,26 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
         None,
     ),
     ("not json", "/v1/chat/completions", b"{model: demo", AUTH, 400, "invalid_json", None),
+    ("nested 129 deep", "/v1/chat/completions", body_of(x=nested(128)), AUTH, 400, "invalid_json", None),
+    ("nested 300 deep", "/v1/chat/completions", body_of(x=nested(299)), AUTH, 400, "invalid_json", None),
+    (
+        "tool schema nested 200 deep",
+        "/v1/chat/completions",
+        body_of(tools=[{"type": "function", "function": {"name": "f", "parameters": nested(200)}}]),
+        AUTH,
+        400,
+        "invalid_json",
+        None,
+    ),
+    (
+        "embeddings nested 300 deep",
+        "/v1/embeddings",
+        json.dumps({"model": "demo", "input": "hi", "x": nested(299)}),
+        AUTH,
+        400,
+        "invalid_json",
+        None,
+    ),
     ("json array", "/v1/chat/completions", b"[]", AUTH, 400, "invalid_json", None),
     ("empty body", "/v1/chat/completions", b"", AUTH, 400, "invalid_json", None),
     ("invalid utf-8", "/v1/chat/completions", b'{"model": "\xff"}', AUTH, 400, "invalid_json", None),
@@ -244,6 +272,14 @@ def test_bad_input_gets_openai_error(
     assert error["error"]["message"]
     assert "Traceback" not in response.text
     assert ACME_KEY not in response.text and LIMITED_KEY not in response.text
+
+
+def test_a_body_nested_to_the_limit_is_served(gateway: RunningGateway) -> None:
+    for model in ("demo", "gpt", "claude"):  # in process, and translated for OpenAI's and Anthropic's APIs
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "x": nested(123)}}}
+        body = body_of(model=model, x=nested(127), tools=[tool])  # 128 levels, with the body itself
+        response = post(gateway, "/v1/chat/completions", body, AUTH)
+        assert response.status_code == 200, (model, response.text)
 
 
 def test_wrong_method_is_405(gateway: RunningGateway) -> None:

@@ -64,6 +64,36 @@ def test_redact_restores_values_across_stream_chunks(gateway: RunningGateway, up
     assert "[EMAIL_1]" in sent_text(upstream)
 
 
+ODD_CHUNKS = [
+    {"choices": 7},
+    {"choices": [{"index": [1], "delta": {"content": "x"}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": 5}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": {"a": 1}, "function": {"arguments": "zz"}}]}}]},
+    {"choices": [{"index": 0, "delta": "text", "finish_reason": None}]},
+    {"choices": [{"index": {"a": 1}, "delta": {"content": "[EMA"}, "finish_reason": "stop"}]},
+]
+
+
+@pytest.mark.parametrize("odd", ODD_CHUNKS, ids=lambda odd: json.dumps(odd)[:40])
+def test_a_stream_restorer_passes_chunks_of_odd_shapes_on_and_the_stream_ends_well(
+    gateway: RunningGateway, upstream: MockUpstream, odd: Any
+) -> None:
+    """A provider's chunk not shaped as OpenAI's, while placeholders are being restored, is passed on: the
+    stream still ends with [DONE], not with a cut connection."""
+    upstream.behaviour.odd_chunks = (odd,)
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": PII_TEXT}]},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "[EMAIL_1]" in sent_text(upstream)  # the restorer was at work
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert not any('"error"' in event for event in events)
+
+
 def test_mock_provider_round_trip_restores_values(gateway: RunningGateway) -> None:
     answer = client(gateway).chat.completions.create(model="demo", messages=[{"role": "user", "content": PII_TEXT}])
     assert EMAIL in (answer.choices[0].message.content or "")

@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
 import openai
 import pytest
 
+from adapters.openai import OpenAIAdapter, OpenAIStreamTranslator
+from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.postgres_server import PostgresServer
 from tests.support.serve import serve, shut_down, wait_ready
@@ -420,3 +422,40 @@ def test_log_content_keeps_prompts_and_answers_with_pii_redacted(upstream: MockU
     for logged in (row["prompt_content"], row["completion_content"]):
         assert "jane.doe@example.com" not in logged and "555 0100" not in logged
         assert "call me on" in logged or "call me on" in json.dumps(logged)
+
+
+def test_a_bug_is_answered_500_with_the_request_id_and_leaves_a_row_saying_so(
+    sqlite_gateway: tuple[RunningGateway, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever escapes the endpoints (here, an adapter made to fail) is still one usage row and an
+    OpenAI-shaped answer carrying the request id; a stream already under way ends with an error event."""
+    gateway, database = sqlite_gateway
+
+    def broken(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("a bug")
+
+    hello = [{"role": "user", "content": "hello"}]
+    with monkeypatch.context() as patch:
+        patch.setattr(OpenAIAdapter, "build_chat", broken)
+        answer = post(gateway, {"model": "gpt", "messages": hello})
+    with monkeypatch.context() as patch:
+        patch.setattr(OpenAIStreamTranslator, "feed", broken)
+        streamed = post(gateway, {"model": "gpt", "messages": hello, "stream": True})
+
+    assert answer.status_code == 500 and answer.json()["error"]["type"] == "server_error"
+    validate("ErrorResponse", answer.json())
+    assert streamed.status_code == 200
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[-1])["error"]["type"] == "server_error"
+    rows = {row["request_id"]: row for row in wait_for(lambda: sqlite_rows(database), 2)}
+    assert (rows[answer.headers["x-request-id"]]["status"], rows[answer.headers["x-request-id"]]["http_status"]) == (
+        "failed",
+        500,
+    )
+    streamed_row = rows[streamed.headers["x-request-id"]]
+    assert (streamed_row["status"], streamed_row["http_status"], streamed_row["error_type"]) == (
+        "failed",
+        200,
+        "server_error",
+    )
+    assert len(rows) == 2

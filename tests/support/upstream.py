@@ -39,6 +39,7 @@ class Behaviour:
     echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
     api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
     usage: dict[str, Any] | None = None  # OpenAI chat: the usage to report instead of 11 + 7 tokens
+    odd_chunks: tuple[Any, ...] = ()  # OpenAI chat stream: payloads sent as they are, after the first chunk
 
 
 @dataclass
@@ -209,6 +210,8 @@ class MockUpstream:
 
         try:
             await response.write(chunk({"role": "assistant", "content": ""}))
+            for odd in b.odd_chunks:
+                await response.write(b"data: " + json.dumps(odd).encode() + b"\n\n")
             if tool_calls:
                 call = tool_calls[0]
                 await response.write(
