@@ -3,8 +3,8 @@
 The worst case is reserved before the provider is called: an upper bound of the prompt's tokens
 (its bytes, since a token is at least one byte, plus an allowance per image) plus the most output
 tokens the request may produce (the request's own limit, else the tenant's per-request cap, which the
-adapter then sends upstream), priced at the highest price among the model's deployments and
-fallbacks. Settlement replaces the reservation with what the provider reported.
+adapter then sends upstream; times the `n` choices asked for), priced at the highest price among the
+model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ def prompt_upper_bound(body: bytes, payload: dict[str, Any]) -> int:
 
 
 def output_upper_bound(payload: dict[str, Any], cap: int) -> int:
+    """The most output tokens the answer may hold: the limit applies to each of its `n` choices."""
     asked = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    return asked if isinstance(asked, int) and 0 < asked <= cap else cap
+    per_choice = asked if isinstance(asked, int) and 0 < asked <= cap else cap
+    choices = payload.get("n")
+    return per_choice * (choices if type(choices) is int and choices > 1 else 1)
 
 
 def _denied(admission: Admission) -> Exception:

@@ -74,6 +74,17 @@ def test_usd_budget_reserves_the_priced_worst_case(gateway: RunningGateway, upst
     assert abs(budget.spent - (11 * 0.15 + 7 * 0.60) / 1_000_000) < 1e-12
 
 
+def test_the_worst_case_counts_every_one_of_n_choices(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """max_tokens bounds each choice: n of them may cost n times as much, and are reserved so."""
+    headers = {"authorization": f"Bearer {USD_KEY}"}
+    # 500 output tokens at $0.60 per 1M: $0.0003 fits the $0.0005 budget once, not twice
+    two = httpx.post(gateway.url + "/v1/chat/completions", json={**BODY, "max_tokens": 500, "n": 2}, headers=headers)
+    assert two.status_code == 429 and two.json()["error"]["code"] == "budget_exceeded"
+    assert upstream.received == []
+    one = httpx.post(gateway.url + "/v1/chat/completions", json={**BODY, "max_tokens": 500, "n": 1}, headers=headers)
+    assert one.status_code == 200
+
+
 def test_upstream_bounded_by_the_cap_when_the_client_gives_none(
     gateway: RunningGateway, upstream: MockUpstream
 ) -> None:
