@@ -69,19 +69,19 @@ class ToolCall(Open):
 
 class SystemMessage(Open):
     role: Literal["system", "developer"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], Field(min_length=1)]
     name: str | None = None
 
 
 class UserMessage(Open):
     role: Literal["user"]
-    content: str | list[UserPart]
+    content: str | Annotated[list[UserPart], Field(min_length=1)]
     name: str | None = None
 
 
 class AssistantMessage(Open):
     role: Literal["assistant"]
-    content: str | list[AssistantPart] | None = None
+    content: str | Annotated[list[AssistantPart], Field(min_length=1)] | None = None
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = None
     name: str | None = None
@@ -89,7 +89,7 @@ class AssistantMessage(Open):
 
 class ToolMessage(Open):
     role: Literal["tool"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], Field(min_length=1)]
     tool_call_id: str
 
 
@@ -167,10 +167,10 @@ class ChatCompletionRequest(Open):
 
 
 EmbeddingInput = (
-    Annotated[str, Field(min_length=0)]
+    Annotated[str, Field(min_length=1)]
     | Annotated[list[str], Field(min_length=1, max_length=2048)]
-    | Annotated[list[int], Field(min_length=1)]
-    | Annotated[list[list[int]], Field(min_length=1, max_length=2048)]
+    | Annotated[list[int], Field(min_length=1, max_length=2048)]
+    | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1, max_length=2048)]
 )
 
 
@@ -227,10 +227,15 @@ def _is_branch_label(part: str) -> bool:
 _BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
 
 
+def _mismatch(kind: str) -> bool:
+    return kind.endswith("_type") or kind == "literal_error"
+
+
 def _first_error(exc: ValidationError) -> InvalidRequest:
-    # Of a union's alternatives, the error that got deepest says best what was meant.
+    # Of a union's alternatives, the error that got deepest says best what was meant, after any that says more
+    # than "not of this branch's type or value": `stop` with five strings is too long a list, not "not a string".
     errors = exc.errors(include_url=False, include_input=False)
-    error = max(errors, key=lambda e: len(e["loc"]))
+    error = max(errors, key=lambda e: (not _mismatch(e["type"]), len(e["loc"])))
     loc = tuple(error["loc"])
     kind = error["type"]
     # A discriminated union puts the tag into the path (messages.0.user.content); drop it.
