@@ -37,7 +37,13 @@ from gateway.errors import (
     internal_error,
 )
 from gateway.events import RequestRecord
-from gateway.failures import connect_failure, failed_attempt, provider_failure, timeout_failure
+from gateway.failures import (
+    connect_failure,
+    failed_attempt,
+    incomplete_stream,
+    provider_failure,
+    timeout_failure,
+)
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
 from gateway.request_models import parse_chat
@@ -207,7 +213,7 @@ class ChatEndpoint(ModelEndpoint):
         if failure is None and translator.error is not None:
             failure = provider_failure(translator.error, deployment)
         if failure is None and not translator.done:
-            failure = connect_failure(deployment, "the stream ended before the answer was complete")
+            failure = incomplete_stream(deployment)
         if failure is not None and not started:
             raise failure
         if logged is not None:

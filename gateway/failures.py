@@ -102,6 +102,14 @@ def timeout_failure(deployment: Deployment) -> GatewayError:
     return UpstreamTimeout(f"The provider '{deployment.target.provider}' did not answer in time.")
 
 
+def incomplete_stream(deployment: Deployment) -> GatewayError:
+    """The provider was reached and answered, but its stream stopped short of the end of the answer (or was
+    not a stream of events at all)."""
+    return UpstreamError(
+        f"The provider '{deployment.target.provider}' ended its stream before the answer was complete."
+    )
+
+
 def connect_failure(deployment: Deployment, detail: str) -> GatewayError:
     return UpstreamError(
         f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable"

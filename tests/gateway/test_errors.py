@@ -469,6 +469,29 @@ def test_first_byte_timeouts_are_retried_within_the_total(
     assert elapsed < 2.2  # the model's timeout_s bounds all attempts together, not each one
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>502 Bad Gateway</body></html>",
+        b"",
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n',
+    ],
+    ids=["html", "empty", "cut short"],
+)
+def test_a_stream_that_ends_before_the_answer_is_complete_ends_with_an_error_event(
+    gateway: RunningGateway, upstream: MockUpstream, body: bytes
+) -> None:
+    """The provider was reached: its stream stopped short, which is not "could not be reached"."""
+    upstream.behaviour.stream_body = body
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
+    assert response.status_code == 200
+    last = json.loads([line[6:] for line in response.text.splitlines() if line.startswith("data: ")][-1])
+    validate("ErrorResponse", last)
+    assert last["error"]["code"] == "upstream_error"
+    assert "ended its stream before the answer was complete" in last["error"]["message"]
+
+
 def test_total_timeout_mid_stream_ends_with_error_event(gateway: RunningGateway, upstream: MockUpstream) -> None:
     upstream.behaviour.chunks = 50
     upstream.behaviour.chunk_interval_s = 0.2  # 10 s of stream against timeout_s 1.5

@@ -40,6 +40,7 @@ class Behaviour:
     api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
     usage: dict[str, Any] | None = None  # OpenAI chat: the usage to report instead of 11 + 7 tokens
     odd_chunks: tuple[Any, ...] = ()  # OpenAI chat stream: payloads sent as they are, after the first chunk
+    stream_body: bytes | None = None  # OpenAI chat stream: the whole body, instead of a well-formed stream
 
 
 @dataclass
@@ -195,6 +196,9 @@ class MockUpstream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
+        if b.stream_body is not None:
+            await response.write(b.stream_body)
+            return response
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             payload: dict[str, Any] = {
