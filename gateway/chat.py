@@ -247,7 +247,7 @@ class ChatEndpoint(ModelEndpoint):
                     break
             if out:
                 if record.first_token_s is None:
-                    record.first_token_s = time.time() - record.started_at
+                    record.first_token_s = time.perf_counter() - record.started_clock
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             if translator.error is not None:
                 return

@@ -136,7 +136,9 @@ class ModelEndpoint(ABC):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        record = RequestRecord(request_id=new_request_id(), endpoint=self.name, started_at=time.time())
+        record = RequestRecord(
+            request_id=new_request_id(), endpoint=self.name, started_at=time.time(), started_clock=time.perf_counter()
+        )
         with state.tracing.request(scope, self.name) as span:
             try:
                 await self._serve(scope, receive, send, record)
@@ -202,7 +204,7 @@ class ModelEndpoint(ABC):
         if record.emitted:
             return
         record.emitted = True
-        record.latency_s = time.time() - record.started_at
+        record.latency_s = time.perf_counter() - record.started_clock
         usage = record.usage
         if usage is None or usage.total_tokens == 0:
             record.cost_usd = 0.0  # nothing was spent, whatever the price

@@ -10,6 +10,7 @@ a key or a key id.
 from __future__ import annotations
 
 import asyncio
+import logging
 from bisect import bisect_left
 from typing import Generic, TypeVar
 
@@ -17,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.events.record import RequestRecord
+
+log = logging.getLogger("gateway.metrics")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 UNKNOWN = "unknown"
@@ -191,22 +194,29 @@ class RequestMetrics:
             self._flush = None
         tallies, self._tallies = self._tallies, {}
         attempts, self._attempts = self._attempts, {}
-        for (tenant, model, provider, status, code, streamed, blocked_by), tally in tallies.items():
-            self.requests(tenant, model, provider, status, self.codes(code)).inc(tally.requests)
-            tally.duration.into(self.duration(tenant, model, "true" if streamed else "false"))
-            if tally.ttft.count:
-                tally.ttft.into(self.ttft(tenant, model))
-            if blocked_by is not None:
-                self.blocks(tenant, blocked_by).inc(tally.requests)
-            for kind, count in zip(TOKEN_KINDS, tally.tokens, strict=True):
-                if count:
-                    self.tokens(tenant, model, kind).inc(count)
-            if tally.priced:
-                self.cost(tenant, model).inc(tally.cost)
-            if tally.unpriced:
-                self.unpriced(tenant, model).inc(tally.unpriced)
+        for labels, tally in tallies.items():
+            try:
+                self._record(labels, tally)
+            except Exception:  # (a counter refuses a negative amount): the other label sets still count
+                log.exception("metrics: the requests of %s could not be counted", labels[:4])
         for (provider, deployment, outcome), tallied in attempts.items():
             tallied.into(self.upstream(provider, deployment, outcome))
+
+    def _record(self, labels: tuple[str, str, str, str, str, bool, str | None], tally: Tally) -> None:
+        tenant, model, provider, status, code, streamed, blocked_by = labels
+        self.requests(tenant, model, provider, status, self.codes(code)).inc(tally.requests)
+        tally.duration.into(self.duration(tenant, model, "true" if streamed else "false"))
+        if tally.ttft.count:
+            tally.ttft.into(self.ttft(tenant, model))
+        if blocked_by is not None:
+            self.blocks(tenant, blocked_by).inc(tally.requests)
+        for kind, count in zip(TOKEN_KINDS, tally.tokens, strict=True):
+            if count:
+                self.tokens(tenant, model, kind).inc(count)
+        if tally.priced:
+            self.cost(tenant, model).inc(tally.cost)
+        if tally.unpriced:
+            self.unpriced(tenant, model).inc(tally.unpriced)
 
 
 class Buckets:

@@ -63,7 +63,7 @@ _NO_USAGE = Usage()  # read only
 class RequestRecord:
     request_id: str
     endpoint: str
-    started_at: float
+    started_at: float  # wall clock (the row's ts)
     tenant: str | None = None
     key_id: str | None = None
     model_requested: str | None = None
@@ -90,6 +90,7 @@ class RequestRecord:
     prompt_content: str | None = None
     completion_content: str | None = None
     emitted: bool = False  # not a column: set once the record has gone out
+    started_clock: float = 0.0  # not a column: time.perf_counter() at the start, for durations a clock step cannot bend
     response_model: str | None = None  # not a column: the model the provider says answered (traces)
 
     def log_fields(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.base import Usage
 from gateway.config.loader import load_text
 from gateway.events.pipeline import LINGER_S
 from gateway.instruments import MAX_CODES, OTHER
@@ -462,3 +463,30 @@ def test_a_request_reaches_the_instruments_within_the_flush_interval_without_a_s
         return before, counted()
 
     assert asyncio.run(scenario()) == (0.0, 2.0)
+
+
+def test_a_label_set_the_instruments_refuse_does_not_take_the_others_with_it() -> None:
+    """Tallies are handed over a label set at a time: one a counter refuses (a negative cost, which no adapter
+    reports any more) is logged and dropped, and every other label set of the same interval still counts."""
+    from prometheus_client import CollectorRegistry
+
+    from gateway.events import RequestRecord
+    from gateway.instruments import RequestMetrics
+
+    registry = CollectorRegistry()
+    metrics = RequestMetrics(registry)
+    for tenant, cost in (("a", 0.5), ("bad", -10.0), ("z", 0.25)):
+        record = RequestRecord(request_id=tenant, endpoint="chat", started_at=0.0, tenant=tenant, model_alias="m")
+        record.status, record.latency_s, record.cost_usd = "completed", 0.01, cost
+        record.usage = Usage(prompt_tokens=3, completion_tokens=4)
+        metrics.observe(record, frozenset({"m"}))
+    metrics.flush()
+
+    def sample(name: str, tenant: str) -> float | None:
+        labels = {"tenant": tenant, "model": "m", "provider": "none", "status": "completed", "code": "ok"}
+        return registry.get_sample_value(
+            name, labels if name == "gateway_requests_total" else {"tenant": tenant, "model": "m"}
+        )
+
+    assert [sample("gateway_requests_total", t) for t in ("a", "z")] == [1.0, 1.0]
+    assert [sample("gateway_cost_usd_total", t) for t in ("a", "z")] == [0.5, 0.25]
