@@ -211,14 +211,17 @@ class Adapter(ABC):
         """The error carried by a non-2xx response (used where no success body is possible)."""
 
     def decode_success(self, status: int, body: bytes, list_field: str) -> JSON | ProviderError:
-        """A 2xx body as a JSON object holding a list at `list_field`; anything else as the error it is."""
+        """A 2xx body as a JSON object holding a list of objects at `list_field`; anything else as the error it is."""
         if status >= 300:
             return self.parse_error(status, body)
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
             return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
-        if not isinstance(parsed, dict) or not isinstance(parsed.get(list_field), list):
+        if not isinstance(parsed, dict):
+            return UNEXPECTED_SHAPE
+        items = parsed.get(list_field)
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             return UNEXPECTED_SHAPE
         return parsed
 

@@ -10,6 +10,7 @@ import orjson
 
 from adapters.base import (
     JSON,
+    UNEXPECTED_SHAPE,
     Adapter,
     Capabilities,
     ChatCompletion,
@@ -108,6 +109,9 @@ class OpenAIStreamTranslator(StreamTranslator):
             return []
         usage = chunk.get("usage")
         choices = chunk.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            self.error = ProviderError(0, "upstream sent a malformed stream event", "api_error")
+            return []
         if usage is not None:
             self.usage = usage_from_openai(usage)
         elif not choices:
@@ -173,6 +177,8 @@ class OpenAIAdapter(Adapter):
         parsed = self.decode_success(status, body, "choices")
         if isinstance(parsed, ProviderError):
             return parsed
+        if not all(isinstance(choice.get("message"), dict) for choice in parsed["choices"]):
+            return UNEXPECTED_SHAPE
         return ChatCompletion(parsed, usage_from_openai(parsed.get("usage")))
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
