@@ -64,7 +64,7 @@ def test_redact_restores_values_across_stream_chunks(gateway: RunningGateway, up
     assert "[EMAIL_1]" in sent_text(upstream)
 
 
-ODD_CHUNKS = [  # (a chunk whose choices is not a list at all is a malformed event: tests/adapters/test_answer_shapes.py)
+ODD_CHUNKS = [  # (choices that is not a list at all is a malformed event: tests/adapters/test_answer_shapes.py)
     {"choices": [{"index": [1], "delta": {"content": "x"}, "finish_reason": None}]},
     {"choices": [{"index": 0, "delta": {"tool_calls": 5}, "finish_reason": None}]},
     {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": {"a": 1}, "function": {"arguments": "zz"}}]}}]},
