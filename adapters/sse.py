@@ -3,7 +3,8 @@
 Upstream bytes arrive in arbitrary pieces: an event, a line, even a UTF-8 sequence may be split
 across reads. The decoder keeps the unfinished tail and yields complete events only. Each read is
 scanned once (the tail is not rescanned), and a line longer than `max_line_bytes` is refused, so a
-misbehaving upstream cannot make the gateway spend quadratic time or unbounded memory.
+misbehaving upstream cannot make the gateway spend quadratic time or unbounded memory. Lines end in LF,
+CRLF or a lone CR, as the SSE specification allows (a CRLF split between two reads is one line end).
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ class SSELineTooLong(ValueError):
 
 
 class SSEDecoder:
-    __slots__ = ("_data", "_event", "_max_line", "_pending")
+    __slots__ = ("_after_cr", "_data", "_event", "_max_line", "_pending")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._pending: list[bytes] = []  # pieces of the unfinished last line
         self._event: str | None = None
         self._data: list[str] = []
         self._max_line = max_line_bytes
+        self._after_cr = False  # the last read ended in CR: an LF starting the next one ends no second line
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._after_cr = False
+        if b"\r" in chunk:  # rare: every major provider ends lines in LF
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events: list[SSEEvent] = []
         start = 0
         while True:
@@ -39,7 +47,7 @@ class SSEDecoder:
                 line = b"".join(self._pending)
                 self._pending = []
             start = end + 1
-            event = self._line(line[:-1] if line.endswith(b"\r") else line)
+            event = self._line(line)
             if event is not None:
                 events.append(event)
         if start < len(chunk):
@@ -52,7 +60,7 @@ class SSEDecoder:
         """The stream ended: a last event not followed by a blank line still counts."""
         events: list[SSEEvent] = []
         if self._pending:
-            line, self._pending = b"".join(self._pending).rstrip(b"\r"), []
+            line, self._pending = b"".join(self._pending), []
             event = self._line(line)
             if event is not None:
                 events.append(event)
