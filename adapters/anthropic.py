@@ -618,11 +618,6 @@ class AnthropicStreamTranslator(StreamTranslator):
             chunks.insert(0, self._role_chunk())
         return chunks
 
-    def finish(self) -> list[JSON]:
-        if not self.done and self.usage is None and self._started:
-            self.usage = self._counts.to_usage()  # what was reported before the stream broke off
-        return []
-
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> JSON:
         return {
             "id": self._id,
@@ -643,6 +638,7 @@ class AnthropicStreamTranslator(StreamTranslator):
             if isinstance(message.get("model"), str):
                 self._model = message["model"]
             self._counts.update(message.get("usage"))
+            self.usage = self._counts.to_usage()  # so far: a stream cut short (an error, a client gone) still counts
         return [] if self._started else [self._role_chunk()]
 
     def _block_start(self, index: Any, block: Any) -> list[JSON]:
@@ -689,6 +685,7 @@ class AnthropicStreamTranslator(StreamTranslator):
 
     def _message_delta(self, payload: JSON) -> list[JSON]:
         self._counts.update(payload.get("usage"))
+        self.usage = self._counts.to_usage()
         delta = payload.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop_reason is None or self._finish_sent:
