@@ -194,7 +194,13 @@ class ModelEndpoint(ABC):
         finally:
             finish()  # a no-op when the answer already finished it
             if call is not None and call.reservation is not None:
-                settling = spend.settle(state.store, call.reservation, record.usage, call.answered_by)
+                settling = spend.settle(
+                    state.store,
+                    call.reservation,
+                    record.usage,
+                    call.answered_by,
+                    spend.usage_unreported(record, call.answered_by),
+                )
                 # shielded when it waits on I/O: a cancelled request still turns its reservation into what it spent
                 await (settling if state.store.settles_in_process else asyncio.shield(settling))
             call = None  # `call` holds `finish`, whose closure holds `call`: no cycle left for the collector
@@ -206,7 +212,9 @@ class ModelEndpoint(ABC):
         record.emitted = True
         record.latency_s = time.perf_counter() - record.started_clock
         usage = record.usage
-        if usage is None or usage.total_tokens == 0:
+        if spend.usage_unreported(record, answered_by):
+            record.cost_usd = None  # unknown (budgets are charged the worst case)
+        elif usage is None or usage.total_tokens == 0:
             record.cost_usd = 0.0  # nothing was spent, whatever the price
         elif answered_by is not None and answered_by.price is not None:
             record.cost_usd = answered_by.price.cost(usage)

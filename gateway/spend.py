@@ -4,7 +4,10 @@ The worst case is reserved before the provider is called: an upper bound of the 
 (its bytes, since a token is at least one byte, plus an allowance per image) plus the most output
 tokens the request may produce (the request's own limit, else the tenant's per-request cap, which the
 adapter then sends upstream; times the `n` choices asked for), priced at the highest price among the
-model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported.
+model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported;
+when the provider was sent the request but reported no usage (a stream the client left before its usage
+chunk, an API version that sends none), the reservation stands: unknown is charged as the worst case,
+never as nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from adapters.base import Usage
 from gateway.errors import BudgetExceeded, PermissionDenied, RateLimited, ServiceUnavailable
+from gateway.events import RequestRecord
 from gateway.pricing import Price
 from gateway.runtime import Deployment, Tenant
 from policies.budgets import Admission, ReservationStore, Unit
@@ -100,13 +104,28 @@ async def admit(
     return Reservation(request_id, asked)
 
 
+def usage_unreported(record: RequestRecord, answered_by: Deployment | None) -> bool:
+    """The provider was sent the request and may have spent tokens on it, but reported none: it answered
+    (completed, or failed after its stream began) or the client left while it was at work."""
+    if record.usage is not None or answered_by is None:
+        return False
+    return record.status in ("completed", "cancelled") or (record.status == "failed" and record.http_status == 200)
+
+
 async def settle(
-    store: ReservationStore, reservation: Reservation, usage: Usage | None, answered_by: Deployment | None
+    store: ReservationStore,
+    reservation: Reservation,
+    usage: Usage | None,
+    answered_by: Deployment | None,
+    unreported: bool = False,
 ) -> None:
-    actual: dict[Unit, float] = {"requests": 1.0, "tokens": float(usage.total_tokens if usage else 0)}
-    if "usd" in reservation.asked:
-        price = answered_by.price if answered_by is not None else None
-        actual["usd"] = price.cost(usage) if price is not None and usage is not None else 0.0
+    if unreported:
+        actual = dict(reservation.asked)  # the worst case it was admitted with
+    else:
+        actual = {"requests": 1.0, "tokens": float(usage.total_tokens if usage else 0)}
+        if "usd" in reservation.asked:
+            price = answered_by.price if answered_by is not None else None
+            actual["usd"] = price.cost(usage) if price is not None and usage is not None else 0.0
     try:
         await store.settle(reservation.request_id, actual)
     except Exception:  # the store keeps a retry list; a failed settle must not fail the answer

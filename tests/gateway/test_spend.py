@@ -4,14 +4,17 @@ request is answered, and what was settled equals what the provider reported."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 
 from tests.conftest import ACME_KEY, BUDGET_KEY, RATE_KEY, USD_KEY
 from tests.openai_schema import validate
-from tests.support.gateway import RunningGateway, settled_limits
-from tests.support.upstream import MockUpstream
+from tests.support.gateway import RunningGateway, settled_limits, sha
+from tests.support.upstream import Behaviour, MockUpstream
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "Count to three."}], "max_tokens": 50}
 
@@ -129,3 +132,64 @@ def test_failures_before_the_first_token_return_their_reservations(
     [after] = settled_limits(gateway, "budgeted")
     assert after.reserved == 0
     assert after.spent - before.spent == seen
+
+
+UNREPORTED_CONFIG = """
+events: {{sqlite_path: "{events}/usage.sqlite", spool_dir: "{events}/spool"}}
+providers:
+  up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-unreported"}}
+  old-azure: {{type: azure, base_url: "{url}", api_version: "2024-06-01", api_key: "azure-unreported"}}
+models:
+  gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0}}
+  old-azure: {{deployments: [{{provider: old-azure, model: my-deployment}}], retries: 0}}
+tenants:
+  metered:
+    keys: [{{id: metered-1, sha256: "{key_sha}"}}]
+    models: ["*"]
+    budgets: [{{tokens: 1000000, per: day}}]
+"""
+METERED_KEY = "sk-test-metered-0001"
+
+
+def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_nothing(
+    upstream: MockUpstream, tmp_path: Path
+) -> None:
+    """A stream the client leaves before its usage chunk, or an Azure API version that sends no usage in
+    streams: the provider did the work, so the budget keeps the reservation (prompt bound + max_tokens), and the
+    row's cost is NULL (unknown), not 0. A stream that reports its usage is charged what it reported."""
+    upstream.reset()
+    config = UNREPORTED_CONFIG.format(url=upstream.url, key_sha=sha(METERED_KEY), events=tmp_path)
+    gateway = RunningGateway(config).start()
+    headers = {"authorization": f"Bearer {METERED_KEY}", "content-type": "application/json"}
+
+    def spent() -> float:
+        [budget] = settled_limits(gateway, "metered")
+        assert budget.reserved == 0
+        return budget.spent
+
+    def body(model: str) -> bytes:
+        return json.dumps({**BODY, "model": model, "stream": True}).encode()
+
+    try:
+        start = spent()
+        reported = httpx.post(gateway.url + "/v1/chat/completions", content=body("gpt"), headers=headers)
+        assert reported.status_code == 200 and "[DONE]" in reported.text
+        after_reported = spent()
+        unreported = httpx.post(gateway.url + "/v1/chat/completions", content=body("old-azure"), headers=headers)
+        assert unreported.status_code == 200 and "[DONE]" in unreported.text
+        assert "stream_options" not in upstream.received[-1].body  # this API version has no usage in streams
+        after_unreported = spent()
+        upstream.behaviour = Behaviour(chunks=40, chunk_interval_s=0.05)
+        with httpx.stream("POST", gateway.url + "/v1/chat/completions", content=body("gpt"), headers=headers) as left:
+            next(left.iter_bytes())  # the first chunk, then the client goes
+            left_id = left.headers["x-request-id"]
+        after_left = spent()
+    finally:
+        gateway.stop()
+    with sqlite3.connect(tmp_path / "usage.sqlite") as db:
+        rows = dict(db.execute("SELECT request_id, cost_usd FROM usage_events").fetchall())
+    assert rows[reported.headers["x-request-id"]] > 0
+    assert rows[unreported.headers["x-request-id"]] is None and rows[left_id] is None
+    assert after_reported - start == 11 + 7  # what the provider reported
+    assert after_unreported - after_reported == len(body("old-azure")) + BODY["max_tokens"]
+    assert after_left - after_unreported == len(body("gpt")) + BODY["max_tokens"]
