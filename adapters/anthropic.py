@@ -36,9 +36,9 @@ from adapters.base import (
 
 ANTHROPIC_VERSION = "2023-06-01"
 
-# Anthropic's minimum budget is 1024 and `budget_tokens` must stay below `max_tokens`, which is
-# raised to make room (see `_apply_reasoning`). Each level roughly doubles the previous one; "high"
-# plus the default 4096 answer tokens still fits the 32k output limit of the smallest thinking models.
+# The most thinking each level asks for. As OpenAI counts reasoning tokens within max_completion_tokens,
+# thinking gets at most THINKING_SHARE of the request's max_tokens, which is never raised (the budgets
+# reserved it, the tenant's cap bounds it); Anthropic's minimum budget is 1024 (see `_apply_reasoning`).
 THINKING_BUDGETS: dict[str, int] = {
     "minimal": 1024,
     "low": 2048,
@@ -47,6 +47,9 @@ THINKING_BUDGETS: dict[str, int] = {
     "xhigh": 24576,
     "max": 32000,
 }
+MIN_THINKING_BUDGET = 1024
+THINKING_SHARE = 0.75  # of max_tokens; the rest is left for the answer
+MIN_TOP_P_WITH_THINKING = 0.95
 
 # parse_chat gets no request, so the tool that carries a json_schema answer must be recognisable
 # by its name alone. Anthropic tool names are limited to 64 characters.
@@ -150,7 +153,7 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
     if isinstance(stop, str):
         stop = [stop]
     if isinstance(stop, list):
-        sequences = [item for item in stop if isinstance(item, str) and item]
+        sequences = [item for item in stop if isinstance(item, str) and item.strip()]  # Anthropic refuses blank ones
         if sequences:
             payload["stop_sequences"] = sequences
 
@@ -158,7 +161,8 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
     if isinstance(user, str) and user:
         payload["metadata"] = {"user_id": user}
 
-    payload["max_tokens"] = _apply_reasoning(body.get("reasoning_effort"), payload, max_tokens)
+    payload["max_tokens"] = max_tokens
+    _apply_reasoning(body.get("reasoning_effort"), payload, max_tokens)
 
     if req.stream:
         payload["stream"] = True
@@ -405,26 +409,35 @@ def _apply_response_format(raw: Any, tools: list[JSON], tool_choice: JSON | None
     return {"type": "any"}
 
 
-def _apply_reasoning(effort: Any, payload: JSON, max_tokens: int) -> int:
-    """Enables thinking for `reasoning_effort` where Anthropic allows it; returns max_tokens."""
+def _apply_reasoning(effort: Any, payload: JSON, max_tokens: int) -> None:
+    """Enables thinking for `reasoning_effort` where Anthropic allows it, within `max_tokens`."""
     if effort is None or effort == "none":
-        return max_tokens
-    budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
-    if budget is None:
+        return
+    wanted = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if wanted is None:
         raise Unsupported(f"reasoning_effort {effort!r} is not supported", "reasoning_effort")
-    # Thinking is skipped rather than failing the request where Anthropic would reject it:
-    # forced tool use (tool_choice any/tool, which json_schema relies on) is incompatible with
-    # thinking, and continuing a tool-use turn requires the signed thinking blocks of the previous
-    # assistant message, which the OpenAI format cannot carry back.
+    # Thinking is skipped rather than failing the request where Anthropic would reject it or the answer's
+    # limit leaves it no room: forced tool use (tool_choice any/tool, which json_schema relies on) and a
+    # prefilled answer (the last turn the assistant's) are incompatible with thinking, and continuing a
+    # tool-use turn requires the signed thinking blocks of the previous assistant message, which the
+    # OpenAI format cannot carry back.
+    budget = min(wanted, int(max_tokens * THINKING_SHARE))
+    if budget < MIN_THINKING_BUDGET:
+        return
     tool_choice = payload.get("tool_choice")
     if isinstance(tool_choice, dict) and tool_choice["type"] in ("any", "tool"):
-        return max_tokens
-    assistants = [turn["content"] for turn in payload["messages"] if turn["role"] == "assistant"]
+        return
+    messages = payload["messages"]
+    if messages and messages[-1]["role"] == "assistant":
+        return
+    assistants = [turn["content"] for turn in messages if turn["role"] == "assistant"]
     if assistants and isinstance(assistants[-1], list) and any(b["type"] == "tool_use" for b in assistants[-1]):
-        return max_tokens
+        return
     payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    payload.pop("temperature", None)  # not accepted together with thinking
-    return max_tokens if max_tokens > budget else budget + max_tokens
+    payload.pop("temperature", None)  # not accepted together with thinking, nor top_k, nor top_p below 0.95
+    payload.pop("top_k", None)
+    if payload.get("top_p", 1.0) < MIN_TOP_P_WITH_THINKING:
+        del payload["top_p"]
 
 
 # ─── response ─────────────────────────────────────────────────────────────────────────────────

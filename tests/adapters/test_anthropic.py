@@ -527,19 +527,33 @@ BUILD_CASES = [
     ),
     pytest.param(
         chat([user("Prove it")], reasoning_effort="medium", temperature=0.3, top_p=0.98),
-        expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 8192}, top_p=0.98)
-        | {"max_tokens": 8192 + 4096},
-        id="reasoning-medium-raises-max-tokens-drops-temperature",
+        expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 3072}, top_p=0.98),
+        id="reasoning-medium-within-three-quarters-of-the-default-4096-drops-temperature",
     ),
     pytest.param(
         chat([user("Prove it")], reasoning_effort="low", max_completion_tokens=10000),
         expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 2048}) | {"max_tokens": 10000},
-        id="reasoning-low-max-tokens-already-above-budget",
+        id="reasoning-low-its-whole-budget-within-max-tokens",
     ),
     pytest.param(
-        chat([user("Prove it")], reasoning_effort="minimal", max_tokens=1024),
-        expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 1024}) | {"max_tokens": 2048},
-        id="reasoning-minimal-equal-budget-raised",
+        chat([user("Prove it")], reasoning_effort="high", max_tokens=100),
+        expected([user("Prove it")]) | {"max_tokens": 100},
+        id="reasoning-skipped-when-max-tokens-leaves-no-room-never-raised",
+    ),
+    pytest.param(
+        chat([user("Prove it")], reasoning_effort="low", temperature=0.5, top_p=0.5),
+        expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 2048}),
+        id="reasoning-drops-a-top-p-below-0.95",
+    ),
+    pytest.param(
+        chat([user("Prove it"), assistant("The proof:")], reasoning_effort="low"),
+        expected([user("Prove it"), assistant("The proof:")]),
+        id="reasoning-skipped-with-a-prefilled-answer",
+    ),
+    pytest.param(
+        chat([user("List")], stop=["\n", " ", "END", ""]),
+        expected([user("List")], stop_sequences=["END"]),
+        id="blank-stop-sequences-dropped",
     ),
     pytest.param(
         chat([user("Weather?")], reasoning_effort="high", response_format=JSON_SCHEMA_FORMAT, temperature=0.5),
