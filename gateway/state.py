@@ -108,6 +108,8 @@ class GatewayState:
         path = self.config_path
         try:
             runtime = await asyncio.to_thread(lambda: build_runtime(load_file(path)))
+            if self.runtime.tenants and not runtime.tenants:  # a truncated or emptied file, most likely
+                raise ConfigError(["tenants: the new config defines none, so every key would be refused"])
         except ConfigError as exc:
             log.error("config reload rejected, the previous config keeps serving: %s", "; ".join(exc.problems))
             return exc.problems

@@ -539,6 +539,14 @@ def test_admin_reload_rejects_bad_config_and_keeps_serving(gateway: RunningGatew
         assert "nonsense_key: unknown field" in response.json()["error"]["message"]
         assert post(gateway, "/v1/chat/completions", body_of(), AUTH).status_code == 200  # old config serves
 
+        for emptied in ("", "# nothing but a comment\n", good.split("tenants:")[0]):  # truncated writes
+            path.write_text(emptied)
+            response = admin(gateway)
+            assert response.status_code == 400, response.text
+            assert "tenants" in response.json()["error"]["message"]
+            assert post(gateway, "/v1/chat/completions", body_of(), AUTH).status_code == 200
+            assert admin(gateway, "wrong").status_code == 401  # the admin API stays up to fix it
+
         new_key = "sk-test-newcomer"
         path.write_text(good + f'  newcomer:\n    keys: [{{id: n-1, sha256: "{sha(new_key)}"}}]\n    models: [demo]\n')
         assert (
