@@ -31,7 +31,6 @@ from gateway.endpoint import Call, Guarded, ModelEndpoint
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
-    UnsupportedParameter,
     UpstreamTimeout,
     error_object,
     internal_error,
@@ -43,6 +42,7 @@ from gateway.failures import (
     incomplete_stream,
     provider_failure,
     timeout_failure,
+    unsupported_attempt,
 )
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
@@ -117,7 +117,7 @@ class ChatEndpoint(ModelEndpoint):
         try:
             return deployment.adapter.build_chat(req, deployment.target)
         except Unsupported as exc:
-            raise UnsupportedParameter(exc.message, param=exc.param) from None
+            raise unsupported_attempt(exc) from None
 
     async def _json(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record = call.record

@@ -7,8 +7,7 @@ import orjson
 from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.endpoint import Call, Guarded, ModelEndpoint
-from gateway.errors import UnsupportedParameter
-from gateway.failures import failed_attempt
+from gateway.failures import failed_attempt, unsupported_attempt
 from gateway.http import JSON_HEADERS, send_bytes
 from gateway.request_models import parse_embeddings
 from gateway.routing import resolve_route
@@ -33,7 +32,7 @@ class EmbeddingsEndpoint(ModelEndpoint):
             try:
                 request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
             except Unsupported as exc:
-                raise UnsupportedParameter(exc.message, param=exc.param) from None
+                raise unsupported_attempt(exc) from None
             answer = await self.fetch(request, current, deployment)
             result = deployment.adapter.parse_embeddings(answer.status, answer.body)
             if not isinstance(result, Embeddings):

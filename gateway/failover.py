@@ -5,7 +5,9 @@
         (untried ones first); on a retryable failure retry, with tenacity: exponential backoff with
         jitter, never sooner than the provider's Retry-After, at most `retries` times per model, and
         only while the retry budget allows
-    a failure caused by the request itself (a 4xx) ends everything at once
+    a failure caused by the request itself (a 4xx) ends everything at once; a deployment whose API cannot
+    express the request (Unsupported) moves on to the next fallback, and the answer is then the first
+    real failure, if any, rather than that "unsupported"
 
 The retry budget makes retries at most RETRY_RATIO (10%) of the client's requests plus a small burst,
 so a failing provider sees at most about 1.1-1.2× the traffic, not a storm. Fallback attempts draw on
@@ -47,11 +49,12 @@ class AttemptFailed(Exception):
     retryable: bool  # the same request may succeed on another try (429, 5xx, timeout, connection)
     unhealthy: bool  # counts against the deployment's circuit (5xx, timeout, connection, our credentials)
     retry_after: float | None = None
+    unsupported: bool = False  # this deployment's API cannot express the request; another's may
 
     @property
     def fallback_may_help(self) -> bool:
         """False when the request itself is at fault (a 4xx other than 429): no model can serve it."""
-        return self.retryable or self.unhealthy or self.error.status in (429, 503)
+        return self.retryable or self.unhealthy or self.unsupported or self.error.status in (429, 503)
 
 
 def classify(err: ProviderError) -> tuple[bool, bool]:
@@ -243,7 +246,8 @@ class Failover:
                     with attempt_state:
                         return await self._attempt(current, tried, record, attempt)
             except AttemptFailed as failed:
-                last = failed.error
+                if not (failed.unsupported and last is not None):
+                    last = failed.error
                 if not failed.fallback_may_help:
                     raise failed.error from None
         raise last or ServiceUnavailable("No deployment could serve this request.", code="upstream_unavailable")

@@ -13,8 +13,8 @@ import math
 import re
 from dataclasses import replace
 
-from adapters.base import ProviderError
-from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTimeout
+from adapters.base import ProviderError, Unsupported
+from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify
 from gateway.runtime import Deployment
 
@@ -96,6 +96,11 @@ def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str 
     return AttemptFailed(
         provider_failure(err, deployment, retry_after), retryable, unhealthy, parse_retry_after(retry_after)
     )
+
+
+def unsupported_attempt(exc: Unsupported) -> AttemptFailed:
+    """The deployment's API cannot express the request: a 400 unless a fallback can."""
+    return AttemptFailed(UnsupportedParameter(exc.message, param=exc.param), False, False, unsupported=True)
 
 
 def timeout_failure(deployment: Deployment) -> GatewayError:

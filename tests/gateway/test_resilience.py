@@ -11,7 +11,7 @@ import httpx
 
 from tests.conftest import ACME_KEY
 from tests.openai_schema import validate
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, sha
 from tests.support.upstream import MockUpstream
 
 AUTH = {"authorization": f"Bearer {ACME_KEY}"}
@@ -107,3 +107,44 @@ def test_client_errors_are_not_retried_nor_fallen_back(gateway: RunningGateway, 
     response = ask(gateway, "with-fallback")
     assert response.status_code == 400
     assert len(upstream.received) == 1
+
+
+CHAIN_CONFIG = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-chain"}}
+  up-anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-chain"}}
+  demo: {{type: mock}}
+models:
+  oai: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, fallbacks: [claude, demo]}}
+  oai-then-claude: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, fallbacks: [claude]}}
+  claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
+  demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+tenants:
+  acme:
+    keys: [{{id: acme-1, sha256: "{key_sha}"}}]
+    models: ["*"]
+"""
+
+
+def test_a_fallback_that_cannot_express_the_request_is_passed_over(upstream: MockUpstream) -> None:
+    """n=2 is unsupported by Anthropic's API: with the primary failing, that fallback is skipped for the next
+    one; when none is left, the answer is the primary's failure (a 502), not a 400 blaming the request."""
+    upstream.reset()
+    upstream.behaviour.status = 500
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+
+    def two_choices(model: str) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "n": 2}
+        return httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=20)
+
+    try:
+        served = two_choices("oai")
+        exhausted = two_choices("oai-then-claude")
+        refused = two_choices("claude")
+    finally:
+        gateway.stop()
+    assert served.status_code == 200, served.text
+    assert served.json()["model"] == "mock-1"  # the in-process mock, the fallback after Anthropic's
+    assert exhausted.status_code == 502, exhausted.text
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_parameter"
+    assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
