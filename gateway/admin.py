@@ -26,7 +26,7 @@ from gateway.events.usage import (
     report_json,
     usage_report,
 )
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, send_bytes, send_error
+from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, send_bytes, send_error
 from gateway.runtime import Tenant, Timeouts, provider_target
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
@@ -116,12 +116,12 @@ class TenantsEndpoint(AdminEndpoint):
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
         tenants = self.state.runtime.tenants
-        name = scope["path"].removeprefix(TENANTS_PREFIX).strip("/")
+        name = unquote(path_after(scope, TENANTS_PREFIX).strip("/"))
         if not name:
             return {"object": "list", "data": sorted(tenants)}
-        tenant = tenants.get(unquote(name))
+        tenant = tenants.get(name)
         if tenant is None:
-            raise NotFound(f"No tenant '{unquote(name)}'.")
+            raise NotFound(f"No tenant '{name}'.")
         states = await self.state.store.state(tenant.name, tenant.limits, time.time())
         return _tenant_view(tenant, states)
 

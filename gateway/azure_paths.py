@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from urllib.parse import unquote
 
 from gateway.errors import MethodNotAllowed, NotFound
-from gateway.http import ASGIApp, Receive, Scope, Send, send_error
+from gateway.http import ASGIApp, Receive, Scope, Send, path_after, send_error
 
 PREFIX = "/openai/deployments/"
 MODEL_SCOPE_KEY = "gateway.model"
@@ -19,8 +19,8 @@ class AzureDeployments:
         self._operations = dict(operations)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        deployment, _, operation = scope["path"][len(PREFIX) :].partition("/")
-        app = self._operations.get(operation.rstrip("/"))
+        deployment, _, operation = path_after(scope, PREFIX).partition("/")
+        app = self._operations.get(unquote(operation).rstrip("/"))
         if not deployment or app is None:
             await send_error(send, NotFound(f"Invalid URL ({scope['method']} {scope['path']})."))
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from gateway.errors import GatewayError, PayloadTooLarge, render
 
@@ -18,6 +19,18 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 class ClientGone(Exception):
     """The client disconnected while we were reading its request."""
+
+
+def path_after(scope: Scope, prefix: str) -> str:
+    """The request path after `prefix` (which the router matched), still percent-encoded as the client sent
+    it: split it on "/", then decode each piece once. `path` is already decoded (ASGI), so decoding it again
+    would read `a%252Fb` as `a/b`, and an encoded slash in a name would split it."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        sent = raw.decode("latin-1")
+        if sent.startswith(prefix):
+            return sent[len(prefix) :]
+    return quote(scope["path"][len(prefix) :], safe="/")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

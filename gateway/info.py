@@ -8,7 +8,7 @@ import orjson
 
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, MethodNotAllowed
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, send_bytes, send_error
+from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, send_bytes, send_error
 from gateway.routing import model_not_found, new_request_id
 from gateway.state import GatewayState
 
@@ -31,7 +31,7 @@ class ModelsEndpoint:
             if not path.startswith(MODEL_PREFIX):
                 await send_bytes(send, 200, identity.tenant.models_body, headers)
                 return
-            model = unquote(path[len(MODEL_PREFIX) :])
+            model = unquote(path_after(scope, MODEL_PREFIX))
             body = identity.tenant.model_bodies.get(model)
             if body is None:
                 raise model_not_found(model)

@@ -174,7 +174,10 @@ def parse_instant(text: str, now: dt.datetime) -> dt.datetime:
     text = text.strip()
     relative = RELATIVE.match(text)
     if relative:
-        return (now - dt.timedelta(**{RELATIVE_UNITS[relative[2]]: int(relative[1])})).replace(microsecond=0)
+        try:
+            return (now - dt.timedelta(**{RELATIVE_UNITS[relative[2]]: int(relative[1])})).replace(microsecond=0)
+        except OverflowError:  # 99999999999d: before the year 1
+            raise ValueError(f"{text!r} reaches back before any date") from None
     try:
         if len(text) == 10:
             return as_instant(dt.date.fromisoformat(text))

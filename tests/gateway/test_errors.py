@@ -620,3 +620,23 @@ def test_models_retrieve(gateway: RunningGateway) -> None:
     raw = httpx.get(gateway.url + "/v1/models/demo", headers=AUTH)
     validate("Model", raw.json())
     assert raw.headers["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/openai/deployments/a%252Fb/chat/completions?api-version=2024-10-21", "a%2Fb"),
+        ("/openai/deployments/a%2Fb/chat/completions?api-version=2024-10-21", "a/b"),
+        ("/v1/models/a%252Fb", "a%2Fb"),
+        ("/admin/tenants/a%252Fb", "a%2Fb"),
+    ],
+)
+def test_a_name_in_the_path_is_percent_decoded_once(gateway: RunningGateway, path: str, named: str) -> None:
+    """The server has decoded the path once already: `a%252Fb` names `a%2Fb`, and an encoded slash stays
+    inside the name instead of splitting the path."""
+    headers = {**AUTH, "authorization": f"Bearer {ADMIN_TOKEN}"} if path.startswith("/admin") else AUTH
+    method = "GET" if path.startswith(("/v1/models", "/admin")) else "POST"
+    response = httpx.request(method, gateway.url + path, headers=headers, content=body_of(), timeout=10)
+    assert response.status_code == 404, response.text
+    validate("ErrorResponse", response.json())
+    assert f"'{named}'" in response.json()["error"]["message"]

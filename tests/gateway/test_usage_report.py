@@ -243,6 +243,9 @@ def test_parse_instant() -> None:
     for bad in ("yesterday", "7", "7y", "-7d", "2026-13-01", ""):
         with pytest.raises(ValueError, match="is not a date"):
             parse_instant(bad, now)
+    for too_far in ("99999999999d", "1000000d", "9999999w"):  # a ValueError (a 400), not an OverflowError (a 500)
+        with pytest.raises(ValueError, match="before any date"):
+            parse_instant(too_far, now)
 
 
 def test_render_table_aligns_and_totals() -> None:
