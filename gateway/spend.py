@@ -1,10 +1,10 @@
 """Admission and settlement of one request against its tenant's budgets and rate limits.
 
 The worst case is reserved before the provider is called: an upper bound of the prompt's tokens
-(its bytes, since a token is at least one byte, plus an allowance per image) plus the most output
-tokens the request may produce (the request's own limit, else the tenant's per-request cap, which the
-adapter then sends upstream; times the `n` choices asked for), priced at the highest price among the
-model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported;
+(its bytes, since a token is at least one byte, plus an allowance per image and one for a provider's
+tool-use prompt) plus the most output tokens the request may produce (the request's own limit, else the
+tenant's per-request cap, which the adapter then sends upstream; times the `n` choices asked for),
+priced at the highest price among the model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported;
 when the provider was sent the request but reported no usage (a stream the client left before its usage
 chunk, an API version that sends none), the reservation stands: unknown is charged as the worst case,
 never as nothing.
@@ -28,6 +28,9 @@ from policies.redis_store import StoreUnavailable
 log = logging.getLogger("gateway.spend")
 
 IMAGE_TOKEN_ALLOWANCE = 2000  # above the largest per-image charge of current vision models
+# a provider's own system prompt for tool use (Anthropic's: 313-530 tokens by model and tool_choice, plus the
+# gateway's tool for json_schema), which the body's bytes do not hold
+TOOL_USE_TOKEN_ALLOWANCE = 1000
 RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
 
 
@@ -43,7 +46,10 @@ def prompt_upper_bound(body: bytes, payload: dict[str, Any]) -> int:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             images += sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
-    return len(body) + images * IMAGE_TOKEN_ALLOWANCE
+    response_format = payload.get("response_format")
+    structured = isinstance(response_format, dict) and response_format.get("type") != "text"
+    tool_use = TOOL_USE_TOKEN_ALLOWANCE if payload.get("tools") or structured else 0
+    return len(body) + images * IMAGE_TOKEN_ALLOWANCE + tool_use
 
 
 def output_upper_bound(payload: dict[str, Any], cap: int) -> int:

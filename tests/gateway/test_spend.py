@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from gateway.spend import IMAGE_TOKEN_ALLOWANCE, TOOL_USE_TOKEN_ALLOWANCE, prompt_upper_bound
 from tests.conftest import ACME_KEY, BUDGET_KEY, RATE_KEY, USD_KEY
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, settled_limits, sha
@@ -193,3 +195,27 @@ def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_not
     assert after_reported - start == 11 + 7  # what the provider reported
     assert after_unreported - after_reported == len(body("old-azure")) + BODY["max_tokens"]
     assert after_left - after_unreported == len(body("gpt")) + BODY["max_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "allowance"),
+    [
+        ({}, 0),
+        ({"response_format": {"type": "text"}}, 0),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, TOOL_USE_TOKEN_ALLOWANCE),
+        ({"response_format": {"type": "json_object"}}, TOOL_USE_TOKEN_ALLOWANCE),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                ]
+            },
+            IMAGE_TOKEN_ALLOWANCE,
+        ),
+    ],
+)
+def test_the_prompt_bound_covers_what_the_body_does_not_hold(extra: dict[str, object], allowance: int) -> None:
+    """A token is at least a byte of the body; images and a provider's tool-use prompt are not in the body."""
+    payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    body = json.dumps(payload).encode()
+    assert prompt_upper_bound(body, payload) == len(body) + allowance
