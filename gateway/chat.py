@@ -25,7 +25,7 @@ from adapters.base import (
     Unsupported,
     UpstreamRequest,
 )
-from adapters.sse import DONE_FRAME, SSEDecoder, SSELineTooLong
+from adapters.sse import DONE_FRAME, SSELineTooLong
 from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.endpoint import Call, Guarded, ModelEndpoint
 from gateway.errors import (
@@ -36,6 +36,7 @@ from gateway.errors import (
     internal_error,
 )
 from gateway.events import RequestRecord
+from gateway.failover import AttemptFailed
 from gateway.failures import (
     connect_failure,
     failed_attempt,
@@ -46,11 +47,12 @@ from gateway.failures import (
 )
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
+from gateway.opened_stream import OpenedStream
 from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
 from gateway.spend import output_upper_bound, prompt_upper_bound
-from gateway.upstream import UpstreamConnectError, UpstreamResponse
+from gateway.upstream import UpstreamConnectError
 
 log = logging.getLogger("gateway")
 SSE_HEADERS = [
@@ -147,19 +149,36 @@ class ChatEndpoint(ModelEndpoint):
         hide_usage = not req.include_usage
         logged: list[str] | None = [] if call.identity.tenant.log_content else None
 
-        async def attempt(current: ModelRoute, deployment: Deployment) -> UpstreamResponse:
-            """Opens the stream; a failure before its first byte may be retried elsewhere."""
+        async def attempt(current: ModelRoute, deployment: Deployment) -> OpenedStream:
+            """Opens the stream and reads it to its first chunk: a failure before then may be retried elsewhere."""
             self.answering(call, current, deployment)
             response = await self.open_upstream(self._build(req, deployment), current, deployment)
-            if response.status < 300:
-                return response
+            if response.status >= 300:
+                try:
+                    body = await response.read()
+                finally:
+                    response.close()
+                raise failed_attempt(
+                    deployment.adapter.parse_error(response.status, body), deployment, response.header("retry-after")
+                )
+            opened = OpenedStream(response, deployment.adapter.stream_translator(req, deployment.target))
             try:
-                body = await response.read()
-            finally:
+                await opened.read_first()
+                if opened.failed_before_first_chunk:
+                    error = opened.translator.error
+                    if error is None:
+                        raise AttemptFailed(incomplete_stream(deployment), True, True)
+                    raise failed_attempt(error, deployment, None)
+            except UpstreamConnectError as exc:
                 response.close()
-            raise failed_attempt(
-                deployment.adapter.parse_error(response.status, body), deployment, response.header("retry-after")
-            )
+                raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+            except SSELineTooLong as exc:
+                response.close()
+                raise failed_attempt(ProviderError(0, str(exc)), deployment, None) from None
+            except BaseException:
+                response.close()
+                raise
+            return opened
 
         def frames(chunks: list[JSON]) -> list[bytes]:
             out = []
@@ -181,16 +200,15 @@ class ChatEndpoint(ModelEndpoint):
         deployment: Deployment | None = None
         try:
             async with self.state.deadlines.timeout(route.timeouts.total_s):
-                response = await self.state.failover.run(route, call.identity.tenant, record, attempt)
-                deployment = call.answered_by
+                opened = await self.state.failover.run(route, call.identity.tenant, record, attempt)
+                deployment, translator = call.answered_by, opened.translator
                 assert deployment is not None
-                translator = deployment.adapter.stream_translator(req, deployment.target)
                 try:
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
-                    await self._relay(response, translator, frames, record, send)
+                    await self._relay(opened, frames, record, send)
                 finally:
-                    response.close()
+                    opened.response.close()
         except TimeoutError:
             if deployment is None:
                 raise UpstreamTimeout("No provider answered in time.") from None
@@ -231,29 +249,38 @@ class ChatEndpoint(ModelEndpoint):
 
     @staticmethod
     async def _relay(
-        response: UpstreamResponse,
-        translator: StreamTranslator,
+        opened: OpenedStream,
         frames: Callable[[list[JSON]], list[bytes]],
         record: RequestRecord,
         send: Send,
     ) -> None:
-        """Upstream events ─► client frames, one send per upstream read (never batched further)."""
-        decoder = SSEDecoder()
-        async for piece in response.chunks():
+        """Upstream events ─► client frames, one send per upstream read (never batched further), starting with
+        what the attempt read ahead."""
+        translator, decoder, response = opened.translator, opened.decoder, opened.response
+
+        async def forward(out: list[bytes]) -> None:
+            if out:
+                if record.first_token_s is None:
+                    record.first_token_s = time.perf_counter() - record.started_clock
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+
+        await forward(frames(opened.pending))
+        while not (translator.error is not None or translator.done or opened.ended):
+            try:
+                piece = await anext(opened.pieces)
+            except StopAsyncIteration:
+                break
             out: list[bytes] = []
             for event in decoder.feed(piece):
                 out.extend(frames(translator.feed(event)))
                 if translator.error is not None or translator.done:
                     break
-            if out:
-                if record.first_token_s is None:
-                    record.first_token_s = time.perf_counter() - record.started_clock
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-            if translator.error is not None:
-                return
-            if translator.done:
-                await response.drain()  # read to the end so the connection goes back to the pool
-                return
+            await forward(out)
+        if translator.error is not None:
+            return
+        if translator.done:
+            await response.drain()  # read to the end so the connection goes back to the pool
+            return
         tail = [c for event in decoder.flush() for c in translator.feed(event)]
         tail_frames = frames(tail + translator.finish())
         if tail_frames:

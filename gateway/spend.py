@@ -4,10 +4,10 @@ The worst case is reserved before the provider is called: an upper bound of the 
 (its bytes, since a token is at least one byte, plus an allowance per image and one for a provider's
 tool-use prompt) plus the most output tokens the request may produce (the request's own limit, else the
 tenant's per-request cap, which the adapter then sends upstream; times the `n` choices asked for),
-priced at the highest price among the model's deployments and fallbacks. Settlement replaces the reservation with what the provider reported;
-when the provider was sent the request but reported no usage (a stream the client left before its usage
-chunk, an API version that sends none), the reservation stands: unknown is charged as the worst case,
-never as nothing.
+priced at the highest price among the model's deployments and fallbacks. Settlement replaces the
+reservation with what the provider reported; when the provider was sent the request but reported no
+usage (a stream the client left before its usage chunk, an API version that sends none), the
+reservation stands: unknown is charged as the worst case, never as nothing.
 """
 
 from __future__ import annotations

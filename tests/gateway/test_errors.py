@@ -469,27 +469,56 @@ def test_first_byte_timeouts_are_retried_within_the_total(
     assert elapsed < 2.2  # the model's timeout_s bounds all attempts together, not each one
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"<html><body>502 Bad Gateway</body></html>",
-        b"",
-        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
-        b'"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n',
-    ],
-    ids=["html", "empty", "cut short"],
-)
-def test_a_stream_that_ends_before_the_answer_is_complete_ends_with_an_error_event(
+@pytest.mark.parametrize("body", [b"<html><body>502 Bad Gateway</body></html>", b""], ids=["html", "empty"])
+def test_a_stream_with_no_event_is_a_failed_attempt_answered_before_the_stream_starts(
     gateway: RunningGateway, upstream: MockUpstream, body: bytes
 ) -> None:
-    """The provider was reached: its stream stopped short, which is not "could not be reached"."""
+    """Nothing was promised to the client yet: retried, then a 502 saying the stream ended short (the provider
+    was reached, so not "could not be reached")."""
     upstream.behaviour.stream_body = body
     response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
+    assert response.status_code == 502, response.text
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "ended its stream before the answer was complete" in response.json()["error"]["message"]
+    assert len(upstream.received) > 1  # retried
+
+
+def test_a_stream_cut_short_after_its_first_chunk_ends_with_an_error_event(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    upstream.behaviour.stream_body = (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n'
+    )
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
     assert response.status_code == 200
-    last = json.loads([line[6:] for line in response.text.splitlines() if line.startswith("data: ")][-1])
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "Hel"
+    last = json.loads(events[-1])
     validate("ErrorResponse", last)
     assert last["error"]["code"] == "upstream_error"
     assert "ended its stream before the answer was complete" in last["error"]["message"]
+
+
+@pytest.mark.parametrize("model", ["gpt", "with-fallback"])
+def test_an_error_as_a_stream_s_first_event_is_retried_or_handed_to_a_fallback(
+    gateway: RunningGateway, upstream: MockUpstream, model: str
+) -> None:
+    """A 200 whose first event is an error (Anthropic's overloaded_error, say) has promised the client
+    nothing: it is a failed attempt like a 5xx, retried and then passed to a fallback."""
+    overloaded = {"error": {"message": "Overloaded", "type": "overloaded_error", "param": None, "code": None}}
+    upstream.behaviour.stream_body = b"data: " + json.dumps(overloaded).encode() + b"\n\n"
+    response = post(gateway, "/v1/chat/completions", body_of(model=model, stream=True), AUTH)
+    assert len(upstream.received) > 1  # retried
+    if model == "gpt":
+        assert response.status_code == 502, response.text
+        validate("ErrorResponse", response.json())
+        assert "Overloaded" in response.json()["error"]["message"]
+    else:  # the in-process mock answers
+        assert response.status_code == 200
+        events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and not any('"error"' in event for event in events)
 
 
 def test_total_timeout_mid_stream_ends_with_error_event(gateway: RunningGateway, upstream: MockUpstream) -> None:

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from adapters.base import JSON, SSEEvent
 from adapters.openai import OpenAIAdapter, OpenAIStreamTranslator
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, free_port, sha
@@ -425,7 +426,7 @@ def test_log_content_keeps_prompts_and_answers_with_pii_redacted(upstream: MockU
 
 
 def test_a_bug_is_answered_500_with_the_request_id_and_leaves_a_row_saying_so(
-    sqlite_gateway: tuple[RunningGateway, Path], monkeypatch: pytest.MonkeyPatch
+    sqlite_gateway: tuple[RunningGateway, Path], upstream: MockUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever escapes the endpoints (here, an adapter made to fail) is still one usage row and an
     OpenAI-shaped answer carrying the request id; a stream already under way ends with an error event."""
@@ -438,8 +439,16 @@ def test_a_bug_is_answered_500_with_the_request_id_and_leaves_a_row_saying_so(
     with monkeypatch.context() as patch:
         patch.setattr(OpenAIAdapter, "build_chat", broken)
         answer = post(gateway, {"model": "gpt", "messages": hello})
+    feed = OpenAIStreamTranslator.feed
+
+    def broken_after_the_first_chunk(self: OpenAIStreamTranslator, event: SSEEvent) -> list[JSON]:
+        if event.data.startswith('{"id"') and '"role"' not in event.data:
+            raise RuntimeError("a bug")
+        return feed(self, event)
+
+    upstream.behaviour.chunk_interval_s = 0.05  # the first chunk arrives alone, and the response starts with it
     with monkeypatch.context() as patch:
-        patch.setattr(OpenAIStreamTranslator, "feed", broken)
+        patch.setattr(OpenAIStreamTranslator, "feed", broken_after_the_first_chunk)
         streamed = post(gateway, {"model": "gpt", "messages": hello, "stream": True})
 
     assert answer.status_code == 500 and answer.json()["error"]["type"] == "server_error"
