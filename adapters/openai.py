@@ -177,8 +177,9 @@ class OpenAIAdapter(Adapter):
         parsed = self.decode_success(status, body, "choices")
         if isinstance(parsed, ProviderError):
             return parsed
-        if not all(isinstance(choice.get("message"), dict) for choice in parsed["choices"]):
-            return UNEXPECTED_SHAPE
+        for choice in parsed["choices"]:
+            if not isinstance(choice.get("message"), dict):
+                return UNEXPECTED_SHAPE
         return ChatCompletion(parsed, usage_from_openai(parsed.get("usage")))
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
