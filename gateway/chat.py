@@ -42,6 +42,7 @@ from gateway.failures import (
     failed_attempt,
     incomplete_stream,
     provider_failure,
+    stream_error_with_status,
     timeout_failure,
     unsupported_attempt,
 )
@@ -166,9 +167,9 @@ class ChatEndpoint(ModelEndpoint):
                 await opened.read_first()
                 if opened.failed_before_first_chunk:
                     error = opened.translator.error
-                    if error is None:
-                        raise AttemptFailed(incomplete_stream(deployment), True, True)
-                    raise failed_attempt(error, deployment, None)
+                    if error is None:  # a 200 with no event (a JSON body, an HTML page): not retried, as the
+                        raise AttemptFailed(incomplete_stream(deployment), False, False)  # provider may have worked
+                    raise failed_attempt(stream_error_with_status(error), deployment, None)
             except UpstreamConnectError as exc:
                 response.close()
                 raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
@@ -225,8 +226,8 @@ class ChatEndpoint(ModelEndpoint):
             log.exception("the stream of request %s failed in the gateway", record.request_id)
             failure = internal_error()  # the client still gets a last error event, not a cut connection
         finally:
-            if translator is not None:
-                record.usage = translator.usage  # what was reported so far counts, even if the client left
+            if translator is not None:  # what was reported so far is kept, even if the client left
+                record.usage, record.usage_partial = translator.usage, not translator.done
         assert translator is not None and deployment is not None
         if failure is None and translator.error is not None:
             failure = provider_failure(translator.error, deployment)

@@ -91,6 +91,28 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 
+STATUS_OF_STREAM_ERROR = {  # an error inside a 200 stream carries no status: its kind says which it would be
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "insufficient_quota": 403,
+    "not_found_error": 404,
+    "conflict_error": 409,
+    "rate_limit_error": 429,
+    "requests": 429,
+    "tokens": 429,
+}
+STATUS_OF_STREAM_CODE = {"rate_limit_exceeded": 429, "context_length_exceeded": 400, "request_too_large": 413}
+
+
+def stream_error_with_status(err: ProviderError) -> ProviderError:
+    """A stream's error event, with the HTTP status its type or code stands for (500 when they say nothing
+    more), so that the failover tells a bad request (not retried, not the provider's health) from a failing
+    provider, as it does for an error answered with a status."""
+    status = STATUS_OF_STREAM_CODE.get(err.code or "") or STATUS_OF_STREAM_ERROR.get(err.type, 500)
+    return replace(err, status=status)
+
+
 def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str | None) -> AttemptFailed:
     retryable, unhealthy = classify(err)
     return AttemptFailed(

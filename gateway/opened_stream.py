@@ -40,7 +40,9 @@ class OpenedStream:
             try:
                 piece = await anext(self.pieces)
             except StopAsyncIteration:
-                self.ended = True
+                self.ended = True  # a last event with no blank line after it still counts
+                for event in self.decoder.flush():
+                    self.pending.extend(translator.feed(event))
                 return
             for event in self.decoder.feed(piece):
                 self.pending.extend(translator.feed(event))

@@ -473,15 +473,40 @@ def test_first_byte_timeouts_are_retried_within_the_total(
 def test_a_stream_with_no_event_is_a_failed_attempt_answered_before_the_stream_starts(
     gateway: RunningGateway, upstream: MockUpstream, body: bytes
 ) -> None:
-    """Nothing was promised to the client yet: retried, then a 502 saying the stream ended short (the provider
-    was reached, so not "could not be reached")."""
+    """Nothing was promised to the client yet: a 502 saying the stream ended short (the provider was reached,
+    so not "could not be reached"), not retried, as a provider that answered a JSON body may have done the
+    work."""
     upstream.behaviour.stream_body = body
     response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
     assert response.status_code == 502, response.text
     validate("ErrorResponse", response.json())
     assert response.json()["error"]["code"] == "upstream_error"
     assert "ended its stream before the answer was complete" in response.json()["error"]["message"]
-    assert len(upstream.received) > 1  # retried
+    assert len(upstream.received) == 1
+
+
+def test_a_bad_request_told_as_a_stream_s_first_event_is_a_400_not_retried_not_held_against_the_provider(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    """Servers that stream their errors (vLLM, OpenRouter) put the request's own fault in an event: it is the
+    client's 400, not a provider failure to retry, and the circuit stays closed for everyone else."""
+    too_long = {
+        "error": {
+            "message": "too long",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "context_length_exceeded",
+        }
+    }
+    upstream.behaviour.stream_body = b"data: " + json.dumps(too_long).encode() + b"\n\n"
+    for _ in range(6):  # flaky opens its circuit after 3 failures
+        response = post(gateway, "/v1/chat/completions", body_of(model="flaky", stream=True), AUTH)
+        assert response.status_code == 400, response.text
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["code"] == "context_length_exceeded"
+    assert len(upstream.received) == 6  # one attempt each
+    upstream.behaviour.stream_body = None
+    assert post(gateway, "/v1/chat/completions", body_of(model="flaky"), AUTH).status_code == 200
 
 
 def test_a_stream_cut_short_after_its_first_chunk_ends_with_an_error_event(
