@@ -199,7 +199,7 @@ class ModelEndpoint(ABC):
                     call.reservation,
                     record.usage,
                     call.answered_by,
-                    spend.usage_unreported(record, call.answered_by),
+                    spend.usage_unreported(record),
                 )
                 # shielded when it waits on I/O: a cancelled request still turns its reservation into what it spent
                 await (settling if state.store.settles_in_process else asyncio.shield(settling))
@@ -212,7 +212,7 @@ class ModelEndpoint(ABC):
         record.emitted = True
         record.latency_s = time.perf_counter() - record.started_clock
         usage = record.usage
-        if spend.usage_unreported(record, answered_by):
+        if spend.usage_unreported(record):
             record.cost_usd = None  # unknown (budgets are charged the worst case)
         elif usage is None or usage.total_tokens == 0:
             record.cost_usd = 0.0  # nothing was spent, whatever the price

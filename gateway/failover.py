@@ -6,8 +6,8 @@
         jitter, never sooner than the provider's Retry-After, at most `retries` times per model, and
         only while the retry budget allows
     a failure caused by the request itself (a 4xx) ends everything at once; a deployment whose API cannot
-    express the request (Unsupported) moves on to the next fallback, and the answer is then the first
-    real failure, if any, rather than that "unsupported"
+    express the request (Unsupported) moves on to the next fallback without drawing on the retry
+    budget, and the answer is then the last real failure, if any, rather than that "unsupported"
 
 The retry budget makes retries at most RETRY_RATIO (10%) of the client's requests plus a small burst,
 so a failing provider sees at most about 1.1-1.2× the traffic, not a storm. Fallback attempts draw on
@@ -184,10 +184,12 @@ class Failover:
         with self.tracing.attempt(
             operation, deployment.adapter.gen_ai_system, deployment.target.model, deployment.label
         ) as span:
+            record.provider_at_work = True
             try:
                 result = await attempt(current, deployment)
                 outcome = "ok"
             except AttemptFailed as failed:
+                record.provider_at_work = False  # (a client leaving in the backoff owes it nothing)
                 outcome = "error"
                 if span is not None:
                     span.set_attribute("error.type", failed.error.code or failed.error.type)
@@ -217,13 +219,14 @@ class Failover:
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
     ) -> T:
         last: GatewayError | None = None
+        passed_over = False  # the route before could not express the request: the next one is no retry
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
 
         for index, current in enumerate(self.routes(route, tenant)):
             if index > 0:
-                if not self.budget.try_spend():
+                if not passed_over and not self.budget.try_spend():
                     break  # a fallback is another attempt: the retry budget decides
                 if self.metrics is not None:
                     self.metrics.fallbacks(route.alias, current.alias).inc()
@@ -246,6 +249,7 @@ class Failover:
                     with attempt_state:
                         return await self._attempt(current, tried, record, attempt)
             except AttemptFailed as failed:
+                passed_over = failed.unsupported
                 if not (failed.unsupported and last is not None):
                     last = failed.error
                 if not failed.fallback_may_help:

@@ -110,10 +110,11 @@ async def admit(
     return Reservation(request_id, asked)
 
 
-def usage_unreported(record: RequestRecord, answered_by: Deployment | None) -> bool:
-    """The provider was sent the request and may have spent tokens on it, but reported none: it answered
-    (completed, or failed after its stream began) or the client left while it was at work."""
-    if record.usage is not None or answered_by is None:
+def usage_unreported(record: RequestRecord) -> bool:
+    """The provider was sent the request and may have spent tokens on it, but reported none, or only part
+    (a stream that stopped short): it answered (completed, or failed after its stream began) or the client
+    left while an attempt was in flight."""
+    if not record.provider_at_work or (record.usage is not None and not record.usage_partial):
         return False
     return record.status in ("completed", "cancelled") or (record.status == "failed" and record.http_status == 200)
 

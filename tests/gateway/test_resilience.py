@@ -118,6 +118,7 @@ models:
   oai: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, fallbacks: [claude, demo]}}
   oai-then-claude: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, fallbacks: [claude]}}
   claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
+  claude-then-demo: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], fallbacks: [demo]}}
   demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
 tenants:
   acme:
@@ -141,10 +142,13 @@ def test_a_fallback_that_cannot_express_the_request_is_passed_over(upstream: Moc
         served = two_choices("oai")
         exhausted = two_choices("oai-then-claude")
         refused = two_choices("claude")
+        # passing over is no retry: it spends none of the retry budget (a burst of 5), whatever the traffic
+        passed_over = [two_choices("claude-then-demo").status_code for _ in range(20)]
     finally:
         gateway.stop()
     assert served.status_code == 200, served.text
     assert served.json()["model"] == "mock-1"  # the in-process mock, the fallback after Anthropic's
     assert exhausted.status_code == 502, exhausted.text
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_parameter"
+    assert passed_over == [200] * 20
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called

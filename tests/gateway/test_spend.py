@@ -142,9 +142,12 @@ events: {{sqlite_path: "{events}/usage.sqlite", spool_dir: "{events}/spool"}}
 providers:
   up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-unreported"}}
   old-azure: {{type: azure, base_url: "{url}", api_version: "2024-06-01", api_key: "azure-unreported"}}
+  anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-unreported"}}
 models:
   gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0}}
+  gpt-retried: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 1}}
   old-azure: {{deployments: [{{provider: old-azure, model: my-deployment}}], retries: 0}}
+  claude: {{deployments: [{{provider: anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
 tenants:
   metered:
     keys: [{{id: metered-1, sha256: "{key_sha}"}}]
@@ -157,9 +160,10 @@ METERED_KEY = "sk-test-metered-0001"
 def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_nothing(
     upstream: MockUpstream, tmp_path: Path
 ) -> None:
-    """A stream the client leaves before its usage chunk, or an Azure API version that sends no usage in
-    streams: the provider did the work, so the budget keeps the reservation (prompt bound + max_tokens), and the
-    row's cost is NULL (unknown), not 0. A stream that reports its usage is charged what it reported."""
+    """A stream the client leaves before its usage chunk (or, with Anthropic, before its final usage), or an
+    Azure API version that sends no usage in streams: the provider did the work, so the budget keeps the
+    reservation (prompt bound + max_tokens), and the row's cost is NULL (unknown), not 0. A stream that reports
+    its usage is charged what it reported; a client that leaves while no attempt is at work owes nothing."""
     upstream.reset()
     config = UNREPORTED_CONFIG.format(url=upstream.url, key_sha=sha(METERED_KEY), events=tmp_path)
     gateway = RunningGateway(config).start()
@@ -187,6 +191,13 @@ def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_not
             next(left.iter_bytes())  # the first chunk, then the client goes
             left_id = left.headers["x-request-id"]
         after_left = spent()
+        with httpx.stream("POST", gateway.url + "/v1/chat/completions", content=body("claude"), headers=headers) as cut:
+            next(cut.iter_bytes())  # Anthropic told the input tokens (and 1 output) in message_start, no more
+        after_claude = spent()
+        upstream.behaviour = Behaviour(status=500, retry_after="3")
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up during the backoff after a 500
+            httpx.post(gateway.url + "/v1/chat/completions", content=body("gpt-retried"), headers=headers, timeout=1)
+        after_backoff = spent()
     finally:
         gateway.stop()
     with sqlite3.connect(tmp_path / "usage.sqlite") as db:
@@ -196,6 +207,8 @@ def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_not
     assert after_reported - start == 11 + 7  # what the provider reported
     assert after_unreported - after_reported == len(body("old-azure")) + BODY["max_tokens"]
     assert after_left - after_unreported == len(body("gpt")) + BODY["max_tokens"]
+    assert after_claude - after_left == len(body("claude")) + BODY["max_tokens"]  # partial usage: the worst case
+    assert after_backoff == after_claude  # the one attempt failed: nothing was at work when the client left
 
 
 @pytest.mark.parametrize(
