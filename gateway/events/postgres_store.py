@@ -31,6 +31,7 @@ STAGING = "usage_events_incoming"
 UTC = dt.UTC
 REFUSED_CLASSES = ("22", "23")  # SQLSTATE classes: data exception, integrity constraint violation
 ENCODING_ERRORS = (TypeError, ValueError, OverflowError)
+NO_PARTITION = "23514"  # check_violation; the schema has no CHECK: "no partition of usage_events takes the row"
 
 
 def _record(row: Row) -> list[Any]:
@@ -132,6 +133,9 @@ class PostgresStore:
                         f"SELECT {', '.join(COLUMNS)} FROM {STAGING} ON CONFLICT DO NOTHING"
                     )
             except (asyncpg.PostgresError, *ENCODING_ERRORS) as exc:
+                if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == NO_PARTITION:
+                    self._partitions.clear()  # dropped (retention) or a database restored: made again next time
+                    raise StoreUnreachable(describe(exc)) from None
                 if refused(exc):  # rolled back; the session is still good
                     raise StoreRejected(describe(exc)) from None
                 raise

@@ -217,3 +217,44 @@ def test_a_replay_retried_after_an_outage_sets_each_refused_row_aside_once(tmp_p
     set_aside = [orjson.loads(x)["row"][0] for x in (spool / REJECTED_FILE).read_bytes().splitlines()]
     assert set_aside == ["disk-null-status"]
     assert pipeline.stats.rejected == 1
+
+
+def test_a_dropped_partition_is_made_again_and_its_rows_are_not_set_aside(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A retention job (or a restore) drops a day's partition while the gateway runs: Postgres refuses that
+    day's rows with check_violation (23514), which is no fault of the rows. The partition is made again and
+    the rows written, none set aside."""
+    dsn = postgres_server.fresh_database(f"partition_{time.time_ns()}")
+    spool = tmp_path / "spool"
+
+    async def scenario() -> tuple[set[str], EventPipeline]:
+        pipeline = EventPipeline(PostgresStore(dsn), spool, linger_s=0.02, retry_s=0.05)
+        await pipeline.start()
+        pipeline.emit(record("before-the-drop"))
+        await settled(pipeline)
+        store = PostgresStore(dsn)
+        try:
+            [(partition,)] = await store.query(
+                "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'usage_events'::regclass"
+            )
+            await store.query(f"DROP TABLE {partition}")
+            pipeline.emit(record("after-the-drop"))
+            await settled(pipeline)
+            await pipeline.close()
+            return {str(r[0]) for r in await store.query("SELECT request_id FROM usage_events")}, pipeline
+        finally:
+            await store.close()
+
+    written, pipeline = asyncio.run(scenario())
+    assert written == {"after-the-drop"}  # (the first row went with its partition)
+    assert pipeline.stats.rejected == 0 and not (spool / REJECTED_FILE).exists()
+    assert pipeline.stats.write_failures == 1  # once, then the partition was made again
+
+
+async def settled(pipeline: EventPipeline) -> None:
+    for _ in range(300):
+        if pipeline.healthy and pipeline.queue_depth == 0 and pipeline.journal.pending_segments() == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the event pipeline did not settle")
