@@ -257,7 +257,7 @@ class ChatEndpoint(ModelEndpoint):
     ) -> None:
         """Upstream events ─► client frames, one send per upstream read (never batched further), starting with
         what the attempt read ahead."""
-        translator, decoder, response = opened.translator, opened.decoder, opened.response
+        translator = opened.translator
 
         async def forward(out: list[bytes]) -> None:
             if out:
@@ -267,22 +267,15 @@ class ChatEndpoint(ModelEndpoint):
 
         await forward(frames(opened.pending))
         while not (translator.error is not None or translator.done or opened.ended):
-            try:
-                piece = await anext(opened.pieces)
-            except StopAsyncIteration:
+            chunks = await opened.read()
+            if chunks is None:
                 break
-            out: list[bytes] = []
-            for event in decoder.feed(piece):
-                out.extend(frames(translator.feed(event)))
-                if translator.error is not None or translator.done:
-                    break
-            await forward(out)
+            await forward(frames(chunks))
         if translator.error is not None:
             return
         if translator.done:
-            await response.drain()  # read to the end so the connection goes back to the pool
+            await opened.response.drain()  # read to the end so the connection goes back to the pool
             return
-        tail = [c for event in decoder.flush() for c in translator.feed(event)]
-        tail_frames = frames(tail + translator.finish())
+        tail_frames = frames(opened.flush() + translator.finish())
         if tail_frames:
             await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})

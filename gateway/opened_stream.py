@@ -3,28 +3,29 @@
 A provider may answer 200 and then fail in its first event (Anthropic's `overloaded_error`), or send no
 event at all. Until a chunk for the client exists nothing has been promised to it, so that is a failed
 attempt, which the failover may retry or hand to a fallback. What was read ahead is kept, translated, for
-the relay to send first; the relay then reads on from the same iterator.
+the relay to send first; the relay then reads on (`read`, then `flush` once the body has ended), each
+upstream piece decoded and translated here, in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from adapters.base import JSON, StreamTranslator
+from adapters.base import JSON, SSEEvent, StreamTranslator
 from adapters.sse import SSEDecoder
 from gateway.upstream import UpstreamResponse
 
 
 class OpenedStream:
-    __slots__ = ("decoder", "ended", "pending", "pieces", "response", "translator")
+    __slots__ = ("_decoder", "_pieces", "ended", "pending", "response", "translator")
 
     def __init__(self, response: UpstreamResponse, translator: StreamTranslator) -> None:
         self.response = response
         self.translator = translator
-        self.decoder = SSEDecoder()
-        self.pieces: AsyncIterator[bytes] = response.chunks()  # one iterator: the relay reads on from it
+        self._decoder = SSEDecoder()
+        self._pieces: AsyncIterator[bytes] = response.chunks()  # one iterator, from the read-ahead to the end
         self.pending: list[JSON] = []  # translated before the client's response started
-        self.ended = False  # the upstream body ended while reading ahead
+        self.ended = False  # the upstream body has ended
 
     @property
     def failed_before_first_chunk(self) -> bool:
@@ -37,14 +38,31 @@ class OpenedStream:
         done, or the body ends. Raises what reading raises (UpstreamConnectError, SSELineTooLong)."""
         translator = self.translator
         while not (self.pending or translator.error is not None or translator.done):
-            try:
-                piece = await anext(self.pieces)
-            except StopAsyncIteration:
-                self.ended = True  # a last event with no blank line after it still counts
-                for event in self.decoder.flush():
-                    self.pending.extend(translator.feed(event))
+            chunks = await self.read()
+            if chunks is None:
+                self.pending.extend(self.flush())  # a last event with no blank line after it still counts
                 return
-            for event in self.decoder.feed(piece):
-                self.pending.extend(translator.feed(event))
-                if translator.error is not None or translator.done:
-                    break
+            self.pending.extend(chunks)
+
+    async def read(self) -> list[JSON] | None:
+        """The chunks of the next upstream piece (up to an error or the end of the answer, where the translator
+        takes nothing more); None when the body has ended."""
+        try:
+            piece = await anext(self._pieces)
+        except StopAsyncIteration:
+            self.ended = True
+            return None
+        return self._translate(self._decoder.feed(piece))
+
+    def flush(self) -> list[JSON]:
+        """Once the body has ended: the chunks of what its last lines still held."""
+        return self._translate(self._decoder.flush())
+
+    def _translate(self, events: list[SSEEvent]) -> list[JSON]:
+        translator = self.translator
+        chunks: list[JSON] = []
+        for event in events:
+            chunks.extend(translator.feed(event))
+            if translator.error is not None or translator.done:
+                break
+        return chunks
