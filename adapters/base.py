@@ -139,6 +139,18 @@ class SSEEvent:
     data: str
 
 
+# OpenAI's error type for each HTTP status: the vocabulary the gateway answers in, whatever the provider
+ERROR_TYPES_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
 UNEXPECTED_SHAPE = ProviderError(502, "upstream returned an unexpected response shape", "api_error")
 
 PingAuth = Literal["ok", "rejected", "unknown"]

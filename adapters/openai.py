@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from adapters.base import (
+    ERROR_TYPES_BY_STATUS,
     JSON,
     UNEXPECTED_SHAPE,
     Adapter,
@@ -25,17 +26,6 @@ from adapters.base import (
     Usage,
     token_count,
 )
-
-_ERROR_TYPES_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def usage_from_openai(raw: Any) -> Usage | None:
@@ -61,7 +51,7 @@ def _int(value: Any) -> int:
 
 def openai_error(status: int, body: bytes) -> ProviderError:
     """Reads OpenAI's `{"error": {...}}` shape; anything else becomes a generic upstream error."""
-    default_type = _ERROR_TYPES_BY_STATUS.get(status, "api_error")
+    default_type = ERROR_TYPES_BY_STATUS.get(status, "api_error")
     try:
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

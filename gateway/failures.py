@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import replace
 
-from adapters.base import ProviderError, Unsupported
+from adapters.base import ERROR_TYPES_BY_STATUS, ProviderError, Unsupported
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify
 from gateway.runtime import Deployment
@@ -91,14 +91,11 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 
-STATUS_OF_STREAM_ERROR = {  # an error inside a 200 stream carries no status: its kind says which it would be
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
+# An error inside a 200 stream carries no status: its type (in OpenAI's vocabulary, which every adapter
+# translates into) says which it would have been: the inverse of OpenAI's status ─► type table
+# (the first status of each type), and the types it does not hold.
+STATUS_OF_STREAM_ERROR = {error_type: status for status, error_type in reversed(ERROR_TYPES_BY_STATUS.items())} | {
     "insufficient_quota": 403,
-    "not_found_error": 404,
-    "conflict_error": 409,
-    "rate_limit_error": 429,
     "requests": 429,
     "tokens": 429,
 }
