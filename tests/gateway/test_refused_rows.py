@@ -29,8 +29,7 @@ from gateway.events.record import COLUMNS
 from gateway.events.sqlite_store import SqliteStore
 from gateway.events.store import EventStore, Row, StoreRejected, StoreUnreachable
 from tests.gateway.test_metrics import scrape
-from tests.gateway.test_usage_events import config, pg_rows, post, postgres_events, wait_for
-from tests.support.gateway import RunningGateway
+from tests.gateway.test_usage_events import pg_rows, post, postgres_gateway, wait_for
 from tests.support.postgres_server import PostgresServer
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -105,10 +104,7 @@ def test_refused_rows_are_set_aside_and_every_other_row_is_written(
             if i == 30:
                 for bad in live_refused:  # in the middle of a batch
                     pipeline.emit(bad)
-        for _ in range(300):
-            if pipeline.healthy and pipeline.queue_depth == 0 and pipeline.journal.pending_segments() == 0:
-                break
-            await asyncio.sleep(0.02)
+        await settled(pipeline)
         pipeline.emit(record("after-the-refusals"))  # the writer goes on
         await pipeline.close()
         reopened = open_again(store)
@@ -142,10 +138,8 @@ def open_again(store: EventStore) -> EventStore:
 def test_through_the_gateway_a_nul_is_written_and_a_refused_row_is_set_aside_and_counted(
     upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    upstream.reset()
-    dsn = postgres_server.fresh_database("events_refused")
     spool = tmp_path / "spool"
-    gateway = RunningGateway(config(upstream.url, postgres_events(dsn, spool))).start()
+    gateway, dsn = postgres_gateway(upstream, postgres_server, spool, "events_refused")
     try:
         hello = [{"role": "user", "content": "hi"}]
         unknown = post(gateway, {"model": "gpt\u0000x", "messages": hello})
@@ -200,10 +194,7 @@ def test_a_replay_retried_after_an_outage_sets_each_refused_row_aside_once(tmp_p
     async def scenario() -> tuple[set[str], EventPipeline]:
         pipeline = EventPipeline(store, spool, linger_s=0.01, retry_s=0.05)
         await pipeline.start()
-        for _ in range(300):
-            if pipeline.healthy and pipeline.journal.pending_segments() == 0:
-                break
-            await asyncio.sleep(0.02)
+        await settled(pipeline)
         await pipeline.close()
         reopened = SqliteStore(str(tmp_path / "events.sqlite"))
         try:
@@ -253,6 +244,7 @@ def test_a_dropped_partition_is_made_again_and_its_rows_are_not_set_aside(
 
 
 async def settled(pipeline: EventPipeline) -> None:
+    """Until the writer is healthy with nothing queued or journaled left (6 s at most)."""
     for _ in range(300):
         if pipeline.healthy and pipeline.queue_depth == 0 and pipeline.journal.pending_segments() == 0:
             return

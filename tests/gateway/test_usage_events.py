@@ -62,6 +62,15 @@ def sqlite_events(path: Path, spool: Path) -> str:
     return f"{{sqlite_path: '{path}', spool_dir: '{spool}'}}"
 
 
+def postgres_gateway(
+    upstream: MockUpstream, postgres_server: PostgresServer, spool: Path, database: str
+) -> tuple[RunningGateway, str]:
+    """A started gateway writing its events to a fresh Postgres database, and the database's DSN."""
+    upstream.reset()
+    dsn = postgres_server.fresh_database(database)
+    return RunningGateway(config(upstream.url, postgres_events(dsn, spool))).start(), dsn
+
+
 def pg_rows(dsn: str, sql: str = "SELECT * FROM usage_events") -> list[dict[str, Any]]:
     async def fetch() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(dsn)
@@ -142,9 +151,7 @@ async def drive(url: str, total: int, concurrency: int, on_done: Callable[[int],
 def test_a_thousand_requests_give_a_thousand_rows_with_the_usage_clients_were_told(
     upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    upstream.reset()
-    dsn = postgres_server.fresh_database("events_thousand")
-    gateway = RunningGateway(config(upstream.url, postgres_events(dsn, tmp_path / "spool"))).start()
+    gateway, dsn = postgres_gateway(upstream, postgres_server, tmp_path / "spool", "events_thousand")
     try:
         seen = asyncio.run(drive(gateway.url, 1000, 32))
         rows = wait_for(lambda: pg_rows(dsn), 1000)
@@ -179,10 +186,8 @@ def test_a_thousand_requests_give_a_thousand_rows_with_the_usage_clients_were_to
 def test_postgres_stopped_mid_run_loses_nothing_and_duplicates_nothing(
     upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    upstream.reset()
-    dsn = postgres_server.fresh_database("events_outage")
     spool = tmp_path / "spool"
-    gateway = RunningGateway(config(upstream.url, postgres_events(dsn, spool))).start()
+    gateway, dsn = postgres_gateway(upstream, postgres_server, spool, "events_outage")
     outage: list[float] = []
 
     def on_done(done: int) -> None:
