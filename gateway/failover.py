@@ -6,8 +6,9 @@
         jitter, never sooner than the provider's Retry-After, at most `retries` times per model, and
         only while the retry budget allows
     a failure caused by the request itself (a 4xx) ends everything at once; a deployment whose API cannot
-    express the request (Unsupported) moves on to the next fallback without drawing on the retry
-    budget, and the answer is then the last real failure, if any, rather than that "unsupported"
+    express the request (Unsupported) is passed over at once for another deployment of the model, or
+    else for the next fallback, without drawing on the retry budget, and the answer is then the last
+    real failure, if any, rather than that "unsupported"
 
 The retry budget makes retries at most RETRY_RATIO (10%) of the client's requests plus a small burst,
 so a failing provider sees at most about 1.1-1.2× the traffic, not a storm. Fallback attempts draw on
@@ -127,9 +128,11 @@ class Failover:
     def _breaker(self, route: ModelRoute, deployment: Deployment) -> CircuitBreaker:
         return self.circuits.get(deployment.label, route.circuit_failures, route.circuit_cooldown_s)
 
-    def _choose(self, route: ModelRoute, tried: set[str]) -> tuple[Deployment, CircuitBreaker] | None:
-        """A weighted pick among deployments whose circuit allows a call, untried ones first."""
-        for pool in ([d for d in route.deployments if d.label not in tried], list(route.deployments)):
+    def _choose(self, route: ModelRoute, tried: set[str], unable: set[str]) -> tuple[Deployment, CircuitBreaker] | None:
+        """A weighted pick among deployments whose circuit allows a call, untried ones first, never one whose
+        API cannot express the request (`unable`)."""
+        able = [d for d in route.deployments if d.label not in unable] if unable else list(route.deployments)
+        for pool in ([d for d in able if d.label not in tried], able):
             while pool:
                 deployment = weighted_choice(pool, self.rng)
                 breaker = self._breaker(route, deployment)
@@ -156,15 +159,33 @@ class Failover:
                 f"No provider answered for '{route.alias}' within {route.timeouts.total_s:g} s."
             ) from None
 
+    async def _attempt_able(
+        self,
+        current: ModelRoute,
+        tried: set[str],
+        unable: set[str],
+        record: RequestRecord,
+        attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+    ) -> T:
+        """An attempt; when the chosen deployment's API cannot express the request, another deployment of the
+        model that may is tried at once (no retry: nothing was sent)."""
+        while True:
+            try:
+                return await self._attempt(current, tried, unable, record, attempt)
+            except AttemptFailed as failed:
+                if not failed.unsupported or all(d.label in unable for d in current.deployments):
+                    raise
+
     async def _attempt(
         self,
         current: ModelRoute,
         tried: set[str],
+        unable: set[str],
         record: RequestRecord,
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
     ) -> T:
         """One attempt on a deployment the circuits allow, with the verdict reported to its breaker."""
-        chosen = self._choose(current, tried)
+        chosen = self._choose(current, tried, unable)
         if chosen is None:
             raise AttemptFailed(
                 ServiceUnavailable(
@@ -174,7 +195,7 @@ class Failover:
                 unhealthy=False,
             )
         deployment, breaker = chosen
-        if tried and self.metrics is not None:
+        if tried and self.metrics is not None and not tried <= unable:  # (passing over is no retry)
             self.metrics.retries(current.alias).inc()
         tried.add(deployment.label)
         record.attempts.append(deployment.label)
@@ -193,6 +214,8 @@ class Failover:
                 outcome = "error"
                 if span is not None:
                     span.set_attribute("error.type", failed.error.code or failed.error.type)
+                if failed.unsupported:
+                    unable.add(deployment.label)
                 if failed.unhealthy:
                     breaker.record_failure()
                 else:
@@ -232,9 +255,10 @@ class Failover:
                     self.metrics.fallbacks(route.alias, current.alias).inc()
             record.fallback_path.append(current.alias)
             tried: set[str] = set()
+            unable: set[str] = set()
             try:
                 try:  # the first attempt goes straight through: tenacity only once something failed
-                    return await self._attempt(current, tried, record, attempt)
+                    return await self._attempt_able(current, tried, unable, record, attempt)
                 except AttemptFailed as failed:
                     if current.retries == 0 or not should_retry(failed):
                         raise
@@ -247,7 +271,7 @@ class Failover:
                 )
                 async for attempt_state in retrying:
                     with attempt_state:
-                        return await self._attempt(current, tried, record, attempt)
+                        return await self._attempt_able(current, tried, unable, record, attempt)
             except AttemptFailed as failed:
                 passed_over = failed.unsupported
                 if not (failed.unsupported and last is not None):

@@ -120,6 +120,11 @@ models:
   claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
   claude-then-demo: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], fallbacks: [demo]}}
   demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+  mostly-claude:
+    deployments:
+      - {{provider: up-anthropic, model: claude-3-5-haiku-latest, weight: 99}}
+      - {{provider: up, model: gpt-4o-mini, weight: 1}}
+    retries: 0
 tenants:
   acme:
     keys: [{{id: acme-1, sha256: "{key_sha}"}}]
@@ -151,4 +156,25 @@ def test_a_fallback_that_cannot_express_the_request_is_passed_over(upstream: Moc
     assert exhausted.status_code == 502, exhausted.text
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_parameter"
     assert passed_over == [200] * 20
+    assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
+
+
+def test_a_deployment_that_cannot_express_the_request_is_passed_over_for_another_of_the_model(
+    upstream: MockUpstream,
+) -> None:
+    """n=2 on a model served mostly by Anthropic (which cannot express it) and a little by OpenAI: the OpenAI
+    deployment answers at once, with no retry and no fallback, however many times Anthropic is chosen first."""
+    upstream.reset()
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+    body = {"model": "mostly-claude", "messages": [{"role": "user", "content": "hello"}], "n": 2}
+    try:
+        responses = [
+            httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=20) for _ in range(20)
+        ]
+    finally:
+        gateway.stop()
+    assert [r.status_code for r in responses] == [200] * 20, responses[0].text
+    for response in responses:
+        validate("CreateChatCompletionResponse", response.json())
+    assert len(upstream.received) == 20
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
