@@ -140,9 +140,10 @@ class ChatEndpoint(ModelEndpoint):
         if call.identity.tenant.log_content:  # before the placeholders are put back
             record.completion_content = guard.loggable("\n".join(choice_texts(result.body, "message")))
         guard.restore_completion(result.body)
+        answer = orjson.dumps(result.body)
         record.status, record.http_status = "completed", 200
         call.finish()
-        await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)
+        await send_bytes(call.send, 200, answer, JSON_HEADERS + call.reply_headers)
 
     async def _stream(self, req: ChatRequest, route: ModelRoute, call: Call, guard: RequestGuard) -> None:
         record, send, reply_headers = call.record, call.send, call.reply_headers

@@ -43,6 +43,7 @@ class EmbeddingsEndpoint(ModelEndpoint):
         call.record.usage = result.usage
         answered = result.body.get("model")
         call.record.response_model = answered if isinstance(answered, str) else None
+        answer = orjson.dumps(result.body)
         call.record.status, call.record.http_status = "completed", 200
         call.finish()
-        await send_bytes(call.send, 200, orjson.dumps(result.body), JSON_HEADERS + call.reply_headers)
+        await send_bytes(call.send, 200, answer, JSON_HEADERS + call.reply_headers)

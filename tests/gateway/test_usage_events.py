@@ -381,6 +381,10 @@ def test_every_outcome_leaves_exactly_one_row_saying_what_happened(
     )
     upstream.behaviour = Behaviour(status=500)
     check(post(gateway, {"model": "gpt", "messages": hello}), status="failed", http_status=502, model_alias="gpt")
+    deep = "[" * 300 + "1" + "]" * 300  # read by orjson, but deeper than it writes: the provider's fault
+    message = f'{{"role": "assistant", "content": "hi", "x": {deep}}}'
+    upstream.behaviour = Behaviour(json_body=f'{{"choices": [{{"index": 0, "message": {message}}}]}}'.encode())
+    check(post(gateway, {"model": "gpt", "messages": hello}), status="failed", http_status=502)
     upstream.behaviour = Behaviour()
 
     rows = wait_for(lambda: sqlite_rows(database), len(expected))

@@ -41,6 +41,7 @@ class Behaviour:
     usage: dict[str, Any] | None = None  # OpenAI chat: the usage to report instead of 11 + 7 tokens
     odd_chunks: tuple[Any, ...] = ()  # OpenAI chat stream: payloads sent as they are, after the first chunk
     stream_body: bytes | None = None  # OpenAI chat stream: the whole body, instead of a well-formed stream
+    json_body: bytes | None = None  # any JSON answer (chat, embeddings, messages): this body, as it is
 
 
 @dataclass
@@ -149,6 +150,8 @@ class MockUpstream:
                 "error": {"message": "mock failure", "type": "server_error", "param": None, "code": None}
             }
             return body, web.json_response(error, status=b.status, headers=headers)
+        if b.json_body is not None:
+            return body, web.Response(body=b.json_body, content_type="application/json")
         return body, None
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
