@@ -31,10 +31,15 @@ from adapters.base import (
 def usage_from_openai(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    usage = Usage(
-        prompt_tokens=_int(raw.get("prompt_tokens")),
-        completion_tokens=_int(raw.get("completion_tokens")),
-    )
+    completion = _int(raw.get("completion_tokens"))
+    if "prompt_tokens" in raw:
+        prompt = _int(raw.get("prompt_tokens"))
+    else:  # some OpenAI-style servers (embeddings) report only total_tokens
+        total = token_count(raw.get("total_tokens"))
+        if total is None:
+            return None  # no count at all: unreported, charged as the worst case (cost unknown), never as 0
+        prompt = max(total - completion, 0)
+    usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
     prompt_details = raw.get("prompt_tokens_details")
     if isinstance(prompt_details, dict):
         usage.cached_tokens = _int(prompt_details.get("cached_tokens"))

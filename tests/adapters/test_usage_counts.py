@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.anthropic import AnthropicAdapter
-from adapters.base import JSON, Adapter, ChatCompletion
+from adapters.base import JSON, Adapter, ChatCompletion, Embeddings
 from adapters.openai import OpenAIAdapter
 
 
@@ -54,3 +54,21 @@ def test_only_a_count_is_billed(provider: str, reported: Any, billed: int) -> No
     result = adapter.parse_chat(200, orjson.dumps(answer(reported)))
     assert isinstance(result, ChatCompletion) and result.usage is not None
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (billed, 7)
+
+
+@pytest.mark.parametrize(
+    ("usage", "billed"),
+    [
+        ({"prompt_tokens": 5, "total_tokens": 5}, (5, 0)),
+        ({"total_tokens": 9}, (9, 0)),  # some OpenAI-style embedding servers report only the total
+        ({"completion_tokens": 3, "total_tokens": 9}, (6, 3)),
+        ({}, None),  # no count at all: unreported (charged as the worst case, cost unknown), not 0
+        ({"total_tokens": -1}, None),
+    ],
+)
+def test_openai_usage_without_prompt_tokens(usage: JSON, billed: tuple[int, int] | None) -> None:
+    answer = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}], "usage": usage}
+    result = OpenAIAdapter().parse_embeddings(200, orjson.dumps(answer))
+    assert isinstance(result, Embeddings)
+    counted = None if result.usage is None else (result.usage.prompt_tokens, result.usage.completion_tokens)
+    assert counted == billed
