@@ -278,6 +278,8 @@ def _image_block(part: JSON, param: str) -> JSON:
     if url.startswith("data:"):
         header, comma, data = url[5:].partition(",")
         media_type, *options = header.split(";")
+        media_type = media_type.strip().lower()
+        media_type = "image/jpeg" if media_type == "image/jpg" else media_type  # OpenAI accepts both spellings
         if not comma or "base64" not in options:
             raise Unsupported("image data URLs must be base64-encoded", param)
         if media_type not in _IMAGE_MEDIA_TYPES:

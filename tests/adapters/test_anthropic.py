@@ -671,6 +671,13 @@ def test_build_chat_unsupported(body: JSON, param: str) -> None:
     assert caught.value.message
 
 
+@pytest.mark.parametrize(("spelled", "media_type"), [("image/jpg", "image/jpeg"), ("IMAGE/PNG", "image/png")])
+def test_image_data_url_types_are_read_as_openai_reads_them(spelled: str, media_type: str) -> None:
+    body = chat([user([{"type": "image_url", "image_url": {"url": f"data:{spelled};base64,{PNG_DATA}"}}])])
+    [block] = build(body)["messages"][0]["content"]
+    assert block["source"] == {"type": "base64", "media_type": media_type, "data": PNG_DATA}
+
+
 # ─── response ─────────────────────────────────────────────────────────────────────────────────
 
 RESPONSE_CASES = [
