@@ -136,7 +136,7 @@ class ServiceUnavailable(GatewayError):
 class UpstreamError(GatewayError):
     status = 502
     type = "api_error"
-    code = "upstream_error"
+    code: str | None = "upstream_error"
 
 
 class UpstreamTimeout(UpstreamError):
@@ -145,7 +145,10 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamRejected(UpstreamError):
-    """The provider refused the request for a reason of the caller's (4xx) or its own rate limit."""
+    """The provider refused the request for a reason of the caller's (4xx) or its own rate limit: passed on as
+    the provider said it, its `code` too, null included (OpenAI answers many a 400 with no code)."""
+
+    code = None
 
 
 def internal_error() -> GatewayError:

@@ -63,8 +63,8 @@ def classify(err: ProviderError) -> tuple[bool, bool]:
     status = err.status
     if status == 429:
         return True, False
-    if status in (401, 403, 404) or status >= 500 or status == 0:
-        return True, True  # our credentials, our model name, or the provider itself: try elsewhere
+    if status in (401, 402, 403, 404) or status >= 500 or status == 0:
+        return True, True  # our credentials or account, our model name, or the provider itself: try elsewhere
     return False, False  # the request's own fault (400, 413, 422 ...): trying again cannot help
 
 

@@ -72,6 +72,12 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             "configuration problem, not your key.",
             code="upstream_auth_failed",
         )
+    if status == 402:
+        return UpstreamError(
+            f"The provider '{name}' refused the gateway's account (HTTP 402: billing); this is a gateway "
+            "configuration problem, not your request.",
+            code="upstream_payment_required",
+        )
     if status == 429:
         return UpstreamRejected(
             f"The provider '{name}' is rate limiting requests: {err.message}",

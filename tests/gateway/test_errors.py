@@ -390,6 +390,13 @@ UPSTREAM_FAILURES: list[tuple[str, int, dict[str, Any] | None, int, str | None]]
         400,
         None,
     ),
+    (  # the gateway's own account with the provider is out of credit: not the caller's fault, tried elsewhere
+        "claude",
+        402,
+        {"type": "error", "error": {"type": "billing_error", "message": "Your credit balance is too low"}},
+        502,
+        "upstream_payment_required",
+    ),
     (
         "claude",
         401,
@@ -694,3 +701,20 @@ def test_a_name_in_the_path_is_percent_decoded_once(gateway: RunningGateway, pat
     assert response.status_code == 404, response.text
     validate("ErrorResponse", response.json())
     assert f"'{named}'" in response.json()["error"]["message"]
+
+
+def test_a_provider_s_refusal_passes_on_its_code_null_included(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """OpenAI answers many a 400 with `"code": null`; a client must see it as OpenAI sent it."""
+    upstream.behaviour.status = 400
+    upstream.behaviour.error_body = {
+        "error": {"message": "bad value", "type": "invalid_request_error", "param": "temperature", "code": None}
+    }
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH)
+    assert response.status_code == 400
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"] == {
+        "message": "bad value",
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": None,
+    }

@@ -178,3 +178,17 @@ def test_a_deployment_that_cannot_express_the_request_is_passed_over_for_another
         validate("CreateChatCompletionResponse", response.json())
     assert len(upstream.received) == 20
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
+
+
+def test_a_provider_that_refuses_the_gateway_s_account_hands_over_to_the_fallback(upstream: MockUpstream) -> None:
+    """Anthropic's 402 billing_error is about the gateway's account, not the caller's request."""
+    upstream.reset()
+    upstream.behaviour.status = 402
+    upstream.behaviour.error_body = {"type": "error", "error": {"type": "billing_error", "message": "credit too low"}}
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+    try:
+        response = ask(gateway, "claude-then-demo")
+    finally:
+        gateway.stop()
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "mock-1"
