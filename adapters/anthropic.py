@@ -772,7 +772,10 @@ class AnthropicAdapter(Adapter):
             return parsed
         if parsed.get("type") != "message":
             return UNEXPECTED_SHAPE
-        return completion_from_message(parsed)
+        try:
+            return completion_from_message(parsed)
+        except orjson.JSONEncodeError:  # a tool's input nested deeper than orjson writes (254; it reads 1,023)
+            return UNEXPECTED_SHAPE
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
         return AnthropicStreamTranslator(target.model)

@@ -45,6 +45,7 @@ from gateway.failures import (
     stream_error_with_status,
     timeout_failure,
     unsupported_attempt,
+    unwritable_answer,
 )
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
@@ -140,7 +141,10 @@ class ChatEndpoint(ModelEndpoint):
         if call.identity.tenant.log_content:  # before the placeholders are put back
             record.completion_content = guard.loggable("\n".join(choice_texts(result.body, "message")))
         guard.restore_completion(result.body)
-        answer = orjson.dumps(result.body)
+        try:
+            answer = orjson.dumps(result.body)
+        except orjson.JSONEncodeError:
+            raise unwritable_answer() from None
         record.status, record.http_status = "completed", 200
         call.finish()
         await send_bytes(call.send, 200, answer, JSON_HEADERS + call.reply_headers)

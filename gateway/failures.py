@@ -116,6 +116,12 @@ def stream_error_with_status(err: ProviderError) -> ProviderError:
     return replace(err, status=status)
 
 
+def unwritable_answer() -> UpstreamError:
+    """An answer orjson could read (to 1,023 levels) but cannot write (deeper than 254): the provider's fault. Told
+    apart when it is written, not by walking every answer (a big embeddings answer holds a million numbers)."""
+    return UpstreamError("The provider's answer could not be passed on: it is nested too deeply.")
+
+
 def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str | None) -> AttemptFailed:
     retryable, unhealthy = classify(err)
     return AttemptFailed(

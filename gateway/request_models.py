@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from adapters.base import nests_deeper
 from gateway.errors import InvalidRequest
 from gateway.paths import format_path
 
@@ -201,11 +200,23 @@ def _loads_object(body: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict):
         raise InvalidRequest("The body of your request must be a JSON object.", code="invalid_json")
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and nests_deeper(payload, MAX_DEPTH):  # counts: C speed
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _nests_deeper(payload, MAX_DEPTH):  # counts: C speed
         raise InvalidRequest(
             f"The JSON body of your request nests deeper than {MAX_DEPTH} levels.", code="invalid_json"
         )
     return payload
+
+
+def _nests_deeper(payload: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def _is_branch_label(part: str) -> bool:

@@ -718,3 +718,21 @@ def test_a_provider_s_refusal_passes_on_its_code_null_included(gateway: RunningG
         "param": "temperature",
         "code": None,
     }
+
+
+@pytest.mark.parametrize(("path", "model"), [("/v1/chat/completions", "gpt"), ("/v1/embeddings", "embed")])
+def test_an_answer_nested_deeper_than_can_be_passed_on_is_the_provider_s_fault(
+    gateway: RunningGateway, upstream: MockUpstream, path: str, model: str
+) -> None:
+    """orjson reads 1,023 levels but writes only 254: such an answer is a 502, not a 500 (a bug of ours)."""
+    deep = "[" * 300 + "1" + "]" * 300
+    if model == "embed":
+        answer = f'{{"data": [{{"object": "embedding", "index": 0, "embedding": {deep}}}], "usage": {{}}}}'
+        body = json.dumps({"model": model, "input": "hi"})
+    else:
+        answer = f'{{"choices": [{{"index": 0, "message": {{"role": "assistant", "x": {deep}}}}}]}}'
+        body = body_of(model=model)
+    upstream.behaviour.json_body = answer.encode()
+    response = post(gateway, path, body, AUTH)
+    assert response.status_code == 502, response.text
+    validate("ErrorResponse", response.json())
