@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
+from gateway.request_models import ORJSON_WRITE_DEPTH
 from tests.conftest import ACME_KEY, ADMIN_TOKEN, LIMITED_KEY, UPSTREAM_SECRETS, gateway_config
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, sha
@@ -317,6 +319,19 @@ def test_a_body_nested_to_the_limit_is_served(gateway: RunningGateway) -> None:
         body = body_of(model=model, x=nested(127), tools=[tool])  # 128 levels, with the body itself
         response = post(gateway, "/v1/chat/completions", body, AUTH)
         assert response.status_code == 200, (model, response.text)
+
+
+def test_orjson_writes_the_depth_the_body_check_counts_on() -> None:
+    """The body's depth is told by orjson failing to write it inside enough lists: that needs its exact limit."""
+    orjson.dumps(nested(ORJSON_WRITE_DEPTH))
+    with pytest.raises(orjson.JSONEncodeError, match="Recursion"):
+        orjson.dumps(nested(ORJSON_WRITE_DEPTH + 1))
+
+
+def test_a_body_of_many_shallow_arrays_is_served(gateway: RunningGateway) -> None:
+    """2,048 token arrays are over 128 brackets, but 3 levels deep."""
+    body = json.dumps({"model": "demo-embed", "input": [[1]] * 2048})
+    assert post(gateway, "/v1/embeddings", body, AUTH).status_code == 200
 
 
 def test_wrong_method_is_405(gateway: RunningGateway) -> None:
