@@ -330,7 +330,7 @@ def test_orjson_writes_the_depth_the_body_check_counts_on() -> None:
 
 def test_a_body_of_many_shallow_arrays_is_served(gateway: RunningGateway) -> None:
     """2,048 token arrays are over 128 brackets, but 3 levels deep."""
-    body = json.dumps({"model": "demo-embed", "input": [[1]] * 2048})
+    body = json.dumps({"model": "embed", "input": [[1]] * 2048})
     assert post(gateway, "/v1/embeddings", body, AUTH).status_code == 200
 
 
