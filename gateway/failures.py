@@ -105,15 +105,23 @@ STATUS_OF_STREAM_ERROR = {error_type: status for status, error_type in reversed(
     "requests": 429,
     "tokens": 429,
 }
-STATUS_OF_STREAM_CODE = {"rate_limit_exceeded": 429, "context_length_exceeded": 400, "request_too_large": 413}
+STATUS_OF_STREAM_CODE = {
+    "rate_limit_exceeded": 429,
+    "context_length_exceeded": 400,
+    "request_too_large": 413,
+    "content_filter": 400,  # Azure's
+}
 
 
 def stream_error_with_status(err: ProviderError) -> ProviderError:
-    """A stream's error event, with the HTTP status its type or code stands for (500 when they say nothing
-    more), so that the failover tells a bad request (not retried, not the provider's health) from a failing
-    provider, as it does for an error answered with a status."""
-    status = STATUS_OF_STREAM_CODE.get(err.code or "") or STATUS_OF_STREAM_ERROR.get(err.type, 500)
-    return replace(err, status=status)
+    """A stream's error event, with the HTTP status its code or type stands for (vLLM's code is the status
+    itself; 500 when they say nothing more), so that the failover tells a bad request (not retried, not the
+    provider's health) from a failing provider, as it does for an error answered with a status."""
+    code = err.code or ""
+    status = STATUS_OF_STREAM_CODE.get(code) or (
+        int(code) if len(code) == 3 and code.isdigit() and "400" <= code < "600" else None
+    )
+    return replace(err, status=status or STATUS_OF_STREAM_ERROR.get(err.type, 500))
 
 
 def unwritable_answer() -> UpstreamError:

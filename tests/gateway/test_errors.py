@@ -507,25 +507,31 @@ def test_a_stream_with_no_event_is_a_failed_attempt_answered_before_the_stream_s
     assert len(upstream.received) == 1
 
 
+STREAMED_BAD_REQUESTS = {
+    "openai": {
+        "message": "too long",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "context_length_exceeded",
+    },
+    "vllm": {"object": "error", "message": "too long", "type": "BadRequestError", "param": None, "code": 400},
+    "azure content filter": {"message": "filtered", "type": None, "param": "prompt", "code": "content_filter"},
+}
+
+
+@pytest.mark.parametrize("told", sorted(STREAMED_BAD_REQUESTS))
 def test_a_bad_request_told_as_a_stream_s_first_event_is_a_400_not_retried_not_held_against_the_provider(
-    gateway: RunningGateway, upstream: MockUpstream
+    gateway: RunningGateway, upstream: MockUpstream, told: str
 ) -> None:
     """Servers that stream their errors (vLLM, OpenRouter) put the request's own fault in an event: it is the
     client's 400, not a provider failure to retry, and the circuit stays closed for everyone else."""
-    too_long = {
-        "error": {
-            "message": "too long",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "context_length_exceeded",
-        }
-    }
-    upstream.behaviour.stream_body = b"data: " + json.dumps(too_long).encode() + b"\n\n"
+    error = STREAMED_BAD_REQUESTS[told]
+    upstream.behaviour.stream_body = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
     for _ in range(6):  # flaky opens its circuit after 3 failures
         response = post(gateway, "/v1/chat/completions", body_of(model="flaky", stream=True), AUTH)
         assert response.status_code == 400, response.text
         validate("ErrorResponse", response.json())
-        assert response.json()["error"]["code"] == "context_length_exceeded"
+        assert response.json()["error"]["code"] == str(error["code"])
     assert len(upstream.received) == 6  # one attempt each
     upstream.behaviour.stream_body = None
     assert post(gateway, "/v1/chat/completions", body_of(model="flaky"), AUTH).status_code == 200
