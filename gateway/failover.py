@@ -58,13 +58,21 @@ class AttemptFailed(Exception):
         return self.retryable or self.unhealthy or self.unsupported or self.error.status in (429, 503)
 
 
+def is_out_of_credit(err: ProviderError) -> bool:
+    """The gateway's own account with the provider cannot pay: Anthropic's (and OpenRouter's) 402, OpenAI's 429
+    `insufficient_quota`. Not the caller's doing, nor a rate limit that waiting would lift."""
+    return err.status == 402 or (err.status == 429 and err.code == "insufficient_quota")
+
+
 def classify(err: ProviderError) -> tuple[bool, bool]:
     """(retryable, unhealthy) for a provider's error status."""
     status = err.status
+    if is_out_of_credit(err):
+        return True, True  # the gateway's account: another provider's may pay
     if status == 429:
         return True, False
-    if status in (401, 402, 403, 404) or status >= 500 or status == 0:
-        return True, True  # our credentials or account, our model name, or the provider itself: try elsewhere
+    if status in (401, 403, 404) or status >= 500 or status == 0:
+        return True, True  # our credentials, our model name, or the provider itself: try elsewhere
     return False, False  # the request's own fault (400, 413, 422 ...): trying again cannot help
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from adapters.base import ERROR_TYPES_BY_STATUS, ProviderError, Unsupported
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
-from gateway.failover import AttemptFailed, classify
+from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
 
 MAX_RETRY_AFTER_S = 3600.0
@@ -72,7 +72,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             "configuration problem, not your key.",
             code="upstream_auth_failed",
         )
-    if status == 402:
+    if is_out_of_credit(err):
         return UpstreamError(
             f"The provider '{name}' refused the gateway's account (HTTP 402: billing); this is a gateway "
             "configuration problem, not your request.",

@@ -391,6 +391,20 @@ UPSTREAM_FAILURES: list[tuple[str, int, dict[str, Any] | None, int, str | None]]
         429,
         "rate_limit_exceeded",
     ),
+    (  # the gateway's own OpenAI account out of credit: no use waiting, and not the caller's quota
+        "gpt",
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+        502,
+        "upstream_payment_required",
+    ),
     (
         "claude",
         529,
@@ -443,7 +457,7 @@ def test_upstream_failure_before_first_byte(
     validate("ErrorResponse", error)
     if code is not None:
         assert error["error"]["code"] == code
-    if up_status == 429:
+    if status == 429:
         assert response.headers["retry-after"] == "7"
     for secret in UPSTREAM_SECRETS:
         assert secret not in response.text
