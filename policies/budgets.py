@@ -107,6 +107,11 @@ class ReservationStore(Protocol):
         """Turns the reservation into spend. False when there was nothing to settle (already done)."""
         ...
 
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        """Gives back `unused` (at most what is held) of a reservation that stays held; its settlement then
+        releases only the rest. False when there was none. Best effort: the settlement gives back all the same."""
+        ...
+
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]: ...
 
 
@@ -161,6 +166,19 @@ class MemoryStore:
             counter = self.counters.setdefault(key, _Counter())
             counter.reserved = max(0.0, counter.reserved - amount)
             counter.spent += actual.get(unit, 0.0)
+        return True
+
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        held = self.reservations.get(request_id)
+        if held is None:
+            return False
+        kept = []
+        for key, unit, amount in held:
+            given = min(amount, max(0.0, unused.get(unit, 0.0)))
+            counter = self.counters.setdefault(key, _Counter())
+            counter.reserved = max(0.0, counter.reserved - given)
+            kept.append((key, unit, amount - given))
+        self.reservations[request_id] = kept
         return True
 
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:

@@ -10,9 +10,9 @@ process, so most requests cost no Redis round trip at all.
              starts the next opening in the background, so the requests after it find room instead of waiting
              for Redis (not for leases under PREFETCH_MIN_SIZE requests)
     settle   in flight -= asked; spent += actual, in the lease (in process)
-    retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; once
-             nothing it admitted is in flight, it is settled in the shared store with what its requests spent,
-             and the room they did not use goes back
+    retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; the room
+             none of its requests took goes back at once; once nothing it admitted is in flight, it is settled
+             in the shared store with what its requests spent, and the room they did not use goes back
     close    openings in flight end first; leases still holding requests get SHUTDOWN_WAIT_S; then they are
              settled with those requests' worst case as spent, so no leased room stays reserved once the process
              is gone
@@ -25,6 +25,13 @@ k (requests per lease) doubles while leases fill up before they expire and halve
 half used, between 1 and MAX_REQUESTS_PER_LEASE; at k = 1 this is the request-by-request reservation. The
 price: room leased to one worker is not free for another until the lease retires (LEASE_TTL_S at most), so near
 a limit a request can be refused that a single shared counter would have admitted; none is admitted over it.
+
+A process that dies (SIGKILL, out of memory) settles nothing: what its reservations hold stays reserved until
+the window ends. For its requests in flight that is their worst case, as without leases; its open leases
+(the current one and the one opened ahead, per tenant) hold room no request may have taken. So a lease holds
+at most LEASE_SHARE of any limit whose window is longer than a minute (a minute's ends soon enough): a dead
+worker locks at most twice that beyond its requests' worst case, and a retired lease keeps only what its
+requests took.
 The shared counters show leased room as reserved; `state` retires this process's leases first, so its view is
 exact for what this process did.
 """
@@ -37,8 +44,9 @@ import itertools
 import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from policies.budgets import Admission, LimitSpec, LimitState, ReservationStore, Unit, window_span
 
@@ -50,6 +58,18 @@ MAX_WAITS = 8  # openings a caller waits for (k doubles each time) before it res
 SHUTDOWN_WAIT_S = 2.0  # how long closing waits for requests still holding leases
 PREFETCH_AT = 0.75  # share of a lease admitted (or of its time gone) when the next one opens, in the background
 PREFETCH_MIN_SIZE = 4  # smaller leases (a slow tenant, or one near a limit) are not prefetched
+LEASE_SHARE = 0.01  # the most of a limit (longer than a minute) one lease holds: what a dead worker may lock
+
+
+def most_requests(limits: Sequence[LimitSpec], asked: Mapping[Unit, float]) -> int:
+    """The most requests of `asked`'s size one lease may hold: LEASE_SHARE of each limit longer than a minute
+    (at least one request, which is what a reservation without leases would hold)."""
+    most = MAX_REQUESTS_PER_LEASE
+    for spec in limits:
+        amount = asked.get(spec.unit, 0.0)
+        if amount > 0 and spec.window != "minute":
+            most = min(most, int(spec.limit * LEASE_SHARE / amount))
+    return max(1, most)
 
 
 @dataclass(slots=True, eq=False)
@@ -108,6 +128,7 @@ class _Book:
     leases: list[_Lease] = field(default_factory=list)
     size: int = 1
     opening: asyncio.Task[_Opened] | None = None
+    filled: bool = False  # a lease was retired full since the last opening
 
 
 @dataclass(slots=True)
@@ -150,7 +171,7 @@ class LeasedStore:
             book = self._books[key] = _Book(scope, key[1])
         lease = self._find(book, asked, now)
         if lease is not None:  # most requests: no loop, no clock
-            admission = self._admit(request_id, lease, asked)
+            admission = self._admit(request_id, book, lease, asked)
             filling = lease.admitted >= lease.size * PREFETCH_AT
             if lease.size >= PREFETCH_MIN_SIZE and (filling or lease.expires - now < self.ttl_s * (1 - PREFETCH_AT)):
                 self._prefetch(book, asked, now, grow=filling)
@@ -161,7 +182,7 @@ class LeasedStore:
             current = now + (loop.time() - started)  # a caller that waited is in the window of its clock now
             lease = self._find(book, asked, current)
             if lease is not None:
-                return self._admit(request_id, lease, asked)
+                return self._admit(request_id, book, lease, asked)
             opening, mine = book.opening, True
             if opening is None:  # tasks, so that a caller that gives up leaves no reservation unaccounted
                 opening = self._start_opening(book, asked, current)
@@ -172,7 +193,7 @@ class LeasedStore:
             admission, lease = await asyncio.shield(opening)
             if mine:
                 if lease is not None and not lease.settled and lease.fits(asked):
-                    return self._admit(request_id, lease, asked)
+                    return self._admit(request_id, book, lease, asked)
                 if not admission.admitted:
                     return admission
             else:  # another's opening: a denial, or many turns without room, and this caller goes alone
@@ -189,6 +210,18 @@ class LeasedStore:
             self._settle_lease(lease)
         if self._drained is not None and not self._held:
             self._drained.set()
+        return True
+
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        """Part of a request's reservation back into its lease, for others to take."""
+        held = self._held.get(request_id)
+        if held is None:
+            return False
+        in_flight = held.lease.in_flight
+        for unit, amount in held.asked.items():
+            given = min(amount, max(0.0, unused.get(unit, 0.0)))
+            held.asked[unit] = amount - given
+            in_flight[unit] = in_flight.get(unit, 0.0) - given
         return True
 
     def _start_opening(
@@ -216,21 +249,25 @@ class LeasedStore:
                 return lease
         return None
 
-    def _admit(self, request_id: str, lease: _Lease, asked: Mapping[Unit, float]) -> Admission:
+    def _admit(self, request_id: str, book: _Book, lease: _Lease, asked: Mapping[Unit, float]) -> Admission:
         if request_id in self._held:  # the same id admitted meanwhile, by a concurrent call
             return Admission(True, degraded=self._held[request_id].lease.degraded)
         held_asked = dict(asked)
         lease.take(held_asked)
         self._held[request_id] = _Held(lease, held_asked)
+        if lease.open and lease.admitted >= lease.size:  # full: retired now, so its spend reaches the shared books
+            book.filled = True  # as soon as its requests are done, not at its expiry
+            self._retire(book, lease)
         return Admission(True, degraded=lease.degraded)
 
     async def _open(self, book: _Book, asked: Mapping[Unit, float], now: float, grow: bool = True) -> _Opened:
         """The shared opening: a lease with room for `asked` and (k - 1) more like it, or failing that for `asked`
         alone. Returns the inner store's admission and the lease (in the book already, unless degraded)."""
         try:
-            if grow and book.leases:  # the open ones filled up (or nearly, for a prefetch) in time: lease more
+            if grow and (book.leases or book.filled):  # the last ones filled up (or nearly) in time: lease more
                 book.size = min(self.max_size, book.size * 2)
-            size = book.size
+            book.filled = False
+            size = min(book.size, most_requests(book.limits, asked))
             admission, lease = await self._lease(book, asked, size, now)
             if not admission.admitted and size > 1:
                 book.size = 1  # near a limit: back to one request at a time
@@ -281,6 +318,24 @@ class LeasedStore:
             lease.timer = None
         if lease.holders == 0:
             self._settle_lease(lease)
+        elif not lease.degraded:  # the room none of its requests took goes back now, not when the last is done
+            in_flight, spent = lease.in_flight, lease.spent
+            leased = lease.leased
+            unused = {unit: room - in_flight.get(unit, 0.0) - spent.get(unit, 0.0) for unit, room in leased.items()}
+            if any(amount > leased[unit] * 1e-9 for unit, amount in unused.items()):  # (not a float's last bits)
+                self._in_background(self._release_in_inner(lease.lease_id, unused))
+
+    async def _release_in_inner(self, lease_id: str, unused: Mapping[Unit, float]) -> None:
+        try:
+            await self.inner.release(lease_id, unused)
+        except Exception:  # best effort: the lease's settlement gives back whatever this did not
+            logger.exception("giving back the unused room of budget lease %s failed", lease_id)
+
+    def _in_background(self, operation: Coroutine[Any, Any, None]) -> None:
+        """A call to the inner store that nothing waits for, but closing does."""
+        task = asyncio.get_running_loop().create_task(operation)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     def _settle_lease(self, lease: _Lease, charge_in_flight: bool = False) -> None:
         if lease.settled:
@@ -289,9 +344,7 @@ class LeasedStore:
         spent = lease.spent
         if charge_in_flight:  # shutting down with requests unfinished: charged their worst case
             spent = {unit: spent.get(unit, 0.0) + lease.in_flight.get(unit, 0.0) for unit in lease.leased}
-        task = asyncio.get_running_loop().create_task(self._settle_in_inner(lease.lease_id, spent))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self._in_background(self._settle_in_inner(lease.lease_id, spent))
 
     async def _settle_in_inner(self, lease_id: str, spent: Mapping[Unit, float]) -> None:
         try:

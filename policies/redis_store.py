@@ -120,7 +120,31 @@ return 1
 )
 
 
+# Gives back part of a reservation that stays held: per counter it names, reserved -= min(unused of its unit,
+# what it holds), and the record keeps the rest for its settlement. KEYS[1] reservation record. ARGV[1..3] unused
+# tokens, usd, requests. Returns 1, or 0 when there was no record (settled already).
+_RELEASE = """
+local record = redis.call('GET', KEYS[1])
+if not record then return 0 end
+local unused = {tokens = tonumber(ARGV[1]), usd = tonumber(ARGV[2]), requests = tonumber(ARGV[3])}
+local held = cjson.decode(record)
+for _, h in ipairs(held) do
+  local asked = -tonumber(h[3])
+  local given = math.min(math.max(unused[h[2]] or 0, 0), asked)
+  if given > 0 then
+    if tonumber(redis.call('HINCRBYFLOAT', h[1], 'reserved', string.format('%.17g', -given))) < 0 then
+      redis.call('HSET', h[1], 'reserved', '0')
+    end
+    h[3] = string.format('%.17g', -(asked - given))
+  end
+end
+redis.call('SET', KEYS[1], cjson.encode(held), 'KEEPTTL')
+return 1
+"""
+
+
 _RESERVE_SCRIPT = Script(_RESERVE)
+_RELEASE_SCRIPT = Script(_RELEASE)
 _SETTLE_SCRIPT = Script(_SETTLE)
 _RECORD_SPEND_SCRIPT = Script(_RECORD_SPEND)
 
@@ -179,6 +203,9 @@ class RedisStore:
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         return int(await self.client.run(_SETTLE_SCRIPT, [self._record_key(request_id)], _actual_args(actual))) == 1
+
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        return int(await self.client.run(_RELEASE_SCRIPT, [self._record_key(request_id)], _actual_args(unused))) == 1
 
     async def record_spend(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], actual: Mapping[Unit, float], now: float
@@ -335,6 +362,15 @@ class GuardedStore:
                 pass
         self._retry[request_id] = dict(actual)
         return True
+
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        """Best effort, on the primary only (the settlement gives back whatever this could not)."""
+        if request_id in self._local or not self._may_try_primary():
+            return False
+        try:
+            return await self._call(self.primary.release(request_id, unused))
+        except _PrimaryDown:
+            return False
 
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
         if self._may_try_primary():

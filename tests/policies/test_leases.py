@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aredis
 
 from policies.budgets import Admission, LimitSpec, LimitState, Unit
-from policies.leases import LEASE_TTL_S, PREFETCH_MIN_SIZE, LeasedStore
+from policies.leases import LEASE_SHARE, LEASE_TTL_S, PREFETCH_MIN_SIZE, LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, OnError, RedisStore, StoreUnavailable
 from tests.support.redis_server import BlackHole, RedisServer
@@ -162,18 +162,77 @@ def test_a_retired_lease_is_settled_only_when_its_last_request_is(redis_url: str
 def test_an_idle_lease_is_settled_when_it_expires(redis_url: str) -> None:
     """No later request, no flush: the lease's timer settles it, so the shared books catch up by themselves."""
 
+    budget = LimitSpec("budget[0]", "tokens", "day", 10**7)
+
     async def scenario() -> tuple[LimitState, LimitState]:
         async with leased(redis_url, ttl_s=0.2) as store:
-            assert (await store.reserve("acme", "r1", (TOKENS_DAY,), ask(500), NOW)).admitted
-            await store.settle("r1", {"requests": 1.0, "tokens": 42})
-            (open_,) = await shared_state(redis_url, (TOKENS_DAY,))
+            for request_id in ("r1", "r2"):  # a lease of 1 (full at once), then one of 2 holding r2 alone
+                assert (await store.reserve("acme", request_id, (budget,), ask(500), NOW)).admitted
+                await store.settle(request_id, {"requests": 1.0, "tokens": 42})
+            await asyncio.sleep(0.05)
+            (open_,) = await shared_state(redis_url, (budget,))
             await asyncio.sleep(0.6)
-            (expired,) = await shared_state(redis_url, (TOKENS_DAY,))
+            (expired,) = await shared_state(redis_url, (budget,))
         return open_, expired
 
     open_, expired = asyncio.run(scenario())
-    assert (open_.reserved, open_.spent) == (500, 0)
-    assert (expired.reserved, expired.spent) == (0, 42)
+    assert (open_.reserved, open_.spent) == (1000, 42)
+    assert (expired.reserved, expired.spent) == (0, 84)
+
+
+def test_a_full_lease_is_settled_once_its_requests_are_done_not_when_it_expires(redis_url: str) -> None:
+    budget = LimitSpec("budget[0]", "tokens", "day", 10**7)
+
+    async def scenario() -> LimitState:
+        async with leased(redis_url, ttl_s=60) as store:
+            for i in range(3):  # leases of 1 and 2
+                assert (await store.reserve("acme", f"r{i}", (budget,), ask(500), NOW)).admitted
+                await store.settle(f"r{i}", {"requests": 1.0, "tokens": 7})
+            await asyncio.sleep(0.05)
+            (state,) = await shared_state(redis_url, (budget,))
+        return state
+
+    state = asyncio.run(scenario())
+    assert (state.reserved, state.spent) == (0, 21)
+
+
+def test_a_dead_worker_leaves_reserved_little_more_than_its_requests_in_flight(redis_url: str) -> None:
+    """What the shared store holds at any moment is what a killed worker (SIGKILL, out of memory) leaves reserved
+    until the window ends: its requests in flight at their worst case, and leases of at most LEASE_SHARE of the
+    budget each (the current one and the one opened ahead); not leases of 256 requests."""
+    budget = LimitSpec("budget[0]", "tokens", "day", 1_000_000)  # 1%: leases of at most 10 requests of 1,000
+    worst = {"tokens": 1_000.0}
+
+    async def scenario() -> LimitState:
+        async with leased(redis_url, ttl_s=60) as store:
+            for i in range(300):  # the leases grow as far as they may
+                assert (await store.reserve("acme", f"done{i}", (budget,), worst, NOW)).admitted
+                await store.settle(f"done{i}", {"tokens": 100.0})
+            for i in range(20):
+                assert (await store.reserve("acme", f"flying{i}", (budget,), worst, NOW)).admitted
+            await asyncio.sleep(0.05)
+            (state,) = await shared_state(redis_url, (budget,))
+            for i in range(20):
+                await store.settle(f"flying{i}", {"tokens": 100.0})
+        return state
+
+    state = asyncio.run(scenario())
+    assert state.spent >= 290 * 100  # all but the requests of the lease the flying ones finished filling
+    assert state.reserved <= 20 * 1_000 + 2 * LEASE_SHARE * 1_000_000
+
+
+def test_a_lease_of_a_minute_s_rate_limit_is_not_held_to_a_share(redis_url: str) -> None:
+    """A rate limit's window ends within the minute: what a dead worker locks there is freed soon enough."""
+    rpm = LimitSpec("rpm", "requests", "minute", 1_000)
+
+    async def scenario() -> int:
+        async with leased(redis_url, ttl_s=60) as store:
+            for i in range(100):
+                assert (await store.reserve("acme", f"r{i}", (rpm,), {"requests": 1.0}, NOW)).admitted
+                await store.settle(f"r{i}", {"requests": 1.0})
+            return store.leases_opened
+
+    assert asyncio.run(scenario()) <= 7  # 1, 2, 4, ... 64 (1% of the limit would be leases of 10)
 
 
 def test_the_same_request_asking_twice_holds_one_reservation(redis_url: str) -> None:

@@ -109,6 +109,16 @@ async def settle_twice_is_noop(store: ReservationStore) -> None:
     assert (state.reserved, state.spent) == (0, 200)
 
 
+async def release_gives_back_part_and_the_settlement_the_rest(store: ReservationStore) -> None:
+    limits = [TOKENS_DAY, USD_MONTH]
+    assert (await store.reserve("acme", "r1", limits, {"tokens": 600, "usd": 0.5}, NOW)).admitted
+    assert await store.release("r1", {"tokens": 450, "usd": 2.0}) is True  # (at most what it holds)
+    assert [(s.reserved, s.spent) for s in await store.state("acme", limits, NOW)] == [(150, 0), (0, 0)]
+    assert await store.settle("r1", {"tokens": 100, "usd": 0.125}) is True
+    assert [(s.reserved, s.spent) for s in await store.state("acme", limits, NOW)] == [(0, 100), (0, 0.125)]
+    assert await store.release("r1", {"tokens": 1}) is False  # settled: nothing left to give back
+
+
 async def reserve_twice_counts_once(store: ReservationStore) -> None:
     assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 600}, NOW)).admitted
     assert await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 600}, NOW) == Admission(True)
@@ -170,6 +180,7 @@ CASES: list[Case] = [
     deny_when_exceeding,
     all_or_nothing,
     settle_moves_reserved_to_spent,
+    release_gives_back_part_and_the_settlement_the_rest,
     settle_twice_is_noop,
     reserve_twice_counts_once,
     windows_roll_over,

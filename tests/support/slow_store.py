@@ -27,6 +27,9 @@ class SlowAfterReserve:
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         return await self.inner.settle(request_id, actual)
 
+    async def release(self, request_id: str, unused: Mapping[Unit, float]) -> bool:
+        return await self.inner.release(request_id, unused)
+
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
         return await self.inner.state(scope, limits, now)
 
