@@ -10,9 +10,10 @@ process, so most requests cost no Redis round trip at all.
              starts the next opening in the background, so the requests after it find room instead of waiting
              for Redis (not for leases under PREFETCH_MIN_SIZE requests)
     settle   in flight -= asked; spent += actual, in the lease (in process)
-    retire   a lease admits nothing after its windows' earliest end or LEASE_TTL_S after it opened; the room
-             none of its requests took goes back at once; once nothing it admitted is in flight, it is settled
-             in the shared store with what its requests spent, and the room they did not use goes back
+    retire   a lease admits nothing once full, after its windows' earliest end or LEASE_TTL_S after it opened;
+             the room none of its requests took goes back at once, and while some are still in flight, what
+             the finished ones asked beyond what they spent, every RELEASE_EVERY_S; once nothing it admitted is
+             in flight, it is settled in the shared store with what its requests spent, and the rest goes back
     close    openings in flight end first; leases still holding requests get SHUTDOWN_WAIT_S; then they are
              settled with those requests' worst case as spent, so no leased room stays reserved once the process
              is gone
@@ -27,11 +28,12 @@ price: room leased to one worker is not free for another until the lease retires
 a limit a request can be refused that a single shared counter would have admitted; none is admitted over it.
 
 A process that dies (SIGKILL, out of memory) settles nothing: what its reservations hold stays reserved until
-the window ends. For its requests in flight that is their worst case, as without leases; its open leases
+the window ends. For its requests in flight that is their worst case, as without leases, and for its retired
+leases what their finished requests spent (up to RELEASE_EVERY_S ago: their worst case); but its open leases
 (the current one and the one opened ahead, per tenant) hold room no request may have taken. So a lease holds
 at most LEASE_SHARE of any limit whose window is longer than a minute (a minute's ends soon enough): a dead
-worker locks at most twice that beyond its requests' worst case, and a retired lease keeps only what its
-requests took.
+worker locks at most about twice that beyond what its requests took.
+
 The shared counters show leased room as reserved; `state` retires this process's leases first, so its view is
 exact for what this process did.
 """
@@ -59,6 +61,7 @@ SHUTDOWN_WAIT_S = 2.0  # how long closing waits for requests still holding lease
 PREFETCH_AT = 0.75  # share of a lease admitted (or of its time gone) when the next one opens, in the background
 PREFETCH_MIN_SIZE = 4  # smaller leases (a slow tenant, or one near a limit) are not prefetched
 LEASE_SHARE = 0.01  # the most of a limit (longer than a minute) one lease holds: what a dead worker may lock
+RELEASE_EVERY_S = 0.25  # how often a retired lease gives back what its finished requests asked beyond their spend
 
 
 def most_requests(limits: Sequence[LimitSpec], asked: Mapping[Unit, float]) -> int:
@@ -86,6 +89,8 @@ class _Lease:
     settled: bool = False  # handed to the inner store: nothing may be admitted from it any more
     degraded: bool = False
     timer: asyncio.TimerHandle | None = None
+    released: dict[Unit, float] = field(default_factory=dict)  # given back while its requests were in flight
+    releasing: asyncio.TimerHandle | None = None  # the next give-back, once more of its requests are done
 
     def fits(self, asked: Mapping[Unit, float]) -> bool:
         leased, in_flight, spent = self.leased, self.in_flight, self.spent
@@ -192,7 +197,9 @@ class LeasedStore:
                 mine = False
             admission, lease = await asyncio.shield(opening)
             if mine:
-                if lease is not None and not lease.settled and lease.fits(asked):
+                # (an open lease only: others may have filled it meanwhile, and its room not taken gone back;
+                # a degraded one is its opener's alone)
+                if lease is not None and (lease.open or (lease.degraded and not lease.settled)) and lease.fits(asked):
                     return self._admit(request_id, book, lease, asked)
                 if not admission.admitted:
                     return admission
@@ -206,8 +213,11 @@ class LeasedStore:
             return False
         lease = held.lease
         lease.release(held.asked, actual)
-        if not lease.open and lease.holders == 0:
-            self._settle_lease(lease)
+        if not lease.open:
+            if lease.holders == 0:
+                self._settle_lease(lease)
+            elif lease.releasing is None and not lease.degraded:  # what it asked beyond what it spent goes back
+                lease.releasing = asyncio.get_running_loop().call_later(RELEASE_EVERY_S, self._release_unused, lease)
         if self._drained is not None and not self._held:
             self._drained.set()
         return True
@@ -301,7 +311,7 @@ class LeasedStore:
     def _expired(self, book: _Book, lease: _Lease) -> None:
         lease.timer = None
         if lease.open and lease.admitted * 2 < lease.size:
-            book.size = max(1, book.size // 2)  # it expired half empty: lease less next time
+            book.size = max(1, min(book.size, lease.size) // 2)  # it expired half empty: lease less next time
         self._retire(book, lease)
 
     def _unclaimed(self, lease: _Lease) -> None:
@@ -319,11 +329,24 @@ class LeasedStore:
         if lease.holders == 0:
             self._settle_lease(lease)
         elif not lease.degraded:  # the room none of its requests took goes back now, not when the last is done
-            in_flight, spent = lease.in_flight, lease.spent
-            leased = lease.leased
-            unused = {unit: room - in_flight.get(unit, 0.0) - spent.get(unit, 0.0) for unit, room in leased.items()}
-            if any(amount > leased[unit] * 1e-9 for unit, amount in unused.items()):  # (not a float's last bits)
-                self._in_background(self._release_in_inner(lease.lease_id, unused))
+            self._release_unused(lease)
+
+    def _release_unused(self, lease: _Lease) -> None:
+        """Gives back, in the inner store, what a retired lease holds beyond its requests in flight (at their worst
+        case) and what its finished ones spent: so that a long request does not keep its finished neighbours'
+        worst case reserved, for others and after a crash."""
+        lease.releasing = None
+        if lease.settled:
+            return
+        in_flight, spent, released = lease.in_flight, lease.spent, lease.released
+        unused: dict[Unit, float] = {}
+        for unit, room in lease.leased.items():
+            amount = room - released.get(unit, 0.0) - in_flight.get(unit, 0.0) - spent.get(unit, 0.0)
+            if amount > room * 1e-9:  # (not a float's last bits)
+                unused[unit] = amount
+                released[unit] = released.get(unit, 0.0) + amount
+        if unused:
+            self._in_background(self._release_in_inner(lease.lease_id, unused))
 
     async def _release_in_inner(self, lease_id: str, unused: Mapping[Unit, float]) -> None:
         try:
@@ -341,6 +364,9 @@ class LeasedStore:
         if lease.settled:
             return
         lease.settled = True
+        if lease.releasing is not None:
+            lease.releasing.cancel()
+            lease.releasing = None
         spent = lease.spent
         if charge_in_flight:  # shutting down with requests unfinished: charged their worst case
             spent = {unit: spent.get(unit, 0.0) + lease.in_flight.get(unit, 0.0) for unit in lease.leased}

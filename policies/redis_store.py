@@ -138,7 +138,12 @@ for _, h in ipairs(held) do
     h[3] = string.format('%.17g', -(asked - given))
   end
 end
-redis.call('SET', KEYS[1], cjson.encode(held), 'KEEPTTL')
+local ttl = redis.call('PTTL', KEYS[1])  -- (not SET KEEPTTL: Redis 6 and later only)
+if ttl > 0 then
+  redis.call('SET', KEYS[1], cjson.encode(held), 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], cjson.encode(held))
+end
 return 1
 """
 

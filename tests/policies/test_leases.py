@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aredis
 
-from policies.budgets import Admission, LimitSpec, LimitState, Unit
-from policies.leases import LEASE_SHARE, LEASE_TTL_S, PREFETCH_MIN_SIZE, LeasedStore
+from policies.budgets import Admission, LimitSpec, LimitState, MemoryStore, Unit
+from policies.leases import LEASE_SHARE, LEASE_TTL_S, PREFETCH_MIN_SIZE, RELEASE_EVERY_S, LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import GuardedStore, OnError, RedisStore, StoreUnavailable
 from tests.support.redis_server import BlackHole, RedisServer
@@ -194,6 +194,31 @@ def test_a_full_lease_is_settled_once_its_requests_are_done_not_when_it_expires(
 
     state = asyncio.run(scenario())
     assert (state.reserved, state.spent) == (0, 21)
+
+
+def test_a_long_request_keeps_reserved_its_own_worst_case_not_its_finished_neighbours(redis_url: str) -> None:
+    """A lease retires with requests in flight; as its quick ones finish, what they asked beyond what they spent
+    goes back (every RELEASE_EVERY_S), instead of staying reserved until the longest one is done."""
+    budget = LimitSpec("budget[0]", "tokens", "day", 10**7)
+    worst = {"tokens": 1_000.0}
+
+    async def scenario() -> tuple[LimitState, LimitState]:
+        async with leased(redis_url, ttl_s=60) as store:
+            assert (await store.reserve("acme", "first", (budget,), worst, NOW)).admitted  # a lease of 1
+            await store.settle("first", {"tokens": 10.0})
+            assert (await store.reserve("acme", "long", (budget,), worst, NOW)).admitted  # a lease of 2...
+            assert (await store.reserve("acme", "quick", (budget,), worst, NOW)).admitted  # ...full: retired
+            await store.settle("quick", {"tokens": 10.0})
+            await asyncio.sleep(RELEASE_EVERY_S + 0.15)
+            (during,) = await shared_state(redis_url, (budget,))
+            await store.settle("long", {"tokens": 10.0})
+            await asyncio.sleep(0.05)
+            (after,) = await shared_state(redis_url, (budget,))
+        return during, after
+
+    during, after = asyncio.run(scenario())
+    assert (during.reserved, during.spent) == (1_000 + 10, 10)  # long's worst case, quick's spend (not yet booked)
+    assert (after.reserved, after.spent) == (0, 30)
 
 
 def test_a_dead_worker_leaves_reserved_little_more_than_its_requests_in_flight(redis_url: str) -> None:
@@ -480,3 +505,60 @@ def test_fail_open_admits_and_owes_each_request_at_once() -> None:
         admissions, pending = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert all(a.admitted and a.degraded for a in admissions)
     assert pending == 3  # one owed settlement per request, pushed to Redis when it answers again
+
+
+def test_a_caller_whose_lease_others_filled_meanwhile_is_not_admitted_into_it(redis_url: str) -> None:
+    """The caller that opened a lease resumes after others filled it (by count) and retired it, and its room none
+    took went back to the shared store: admitted there, it would take room another worker may then take too."""
+    budget = LimitSpec("tpm", "tokens", "minute", 3_000)  # (a day budget: the same at 200,000+, past its 1% cap)
+
+    async def scenario() -> tuple[list[bool], LimitState]:
+        async with leased(redis_url, ttl_s=60) as a, leased(redis_url, ttl_s=60) as b:
+            assert (await a.reserve("acme", "r0", (budget,), {"tokens": 1000.0}, NOW)).admitted  # lease of 1
+            await a.settle("r0", {"tokens": 0.0})  # full at once: book.size 2 next time
+            await asyncio.sleep(0.05)
+            admitted = []
+
+            async def newcomers() -> None:  # requests arriving while the opener waits for Redis
+                while not any(book.leases for book in a._books.values()):  # noqa: ASYNC110 (no event to wait on)
+                    await asyncio.sleep(0)
+                for rid in ("s1", "s2"):
+                    admitted.append((await a.reserve("acme", rid, (budget,), {"tokens": 500.0}, NOW)).admitted)
+
+            poll = asyncio.create_task(newcomers())
+            admitted.append((await a.reserve("acme", "big", (budget,), {"tokens": 1000.0}, NOW)).admitted)
+            await poll
+            await asyncio.sleep(0.05)  # the background release of the retired lease's "unused" room
+            admitted.append((await b.reserve("acme", "other", (budget,), {"tokens": 2000.0}, NOW)).admitted)
+            for rid in ("s1", "s2"):
+                await a.settle(rid, {"tokens": 500.0})
+            await a.settle("big", {"tokens": 1000.0})
+            await b.settle("other", {"tokens": 2000.0})
+            await a.flush()
+            await b.flush()
+            (state,) = await shared_state(redis_url, (budget,))
+        return admitted, state
+
+    admitted, state = asyncio.run(scenario())
+    assert state.spent <= 3_000, (admitted, state)  # was 500 + 500 + 1,000 + 2,000
+
+
+def test_a_lease_held_to_its_share_shrinks_at_its_first_half_empty_expiry() -> None:
+    """The lease's size, not the size the tenant's rate alone would give it, is what a half-empty expiry halves."""
+    budget = (LimitSpec("budget[0]", "tokens", "day", 1_000_000),)  # 1%: leases of at most 10 requests of 1,000
+
+    async def scenario() -> list[int]:
+        store = LeasedStore(MemoryStore(), ttl_s=0.02)
+        for i in range(300):  # book.size doubles on to 256; the leases stay at 10
+            assert (await store.reserve("acme", f"r{i}", budget, {"tokens": 1000.0}, NOW)).admitted
+            await store.settle(f"r{i}", {"tokens": 1.0})
+        sizes = []
+        for i in range(3):  # a slow tenant now: one request per lease
+            await store.reserve("acme", f"slow{i}", budget, {"tokens": 1000.0}, NOW + 1 + i)
+            await store.settle(f"slow{i}", {"tokens": 1.0})
+            sizes += [lease.size for book in store._books.values() for lease in book.leases]
+            await asyncio.sleep(0.05)
+        await store.aclose()
+        return sizes
+
+    assert asyncio.run(scenario()) == [10, 5, 2]
