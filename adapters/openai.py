@@ -32,8 +32,8 @@ def usage_from_openai(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     completion = _int(raw.get("completion_tokens"))
-    if "prompt_tokens" in raw:
-        prompt = _int(raw.get("prompt_tokens"))
+    if raw.get("prompt_tokens") is not None:
+        prompt = _int(raw["prompt_tokens"])
     else:  # some OpenAI-style servers (embeddings) report only total_tokens
         total = token_count(raw.get("total_tokens"))
         if total is None:

@@ -74,7 +74,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
         )
     if is_out_of_credit(err):
         return UpstreamError(
-            f"The provider '{name}' refused the gateway's account (HTTP 402: billing); this is a gateway "
+            f"The provider '{name}' refused the gateway's account (HTTP {status}: billing); this is a gateway "
             "configuration problem, not your request.",
             code="upstream_payment_required",
         )
@@ -110,6 +110,7 @@ STATUS_OF_STREAM_CODE = {
     "context_length_exceeded": 400,
     "request_too_large": 413,
     "content_filter": 400,  # Azure's
+    "insufficient_quota": 429,  # OpenAI's: the gateway's account out of credit (see failover.is_out_of_credit)
 }
 
 

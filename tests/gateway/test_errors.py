@@ -771,3 +771,15 @@ def test_an_answer_nested_deeper_than_can_be_passed_on_is_the_provider_s_fault(
     response = post(gateway, path, body, AUTH)
     assert response.status_code == 502, response.text
     validate("ErrorResponse", response.json())
+
+
+def test_the_gateway_s_account_out_of_credit_told_in_a_stream_is_its_own_problem(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    error = {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": None,
+             "code": "insufficient_quota"}  # fmt: skip
+    upstream.behaviour.stream_body = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
+    assert response.status_code == 502, response.text
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == "upstream_payment_required"
