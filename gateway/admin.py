@@ -81,6 +81,7 @@ class ReloadEndpoint(AdminEndpoint):
             "all_workers": self.state.reload_other_workers(),
             "loaded_at": runtime.loaded_at,
             "disabled_providers": dict(runtime.disabled_providers),
+            "needs_restart": list(self.state.needs_restart),  # changed in the file, not applied until a restart
         }
 
 
@@ -148,6 +149,8 @@ def _usage_parameters(scope: Scope) -> dict[str, str]:
             )
         if len(values) > 1:
             raise InvalidRequest(f"'{name}' is given more than once.", param=name, code="invalid_value")
+        if any("\x00" in value for value in values):  # (Postgres text cannot hold it: not an outage)
+            raise InvalidRequest(f"'{name}' holds a NUL character.", param=name, code="invalid_value")
     return {name: values[0].strip() for name, values in query.items() if values[0].strip()}
 
 

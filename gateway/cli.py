@@ -130,7 +130,7 @@ def _keys_new(args: argparse.Namespace) -> int:
     key_id = args.id or f"{args.tenant}-{random_secrets.token_hex(3)}"
     print(f"key (give it to tenant {args.tenant}; it is shown only once): {key}")
     print(f"config line for tenants.{args.tenant}.keys:")
-    print(f'  - {{id: {key_id}, sha256: "{digest}"}}')
+    print(f'  - {{id: {orjson.dumps(key_id).decode()}, sha256: "{digest}"}}')  # quoted: 2024, yes, "a #1" stay strings
     return 0
 
 

@@ -181,6 +181,13 @@ class ModelEndpoint(ABC):
         except ClientGone:
             if not record.emitted:
                 record.status, record.http_status = "cancelled", 499
+        except asyncio.CancelledError:
+            # Cancelled by the server, not by its client (DisconnectWatch swallows its own cancel): the drain
+            # timeout ran out. A stream cut that way was answered 200 and may have cost tokens it never reported.
+            if not record.emitted:
+                record.status, record.error_type, record.error_code = "failed", "server_error", "server_shutdown"
+                record.http_status = 200 if watch.started else 503
+            raise
         except Exception:  # a bug: the record and the answer still say what happened, with the request id
             internal = internal_error()
             if not record.emitted:  # (a stream that started was answered 200, whatever came after)

@@ -13,6 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from gateway.config.loader import ConfigError, load_file
+from gateway.config.schema import Config
 from gateway.deadlines import DeadlineWheel
 from gateway.events.pipeline import EventPipeline
 from gateway.events.record import DiscardSink, UsageSink
@@ -27,6 +28,21 @@ from gateway.upstream import UpstreamClient
 from policies.budgets import MemoryStore, ReservationStore
 
 log = logging.getLogger("gateway")
+
+
+RESTART_ONLY = ("server.host", "server.port", "server.workers", "server.drain_timeout_s", "state", "events")
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The settings a reload reads but a running gateway cannot apply (its listener, worker processes,
+    state store and event pipeline were set up from the config it started with)."""
+    changed = []
+    for path in RESTART_ONLY:
+        section, _, name = path.partition(".")
+        before, after = getattr(old, section), getattr(new, section)
+        if (getattr(before, name) != getattr(after, name)) if name else before != after:
+            changed.append(path)
+    return changed
 
 
 @dataclass
@@ -46,9 +62,13 @@ class GatewayState:
     request_log: RequestLog = field(default_factory=RequestLog)
     supervisor_pid: int | None = None  # workers > 1: the process that passes a reload on to every worker
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time: the newest file wins
+    needs_restart: list[str] = field(default_factory=list)  # settings the last reload read but cannot apply
+    started_config: Config = field(init=False)  # what the listener, workers, state store and events were set up from
 
     def __post_init__(self) -> None:
         self.client.deadlines = self.failover.deadlines = self.deadlines
+        self.started_config = self.runtime.config
         self.metrics = RequestMetrics(self.registry)
         self.failover.metrics, self.failover.tracing = self.metrics, self.tracing
 
@@ -102,10 +122,15 @@ class GatewayState:
 
     async def reload(self) -> list[str]:
         """Load the config file again; on any problem keep serving the old one. Returns the problems.
-        Loading and compiling run in a thread so that streams in flight are not stalled meanwhile."""
+        Loading and compiling run in a thread so that streams in flight are not stalled meanwhile.
+        Reloads run one at a time, each reading the file when its turn comes: one that read an older
+        file can never finish after, and overwrite, one that read a newer file."""
         if self.config_path is None:
             return ["this gateway was not started from a config file"]
-        path = self.config_path
+        async with self._reload_lock:
+            return await self._reload(self.config_path)
+
+    async def _reload(self, path: Path) -> list[str]:
         try:
             runtime = await asyncio.to_thread(lambda: build_runtime(load_file(path)))
             if self.runtime.tenants and not runtime.tenants:  # a truncated or emptied file, most likely
@@ -113,6 +138,11 @@ class GatewayState:
         except ConfigError as exc:
             log.error("config reload rejected, the previous config keeps serving: %s", "; ".join(exc.problems))
             return exc.problems
+        self.needs_restart = restart_only_changes(self.started_config, runtime.config)
+        if self.needs_restart:
+            log.warning(
+                "config reloaded, but these settings only take effect at a restart: %s", ", ".join(self.needs_restart)
+            )
         self.runtime = runtime
         for name, why in runtime.disabled_providers.items():
             log.warning("provider %s is disabled: %s", name, why)

@@ -20,7 +20,7 @@ ALL_PII_ENTITIES: tuple[PiiEntity, ...] = get_args(PiiEntity)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf: no deadline could hold it
 
 
 class ServerConfig(Strict):

@@ -179,10 +179,10 @@ def parse_instant(text: str, now: dt.datetime) -> dt.datetime:
         except OverflowError:  # 99999999999d: before the year 1
             raise ValueError(f"{text!r} reaches back before any date") from None
     try:
-        if len(text) == 10:
-            return as_instant(dt.date.fromisoformat(text))
-        return as_instant(dt.datetime.fromisoformat(text))
-    except ValueError:
+        instant = as_instant(dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text))
+        instant.astimezone(UTC)  # 0001-01-01T00:00+14:00 is before the year 1 in UTC: no store can hold it
+        return instant
+    except (ValueError, OverflowError):
         raise ValueError(
             f"{text!r} is not a date (YYYY-MM-DD), an ISO 8601 time or a time ago (30m, 12h, 7d, 2w)"
         ) from None

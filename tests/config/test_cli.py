@@ -202,3 +202,19 @@ def test_serve_with_bad_config_refuses_to_start(tmp_path: Path) -> None:
     result = run("serve", "--config", str(path), timeout=20)
     assert result.returncode == 2
     assert result.stderr == f"{path}: 1 problem(s)\n  server.colour: unknown field\n"
+
+
+@pytest.mark.parametrize("key_id", ["2024", "yes", "null", "prod #2", "*prod", "a, b: c"])
+def test_keys_new_prints_a_line_that_loads(key_id: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "keys", "new", "acme", "--id", key_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = out.splitlines()[-1]
+    config = load_text(
+        "providers: {demo: {type: mock}}\nmodels: {demo: {deployments: [{provider: demo, model: m}]}}\n"
+        f"tenants:\n  acme:\n    keys:\n    {line}\n"
+    ).config
+    assert config.tenants["acme"].keys[0].id == key_id

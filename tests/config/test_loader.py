@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from gateway.config import secrets
 from gateway.config.loader import ConfigError, LoadedConfig, load_file, load_text
@@ -735,3 +736,18 @@ def test_a_redis_url_the_client_cannot_use_is_refused_at_load(url: str) -> None:
     assert problems_of(f"state: {{redis_url: '{url}'}}") == [
         "state.redis_url: must be a redis:// or rediss:// URL without query options"
     ]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "server: {drain_timeout_s: .inf}",
+        "server: {body_timeout_s: .inf}",
+        "models: {demo: {deployments: [{provider: demo, model: m}], timeout_s: .inf}}",
+    ],
+)
+def test_an_infinite_duration_is_refused_at_load(setting: str) -> None:
+    base = "providers: {demo: {type: mock}}\nmodels: {demo: {deployments: [{provider: demo, model: m}]}}\n"
+    document = {**yaml.safe_load(base), **yaml.safe_load(setting)}
+    with pytest.raises(ConfigError, match="finite number"):  # no deadline could hold it: every request a 500
+        load_text(yaml.safe_dump(document))

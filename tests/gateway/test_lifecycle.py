@@ -400,3 +400,48 @@ def test_a_sighup_while_the_workers_start_reaches_them_once_they_have_started(
     finally:
         shut_down(process)
     assert len(started) == 2, "no worker died and was replaced"
+
+
+def test_streams_cut_by_the_drain_timeout_are_charged_as_unreported(upstream: MockUpstream, tmp_path: Path) -> None:
+    upstream.reset()
+    upstream.behaviour = Behaviour(chunks=80, chunk_interval_s=0.1)  # 8 s streams, 1 s drain
+    path = tmp_path / "config.yaml"
+    path.write_text(f"""server: {{readiness_grace_s: 0, drain_timeout_s: 1}}
+events: {{sqlite_path: '{tmp_path}/usage.sqlite', spool_dir: '{tmp_path}/spool'}}
+providers: {{up: {{type: openai, base_url: "{upstream.url}/v1", api_key: "sk-upstream"}}}}
+models: {{gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, timeout_s: 60}}}}
+pricing: {{gpt-4o-mini: {{input: 0.15, output: 0.6}}}}
+tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
+""")
+    port = free_port()
+    process = serve(path, port)
+    wait_ready(port, process)
+
+    def stream() -> None:
+        try:
+            with httpx.stream(
+                "POST",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                headers={"authorization": f"Bearer {KEY}"},
+                json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True},
+                timeout=30,
+            ) as answer:
+                for _ in answer.iter_lines():
+                    pass
+        except httpx.HTTPError:
+            pass
+
+    clients = [threading.Thread(target=stream) for _ in range(3)]
+    for client in clients:
+        client.start()
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    for client in clients:
+        client.join()
+    db = sqlite3.connect(tmp_path / "usage.sqlite")
+    rows = db.execute("SELECT status, http_status, cost_usd FROM usage_events").fetchall()
+    assert len(rows) == 3
+    for _status, http_status, cost in rows:
+        assert http_status == 200, "the client got a 200 and a cut stream, not status 0"
+        assert cost is None, "tokens were generated but never reported: cost unknown (NULL), not 0.0"

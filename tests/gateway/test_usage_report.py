@@ -388,6 +388,7 @@ def test_admin_usage_endpoint(usage_gateway: RunningGateway) -> None:
         ({"until": "2026-02-30"}, "until"),
         ({"tenants": "acme"}, "tenants"),
         ({"by": ["day", "key"]}, "by"),
+        ({"tenant": "a\x00b"}, "tenant"),
     ):
         response = httpx.get(gateway.url + "/admin/usage", params=params, headers=ADMIN)
         assert response.status_code == 400, params
@@ -429,3 +430,9 @@ def test_admin_usage_without_a_running_pipeline(tmp_path: Path) -> None:
     report = response.json()
     assert (report["since"], report["until"]) == ("2026-03-02T00:00:00+00:00", None)
     assert [(r["tenant"], r["requests"]) for r in report["data"]] == [("beta", 2), ("acme", 3), (None, 1)]
+
+
+def test_a_bound_before_the_year_1_in_utc_is_refused_as_bad_input() -> None:
+    """Postgres would refuse it as a store error ("unreachable", 503); it is the caller's 400."""
+    with pytest.raises(ValueError, match="not a date"):
+        parse_instant("0001-01-01T00:00:00+14:00", dt.datetime.now(UTC))

@@ -1,0 +1,67 @@
+"""Reloading the config file: concurrent reloads end on the newest file, and a reload says which settings it
+read but cannot apply until a restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.gateway import RunningGateway, sha
+
+ADMIN = "admin-reload-tests"
+
+
+def small_config(tag: str, tenants: int = 0, extra: str = "") -> str:
+    many = "".join(
+        f'  t{i}: {{keys: [{{id: k{i}, sha256: "{sha(tag + str(i))}"}}], models: ["*"]}}\n' for i in range(tenants)
+    )
+    return f"""admin: {{token_sha256: "{sha(ADMIN)}"}}
+{extra}providers: {{demo: {{type: mock}}}}
+models: {{demo: {{deployments: [{{provider: demo, model: m}}]}}}}
+tenants:
+  marker_{tag}: {{keys: [{{id: km, sha256: "{sha("marker" + tag)}"}}], models: ["*"]}}
+{many}"""
+
+
+def markers(gateway: RunningGateway) -> list[str]:
+    answer = httpx.get(gateway.url + "/admin/tenants", headers={"authorization": f"Bearer {ADMIN}"})
+    return [name for name in answer.json()["data"] if name.startswith("marker_")]
+
+
+def test_concurrent_reloads_the_newest_file_wins(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    gateway = RunningGateway(small_config("v0"), config_path=path).start()
+    try:
+        path.write_text(small_config("v1", tenants=3000))  # slow to compile
+        first = threading.Thread(
+            target=httpx.post,
+            args=(gateway.url + "/admin/reload",),
+            kwargs={"headers": {"authorization": f"Bearer {ADMIN}"}, "timeout": 120},
+        )
+        first.start()
+        time.sleep(0.2)  # the first reload has read v1 and is compiling it
+        path.write_text(small_config("v2"))
+        second = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {ADMIN}"}, timeout=120)
+        assert second.status_code == 200
+        first.join()
+        assert markers(gateway) == ["marker_v2"], "the file on disk is v2; an older read overwrote it"
+    finally:
+        gateway.stop()
+
+
+def test_a_reload_says_which_changes_need_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    gateway = RunningGateway(small_config("v0"), config_path=path).start()
+    try:
+        events = path.read_text().splitlines()[0]  # the scratch events: line RunningGateway wrote
+        path.write_text(
+            events + "\n" + small_config("v0", extra="state: {on_error: fail_open}\nserver: {drain_timeout_s: 5}\n")
+        )
+        answer = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
+        assert answer.status_code == 200
+        assert answer.json()["needs_restart"] == ["server.drain_timeout_s", "state"]
+    finally:
+        gateway.stop()
