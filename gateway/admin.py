@@ -20,6 +20,7 @@ from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAll
 from gateway.events.store import StoreUnreachable, open_store
 from gateway.events.usage import (
     Dimension,
+    check_range,
     parse_dimension,
     parse_instant,
     pending_journal_files,
@@ -180,6 +181,10 @@ class UsageEndpoint(AdminEndpoint):
             raise InvalidRequest(f"'by': {exc}.", param="by", code="invalid_value") from None
         now = dt.datetime.now(dt.UTC)
         since, until = _instant(parameters, "since", now), _instant(parameters, "until", now)
+        try:
+            check_range(since, until)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}.", param="until", code="invalid_value") from None
         tenant = parameters.get("tenant")
         config = self.state.runtime.config.events
         pipeline = self.state.pipeline

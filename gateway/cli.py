@@ -31,6 +31,7 @@ from gateway.events.store import EventStore, StoreUnreachable, open_store
 from gateway.events.usage import (
     DIMENSIONS,
     Dimension,
+    check_range,
     parse_dimension,
     parse_instant,
     pending_journal_files,
@@ -125,6 +126,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
+    if not args.tenant.strip():
+        print("gateway: the tenant's name is empty", file=sys.stderr)
+        return 2
     key = "sk-gw-" + random_secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
     key_id = args.id or f"{args.tenant}-{random_secrets.token_hex(3)}"
@@ -137,7 +141,11 @@ def _keys_new(args: argparse.Namespace) -> int:
 def _encrypt_secret(args: argparse.Namespace) -> int:
     try:
         master = secrets.master_key_from_env()
-        value = sys.stdin.read().rstrip("\r\n")
+        try:
+            value = sys.stdin.buffer.read().decode().rstrip("\r\n")  # (bytes: the locale may escape bad ones)
+        except UnicodeDecodeError:
+            print("gateway: standard input is not UTF-8 text", file=sys.stderr)
+            return 2
         if not value:
             print("gateway: nothing to encrypt on standard input", file=sys.stderr)
             return 2
@@ -215,6 +223,7 @@ def _usage(args: argparse.Namespace) -> int:
     try:
         since = None if args.since is None else parse_instant(args.since, now)
         until = None if args.until is None else parse_instant(args.until, now)
+        check_range(since, until)
         by: Dimension = parse_dimension(args.by)
     except ValueError as exc:
         raise CommandFailed(f"bad argument: {exc}", 2) from None

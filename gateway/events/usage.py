@@ -168,6 +168,12 @@ def as_instant(value: dt.datetime | dt.date) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    """[since, until) must hold something: a range that ends before it starts is a mistake, not an empty report."""
+    if since is not None and until is not None and until <= since:
+        raise ValueError(f"'until' ({until.isoformat()}) must come after 'since' ({since.isoformat()})")
+
+
 def parse_instant(text: str, now: dt.datetime) -> dt.datetime:
     """`YYYY-MM-DD` (midnight UTC), an ISO 8601 time (UTC unless it says otherwise), or a time ago:
     `30m`, `12h`, `7d`, `2w`. Raises ValueError with a message for the user."""

@@ -218,3 +218,23 @@ def test_keys_new_prints_a_line_that_loads(key_id: str) -> None:
         f"tenants:\n  acme:\n    keys:\n    {line}\n"
     ).config
     assert config.tenants["acme"].keys[0].id == key_id
+
+
+def test_keys_new_refuses_an_empty_tenant() -> None:
+    result = run("keys", "new", " ")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_encrypt_secret_refuses_input_that_is_not_utf8() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "encrypt-secret"],
+        cwd=REPO,
+        env={**os.environ, secrets.MASTER_KEY_ENV: MASTER},
+        input=b"\xff\xfe secret",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and result.stdout == b""
+    assert b"not UTF-8" in result.stderr and b"Traceback" not in result.stderr

@@ -178,6 +178,7 @@ def test_usage_of_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
     [
         (("--since", "last tuesday"), "bad argument: 'last tuesday' is not a date (YYYY-MM-DD), an ISO 8601 time"),
         (("--until", "2026-02-30"), "bad argument: '2026-02-30' is not a date"),
+        (("--since", "7d", "--until", "10d"), "bad argument: 'until' ("),  # a range that ends before it starts
     ],
 )
 def test_usage_bad_arguments(sqlite_config: Path, args: tuple[str, ...], message: str) -> None:

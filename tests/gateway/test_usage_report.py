@@ -389,6 +389,7 @@ def test_admin_usage_endpoint(usage_gateway: RunningGateway) -> None:
         ({"tenants": "acme"}, "tenants"),
         ({"by": ["day", "key"]}, "by"),
         ({"tenant": "a\x00b"}, "tenant"),
+        ({"since": "7d", "until": "10d"}, "until"),  # a range that ends before it starts
     ):
         response = httpx.get(gateway.url + "/admin/usage", params=params, headers=ADMIN)
         assert response.status_code == 400, params
