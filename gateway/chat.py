@@ -197,7 +197,10 @@ class ChatEndpoint(ModelEndpoint):
                     logged.extend(choice_texts(chunk, "delta"))
                 if restorer is not None:
                     restorer.apply(chunk)
-                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                try:
+                    out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                except orjson.JSONEncodeError:
+                    raise unwritable_answer() from None
             return out
 
         started = False
@@ -225,6 +228,10 @@ class ChatEndpoint(ModelEndpoint):
         except SSELineTooLong as exc:
             assert deployment is not None
             failure = provider_failure(ProviderError(0, str(exc)), deployment)
+        except GatewayError as exc:  # (a chunk the provider nested too deeply to pass on)
+            if not started:
+                raise
+            failure = exc
         except Exception:
             if not started:
                 raise  # answered as any other error, before a status line went out

@@ -783,3 +783,19 @@ def test_the_gateway_s_account_out_of_credit_told_in_a_stream_is_its_own_problem
     assert response.status_code == 502, response.text
     validate("ErrorResponse", response.json())
     assert response.json()["error"]["code"] == "upstream_payment_required"
+
+
+def test_a_streamed_chunk_nested_deeper_than_can_be_passed_on_ends_the_stream_as_the_provider_s_fault(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None, "x": deep}]}  # fmt: skip
+    upstream.behaviour.odd_chunks = (chunk,)
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
+    assert response.status_code == 200
+    last = json.loads([line[6:] for line in response.text.splitlines() if line.startswith("data: ")][-1])
+    validate("ErrorResponse", last)
+    assert (last["error"]["type"], last["error"]["code"]) == ("api_error", "upstream_error")  # not a bug of ours
