@@ -131,6 +131,7 @@ class ProviderError:
     type: str = "api_error"
     code: str | None = None
     param: str | None = None
+    details: JSON | None = None  # more fields of the error a client may act on (Azure's innererror)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def openai_error(status: int, body: bytes) -> ProviderError:
             type=error_type if isinstance(error_type, str) else default_type,
             code=str(error["code"]) if error.get("code") is not None else None,
             param=error.get("param") if isinstance(error.get("param"), str) else None,
+            details={"innererror": inner} if isinstance(inner := error.get("innererror"), dict) else None,
         )
     if isinstance(error, str) and error:  # some compatible servers answer {"error": "text"}
         return ProviderError(status=status, message=error, type=default_type)

@@ -26,6 +26,7 @@ Messages are written for the caller and never carry credentials.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import orjson
 
@@ -44,10 +45,12 @@ class GatewayError(Exception):
         status: int | None = None,
         error_type: str | None = None,
         retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.details = details  # more fields of the error object, beside OpenAI's four (a provider's innererror)
         if code is not None:
             self.code = code
         if status is not None:
@@ -160,8 +163,11 @@ def error_body(err: GatewayError) -> bytes:
     return orjson.dumps({"error": error_object(err)})
 
 
-def error_object(err: GatewayError) -> dict[str, str | None]:
-    return {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+def error_object(err: GatewayError) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    if err.details:
+        error.update((name, value) for name, value in err.details.items() if name not in error)
+    return error
 
 
 def render(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from typing import Any
 
 from adapters.base import ERROR_TYPES_BY_STATUS, ProviderError, Unsupported
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
@@ -52,6 +53,26 @@ def _identifier(value: str | None, shape: re.Pattern[str], deployment: Deploymen
     return value
 
 
+def _detail(value: Any, deployment: Deployment, depth: int = 0) -> Any:
+    """A provider's extra error field with only what cannot carry a secret: objects keyed by identifiers, short
+    lists, booleans, numbers and identifiers, six levels deep at most (Azure's content_filter_result); else None."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return _identifier(value, IDENTIFIER, deployment)
+    if depth >= 6:
+        return None
+    if isinstance(value, list):
+        return [_detail(item, deployment, depth + 1) for item in value[:16]]
+    if isinstance(value, dict):
+        return {
+            key: _detail(item, deployment, depth + 1)
+            for key, item in list(value.items())[:32]
+            if isinstance(key, str) and _identifier(key, IDENTIFIER, deployment) is not None
+        }
+    return None
+
+
 def cleaned(err: ProviderError, deployment: Deployment) -> ProviderError:
     return replace(
         err,
@@ -59,6 +80,7 @@ def cleaned(err: ProviderError, deployment: Deployment) -> ProviderError:
         type=_identifier(err.type, IDENTIFIER, deployment) or "invalid_request_error",
         code=_identifier(err.code, IDENTIFIER, deployment),
         param=_identifier(err.param, PARAM, deployment),
+        details=_detail(err.details, deployment) if err.details else None,
     )
 
 
@@ -89,7 +111,9 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
     if status == 404:
         return UpstreamError(f"The provider '{name}' does not know model '{deployment.target.model}': {err.message}")
     if 400 <= status < 500:
-        return UpstreamRejected(err.message, status=status, error_type=err.type, code=err.code, param=err.param)
+        return UpstreamRejected(
+            err.message, status=status, error_type=err.type, code=err.code, param=err.param, details=err.details
+        )
     if status == 0:
         return UpstreamError(
             f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error"

@@ -245,3 +245,39 @@ def test_streams_reuse_upstream_connections(gateway: RunningGateway, upstream: M
         list(sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True))
     new_connections = {r.peer for r in upstream.received} - known_before
     assert len(new_connections) <= 2, new_connections  # streams gave their connections back to the pool
+
+
+def test_azure_content_filter_details_reach_azure_clients(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """Azure's 400 content_filter carries which category fired in `innererror`: an Azure client reads it there.
+    Only identifiers, booleans and numbers pass (a provider's text, or our key quoted in it, does not)."""
+    result = {
+        "hate": {"filtered": False, "severity": "safe"},
+        "jailbreak": {"filtered": True, "detected": True},
+        "custom_blocklists": {"filtered": False, "details": []},
+    }
+    upstream.behaviour.status = 400
+    upstream.behaviour.error_body = {
+        "error": {
+            "message": "The prompt was filtered.",
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": result,
+                "note": "the key was azure-upstream-secret",
+            },
+        }
+    }
+    azure = openai.AzureOpenAI(api_key=ACME_KEY, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        azure.chat.completions.create(model="azure-gpt", messages=MESSAGES)
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "content_filter"
+    assert error["innererror"] == {
+        "code": "ResponsibleAIPolicyViolation",
+        "content_filter_result": result,
+        "note": None,  # free text: not passed on
+    }
+    validate("ErrorResponse", {"error": error})
