@@ -112,11 +112,13 @@ async def admit(
 
 def usage_unreported(record: RequestRecord) -> bool:
     """The provider was sent the request and may have spent tokens on it, but reported none, or only part
-    (a stream that stopped short): it answered (completed, or failed after its stream began) or the client
-    left while an attempt was in flight."""
+    (a stream that stopped short): it answered (completed, or failed after its stream began), or the client
+    left, or the drain timeout cut the request, while an attempt was in flight."""
     if not record.provider_at_work or (record.usage is not None and not record.usage_partial):
         return False
-    return record.status in ("completed", "cancelled") or (record.status == "failed" and record.http_status == 200)
+    if record.status in ("completed", "cancelled"):
+        return True
+    return record.status == "failed" and (record.http_status == 200 or record.error_code == "server_shutdown")
 
 
 async def settle(

@@ -402,9 +402,20 @@ def test_a_sighup_while_the_workers_start_reaches_them_once_they_have_started(
     assert len(started) == 2, "no worker died and was replaced"
 
 
-def test_streams_cut_by_the_drain_timeout_are_charged_as_unreported(upstream: MockUpstream, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stream", "behaviour", "answered"),
+    [
+        (True, Behaviour(chunks=80, chunk_interval_s=0.1), 200),  # 8 s streams: a 200 and a cut stream
+        (False, Behaviour(delay_s=8), 503),  # the provider still at work: no status line went out
+    ],
+    ids=["stream", "json"],
+)
+def test_requests_cut_by_the_drain_timeout_are_charged_as_unreported(
+    upstream: MockUpstream, tmp_path: Path, stream: bool, behaviour: Behaviour, answered: int
+) -> None:
+    """The provider had the request and may bill it: cost unknown (NULL), not 0.0, as for a client leaving."""
     upstream.reset()
-    upstream.behaviour = Behaviour(chunks=80, chunk_interval_s=0.1)  # 8 s streams, 1 s drain
+    upstream.behaviour = behaviour  # 1 s drain
     path = tmp_path / "config.yaml"
     path.write_text(f"""server: {{readiness_grace_s: 0, drain_timeout_s: 1}}
 events: {{sqlite_path: '{tmp_path}/usage.sqlite', spool_dir: '{tmp_path}/spool'}}
@@ -416,14 +427,15 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
     port = free_port()
     process = serve(path, port)
     wait_ready(port, process)
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": stream}
 
-    def stream() -> None:
+    def ask() -> None:
         try:
             with httpx.stream(
                 "POST",
                 f"http://127.0.0.1:{port}/v1/chat/completions",
                 headers={"authorization": f"Bearer {KEY}"},
-                json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True},
+                json=body,
                 timeout=30,
             ) as answer:
                 for _ in answer.iter_lines():
@@ -431,7 +443,7 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
         except httpx.HTTPError:
             pass
 
-    clients = [threading.Thread(target=stream) for _ in range(3)]
+    clients = [threading.Thread(target=ask) for _ in range(3)]
     for client in clients:
         client.start()
     time.sleep(1.0)
@@ -440,8 +452,8 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
     for client in clients:
         client.join()
     db = sqlite3.connect(tmp_path / "usage.sqlite")
-    rows = db.execute("SELECT status, http_status, cost_usd FROM usage_events").fetchall()
+    rows = db.execute("SELECT status, http_status, error_code, cost_usd FROM usage_events").fetchall()
     assert len(rows) == 3
-    for _status, http_status, cost in rows:
-        assert http_status == 200, "the client got a 200 and a cut stream, not status 0"
-        assert cost is None, "tokens were generated but never reported: cost unknown (NULL), not 0.0"
+    for status, http_status, code, cost in rows:
+        assert (status, http_status, code) == ("failed", answered, "server_shutdown")
+        assert cost is None, "the provider was at work and reported nothing: cost unknown (NULL), not 0.0"
