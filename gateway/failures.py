@@ -14,6 +14,8 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from adapters.base import ERROR_TYPES_BY_STATUS, ProviderError, Unsupported
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
@@ -23,6 +25,7 @@ MAX_RETRY_AFTER_S = 3600.0
 DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: every 429 of ours carries one
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 PARAM = re.compile(r"[A-Za-z0-9_.:\-\[\]]{1,128}")
+MAX_DETAILS_BYTES = 4096
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -80,8 +83,13 @@ def cleaned(err: ProviderError, deployment: Deployment) -> ProviderError:
         type=_identifier(err.type, IDENTIFIER, deployment) or "invalid_request_error",
         code=_identifier(err.code, IDENTIFIER, deployment),
         param=_identifier(err.param, PARAM, deployment),
-        details=_detail(err.details, deployment) if err.details else None,
+        details=_small(_detail(err.details, deployment)) if err.details else None,
     )
+
+
+def _small(details: Any) -> Any:
+    """Details are a few facts (which filter fired), not a document: past MAX_DETAILS_BYTES they are dropped."""
+    return details if len(orjson.dumps(details)) <= MAX_DETAILS_BYTES else None
 
 
 def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:

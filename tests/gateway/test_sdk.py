@@ -281,3 +281,18 @@ def test_azure_content_filter_details_reach_azure_clients(gateway: RunningGatewa
         "note": None,  # free text: not passed on
     }
     validate("ErrorResponse", {"error": error})
+
+
+def test_azure_error_details_past_a_few_kilobytes_are_dropped(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.status = 400
+    bulky = {f"k{i}": [{f"f{j}": True for j in range(32)}] * 16 for i in range(32)}  # 32 x 16 x 32 facts
+    upstream.behaviour.error_body = {
+        "error": {"message": "no", "type": "invalid_request_error", "param": None, "code": "x", "innererror": bulky}
+    }
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "azure-gpt", "messages": MESSAGES},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+    )
+    assert response.status_code == 400
+    assert "innererror" not in response.json()["error"]
