@@ -38,6 +38,7 @@ from gateway.errors import (
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import (
+    answer_bytes,
     connect_failure,
     failed_attempt,
     incomplete_stream,
@@ -45,7 +46,6 @@ from gateway.failures import (
     stream_error_with_status,
     timeout_failure,
     unsupported_attempt,
-    unwritable_answer,
 )
 from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
@@ -141,10 +141,7 @@ class ChatEndpoint(ModelEndpoint):
         if call.identity.tenant.log_content:  # before the placeholders are put back
             record.completion_content = guard.loggable("\n".join(choice_texts(result.body, "message")))
         guard.restore_completion(result.body)
-        try:
-            answer = orjson.dumps(result.body)
-        except orjson.JSONEncodeError:
-            raise unwritable_answer() from None
+        answer = answer_bytes(result.body)
         record.status, record.http_status = "completed", 200
         call.finish()
         await send_bytes(call.send, 200, answer, JSON_HEADERS + call.reply_headers)
@@ -197,10 +194,7 @@ class ChatEndpoint(ModelEndpoint):
                     logged.extend(choice_texts(chunk, "delta"))
                 if restorer is not None:
                     restorer.apply(chunk)
-                try:
-                    out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                except orjson.JSONEncodeError:
-                    raise unwritable_answer() from None
+                out.append(b"data: " + answer_bytes(chunk) + b"\n\n")
             return out
 
         started = False

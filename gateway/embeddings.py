@@ -7,7 +7,7 @@ import orjson
 from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
 from gateway.endpoint import Call, Guarded, ModelEndpoint
-from gateway.failures import failed_attempt, unsupported_attempt, unwritable_answer
+from gateway.failures import answer_bytes, failed_attempt, unsupported_attempt
 from gateway.http import JSON_HEADERS, send_bytes
 from gateway.request_models import parse_embeddings
 from gateway.routing import resolve_route
@@ -43,10 +43,7 @@ class EmbeddingsEndpoint(ModelEndpoint):
         call.record.usage = result.usage
         answered = result.body.get("model")
         call.record.response_model = answered if isinstance(answered, str) else None
-        try:
-            answer = orjson.dumps(result.body)
-        except orjson.JSONEncodeError:
-            raise unwritable_answer() from None
+        answer = answer_bytes(result.body)
         call.record.status, call.record.http_status = "completed", 200
         call.finish()
         await send_bytes(call.send, 200, answer, JSON_HEADERS + call.reply_headers)

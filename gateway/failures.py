@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from adapters.base import ERROR_TYPES_BY_STATUS, ProviderError, Unsupported
+from adapters.base import ERROR_TYPES_BY_STATUS, JSON, ProviderError, Unsupported
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
@@ -157,10 +157,14 @@ def stream_error_with_status(err: ProviderError) -> ProviderError:
     return replace(err, status=status or STATUS_OF_STREAM_ERROR.get(err.type, 500))
 
 
-def unwritable_answer() -> UpstreamError:
-    """An answer orjson could read (to 1,023 levels) but cannot write (deeper than 254): the provider's fault. Told
-    apart when it is written, not by walking every answer (a big embeddings answer holds a million numbers)."""
-    return UpstreamError("The provider's answer could not be passed on: it is nested too deeply.")
+def answer_bytes(answer: JSON) -> bytes:
+    """A provider's answer (or one chunk of it) as JSON for the client. One orjson could read (to 1,023 levels) but
+    cannot write (deeper than 254) is the provider's fault: told apart here, where it is written, not by walking
+    every answer (a big embeddings answer holds a million numbers)."""
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        raise UpstreamError("The provider's answer could not be passed on: it is nested too deeply.") from None
 
 
 def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str | None) -> AttemptFailed:

@@ -32,6 +32,7 @@ IMAGE_TOKEN_ALLOWANCE = 2000  # above the largest per-image charge of current vi
 # gateway's tool for json_schema), which the body's bytes do not hold
 TOOL_USE_TOKEN_ALLOWANCE = 1000
 RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
+SERVER_SHUTDOWN = "server_shutdown"  # a request's error code when the drain timeout cut it
 
 
 @dataclass(slots=True)
@@ -118,7 +119,7 @@ def usage_unreported(record: RequestRecord) -> bool:
         return False
     if record.status in ("completed", "cancelled"):
         return True
-    return record.status == "failed" and (record.http_status == 200 or record.error_code == "server_shutdown")
+    return record.status == "failed" and (record.http_status == 200 or record.error_code == SERVER_SHUTDOWN)
 
 
 async def settle(
