@@ -38,6 +38,8 @@ from policies.budgets import ReservationStore
 
 log = logging.getLogger("gateway")
 
+SERVER_SHUTDOWN = "server_shutdown"  # a request's error code when the drain timeout cut it
+
 
 @dataclass(slots=True)
 class Call:
@@ -185,7 +187,7 @@ class ModelEndpoint(ABC):
             # Cancelled by the server, not by its client (DisconnectWatch swallows its own cancel): the drain
             # timeout ran out. A stream cut that way was answered 200 and may have cost tokens it never reported.
             if not record.emitted:
-                record.status, record.error_type, record.error_code = "failed", "server_error", spend.SERVER_SHUTDOWN
+                record.status, record.error_type, record.error_code = "failed", "server_error", SERVER_SHUTDOWN
                 record.http_status = 200 if watch.started else 503
             raise
         except Exception:  # a bug: the record and the answer still say what happened, with the request id

@@ -133,7 +133,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
 # translates into) says which it would have been: the inverse of OpenAI's status ─► type table
 # (the first status of each type), and the types it does not hold.
 STATUS_OF_STREAM_ERROR = {error_type: status for status, error_type in reversed(ERROR_TYPES_BY_STATUS.items())} | {
-    "insufficient_quota": 403,
+    "insufficient_quota": 429,  # out of quota: OpenAI answers it 429 (a chained gateway's budget_exceeded too)
     "requests": 429,
     "tokens": 429,
 }

@@ -6,8 +6,8 @@ tool-use prompt) plus the most output tokens the request may produce (the reques
 tenant's per-request cap, which the adapter then sends upstream; times the `n` choices asked for),
 priced at the highest price among the model's deployments and fallbacks. Settlement replaces the
 reservation with what the provider reported; when the provider was sent the request but reported no
-usage (a stream the client left before its usage chunk, an API version that sends none), the
-reservation stands: unknown is charged as the worst case, never as nothing.
+usage (a stream the client left before its usage chunk, an API version that sends none, a request the
+model's timeout cut), the reservation stands: unknown is charged as the worst case, never as nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ IMAGE_TOKEN_ALLOWANCE = 2000  # above the largest per-image charge of current vi
 # gateway's tool for json_schema), which the body's bytes do not hold
 TOOL_USE_TOKEN_ALLOWANCE = 1000
 RATE_LIMIT_NAMES = frozenset({"rpm", "tpm"})
-SERVER_SHUTDOWN = "server_shutdown"  # a request's error code when the drain timeout cut it
 
 
 @dataclass(slots=True)
@@ -113,13 +112,10 @@ async def admit(
 
 def usage_unreported(record: RequestRecord) -> bool:
     """The provider was sent the request and may have spent tokens on it, but reported none, or only part
-    (a stream that stopped short): it answered (completed, or failed after its stream began), or the client
-    left, or the drain timeout cut the request, while an attempt was in flight."""
-    if not record.provider_at_work or (record.usage is not None and not record.usage_partial):
-        return False
-    if record.status in ("completed", "cancelled"):
-        return True
-    return record.status == "failed" and (record.http_status == 200 or record.error_code == SERVER_SHUTDOWN)
+    (a stream that stopped short): an attempt was at work, or had answered, when the request ended, whatever
+    ended it (the answer, the client leaving, the model's timeout, the drain). An attempt that failed is not
+    at work: the provider refused it or never answered."""
+    return record.provider_at_work and (record.usage is None or record.usage_partial)
 
 
 async def settle(

@@ -785,6 +785,20 @@ def test_the_gateway_s_account_out_of_credit_told_in_a_stream_is_its_own_problem
     assert response.json()["error"]["code"] == "upstream_payment_required"
 
 
+def test_a_quota_refusal_of_another_code_told_in_a_stream_is_a_rate_limit(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    """Typed `insufficient_quota` with another code (a gateway chained behind this one, out of its budget) is a
+    429 as it would have been answered, not rejected credentials (403) nor the gateway's own account."""
+    error = {"message": "Token budget exceeded", "type": "insufficient_quota", "param": None,
+             "code": "budget_exceeded"}  # fmt: skip
+    upstream.behaviour.stream_body = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
+    assert response.status_code == 429, response.text
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == "budget_exceeded"
+
+
 def test_a_streamed_chunk_nested_deeper_than_can_be_passed_on_ends_the_stream_as_the_provider_s_fault(
     gateway: RunningGateway, upstream: MockUpstream
 ) -> None:

@@ -146,6 +146,7 @@ providers:
 models:
   gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0}}
   gpt-retried: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 1}}
+  gpt-short: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, timeout_s: 0.5}}
   old-azure: {{deployments: [{{provider: old-azure, model: my-deployment}}], retries: 0}}
   claude: {{deployments: [{{provider: anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
 tenants:
@@ -162,8 +163,10 @@ def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_not
 ) -> None:
     """A stream the client leaves before its usage chunk (or, with Anthropic, before its final usage), or an
     Azure API version that sends no usage in streams: the provider did the work, so the budget keeps the
-    reservation (prompt bound + max_tokens), and the row's cost is NULL (unknown), not 0. A stream that reports
-    its usage is charged what it reported; a client that leaves while no attempt is at work owes nothing."""
+    reservation (prompt bound + max_tokens), and the row's cost is NULL (unknown), not 0. So is a request the
+    model's timeout cut while the provider was at work (a 504): the provider may have generated all of it. A
+    stream that reports its usage is charged what it reported; a client that leaves while no attempt is at
+    work owes nothing."""
     upstream.reset()
     config = UNREPORTED_CONFIG.format(url=upstream.url, key_sha=sha(METERED_KEY), events=tmp_path)
     gateway = RunningGateway(config).start()
@@ -198,17 +201,23 @@ def test_usage_a_provider_never_reported_is_charged_as_the_worst_case_not_as_not
         with pytest.raises(httpx.ReadTimeout):  # the client gives up during the backoff after a 500
             httpx.post(gateway.url + "/v1/chat/completions", content=body("gpt-retried"), headers=headers, timeout=1)
         after_backoff = spent()
+        upstream.behaviour = Behaviour(delay_s=2)
+        timed_out = httpx.post(gateway.url + "/v1/chat/completions", content=body("gpt-short"), headers=headers)
+        assert timed_out.status_code == 504, timed_out.text
+        after_timeout = spent()
     finally:
         gateway.stop()
     with sqlite3.connect(tmp_path / "usage.sqlite") as db:
         rows = dict(db.execute("SELECT request_id, cost_usd FROM usage_events").fetchall())
     assert rows[reported.headers["x-request-id"]] > 0
     assert rows[unreported.headers["x-request-id"]] is None and rows[left_id] is None
+    assert rows[timed_out.headers["x-request-id"]] is None
     assert after_reported - start == 11 + 7  # what the provider reported
     assert after_unreported - after_reported == len(body("old-azure")) + BODY["max_tokens"]
     assert after_left - after_unreported == len(body("gpt")) + BODY["max_tokens"]
     assert after_claude - after_left == len(body("claude")) + BODY["max_tokens"]  # partial usage: the worst case
     assert after_backoff == after_claude  # the one attempt failed: nothing was at work when the client left
+    assert after_timeout - after_backoff == len(body("gpt-short")) + BODY["max_tokens"]
 
 
 @pytest.mark.parametrize(
