@@ -116,6 +116,7 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
     if isinstance(n, int) and n > 1:
         raise Unsupported("Anthropic returns a single choice; n > 1 is not supported", "n")
 
+    _refuse_what_anthropic_cannot_answer(body)
     system, messages = _convert_messages(body.get("messages"))
     payload: JSON = {"model": model, "messages": messages}
 
@@ -153,7 +154,11 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
     if isinstance(stop, str):
         stop = [stop]
     if isinstance(stop, list):
-        sequences = [item for item in stop if isinstance(item, str) and item.strip()]  # Anthropic refuses blank ones
+        sequences = [item for item in stop if isinstance(item, str) and item]
+        if any(not item.strip() for item in sequences):  # Anthropic refuses them; dropped, text would run past them
+            raise Unsupported(
+                "Anthropic does not accept stop sequences made only of whitespace (such as '\\n')", "stop"
+            )
         if sequences:
             payload["stop_sequences"] = sequences
 
@@ -167,6 +172,27 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
     if req.stream:
         payload["stream"] = True
     return payload
+
+
+def _refuse_what_anthropic_cannot_answer(body: JSON) -> None:
+    """Parameters that change what the answer is (logprobs the client will read, audio, a web search, banned
+    tokens, legacy function calling) are refused, never dropped: the request then goes to a deployment that can
+    answer it, or gets a 400 naming the parameter. Sampling preferences without an Anthropic equivalent
+    (presence and frequency penalties, seed) are not sent."""
+    if body.get("logprobs") is True or body.get("top_logprobs"):
+        raise Unsupported("Anthropic does not return log probabilities", "logprobs")
+    modalities = body.get("modalities")
+    if (isinstance(modalities, list) and any(kind != "text" for kind in modalities)) or body.get("audio") is not None:
+        raise Unsupported("Anthropic answers in text only", "modalities" if modalities else "audio")
+    if body.get("web_search_options") is not None:
+        raise Unsupported("web search is not supported with Anthropic through this gateway", "web_search_options")
+    if body.get("logit_bias"):
+        raise Unsupported("Anthropic does not accept logit_bias", "logit_bias")
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise Unsupported(
+                f"'{legacy}' (legacy function calling) is not supported with Anthropic; use tools", legacy
+            )
 
 
 def _convert_messages(raw: Any) -> tuple[list[JSON], list[JSON]]:
@@ -264,6 +290,8 @@ def _user_blocks(content: Any, param: str) -> list[JSON]:
             blocks.append(_text_block(part.get("text"), part))
         elif isinstance(part, dict) and kind == "image_url":
             blocks.append(_image_block(part, part_param))
+        elif isinstance(part, dict) and kind == "file":
+            blocks.append(_document_block(part, part_param))
         else:
             raise Unsupported(f"content parts of type {kind!r} are not supported by Anthropic", part_param)
     return blocks
@@ -295,8 +323,33 @@ def _image_block(part: JSON, param: str) -> JSON:
     return block
 
 
+def _document_block(part: JSON, param: str) -> JSON:
+    """A PDF sent inline (`file.file_data` as a data URL) is an Anthropic document; a `file_id` refers to
+    OpenAI's file store, which Anthropic cannot read."""
+    file = part.get("file")
+    data_url = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data_url, str):
+        raise Unsupported("only files sent inline as file_data are supported by Anthropic", param)
+    header, comma, data = data_url.removeprefix("data:").partition(",")
+    media_type, *options = header.split(";")
+    if not data_url.startswith("data:") or not comma or "base64" not in options:
+        raise Unsupported("file_data must be a base64 data URL", param)
+    if media_type.strip().lower() != "application/pdf":
+        raise Unsupported(f"file type {media_type!r} is not supported by Anthropic (only application/pdf)", param)
+    block: JSON = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}}
+    if isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
 def _assistant_blocks(message: JSON, param: str) -> list[JSON]:
     blocks = _text_blocks(message.get("content"), param)
+    if not blocks and isinstance(message.get("refusal"), str):  # what the model said, kept in the history
+        blocks = [_text_block(message["refusal"])]
+    if message.get("function_call") is not None:
+        raise Unsupported(
+            "legacy function calls are not supported with Anthropic; use tool_calls", f"{param}.function_call"
+        )
     tool_calls = message.get("tool_calls")
     if not isinstance(tool_calls, list):
         return blocks
@@ -589,9 +642,21 @@ class _ToolBlock:
 class AnthropicStreamTranslator(StreamTranslator):
     """Anthropic's message_start / content_block_* / message_delta / message_stop events as chunks."""
 
-    __slots__ = ("_counts", "_created", "_finish_sent", "_id", "_model", "_started", "_tool_count", "_tools")
+    __slots__ = (
+        "_counts",
+        "_created",
+        "_finish_sent",
+        "_id",
+        "_model",
+        "_started",
+        "_tool_count",
+        "_tools",
+        "_usage_field",
+    )
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        # OpenAI: with include_usage, "all other chunks will also include a usage field, but with a null value"
+        self._usage_field = include_usage
         self._id = ""
         self._model = model
         self._created = int(time.time())
@@ -640,7 +705,7 @@ class AnthropicStreamTranslator(StreamTranslator):
             "created": self._created,
             "model": self._model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        }
+        } | ({"usage": None} if self._usage_field else {})
 
     def _role_chunk(self) -> JSON:
         self._started = True
@@ -778,7 +843,7 @@ class AnthropicAdapter(Adapter):
             return UNEXPECTED_SHAPE
 
     def stream_translator(self, req: ChatRequest, target: Target) -> StreamTranslator:
-        return AnthropicStreamTranslator(target.model)
+        return AnthropicStreamTranslator(target.model, req.include_usage)
 
     def parse_error(self, status: int, body: bytes) -> ProviderError:
         return anthropic_error(status, body)

@@ -159,8 +159,11 @@ class OpenAIAdapter(Adapter):
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
         body["model"] = target.model
-        if "max_tokens" not in body and "max_completion_tokens" not in body:
-            # the gateway reserved budget for at most this many output tokens: hold the provider to it
+        if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+            # the gateway reserved budget for at most this many output tokens: hold the provider to it (a null
+            # limit, which the SDK sends for an explicit None, means none given, not "no limit")
+            body.pop("max_tokens", None)
+            body.pop("max_completion_tokens", None)
             body[self.output_limit_field(target)] = req.default_max_tokens
         if req.stream and self.asks_stream_usage(target):
             options = body.get("stream_options")

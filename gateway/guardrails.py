@@ -81,23 +81,40 @@ def _map_content(content: Any, fn: Callable[[str], str]) -> Any:
     return content
 
 
+# Where a text sits in a tool call (a function's arguments, a custom tool's input), and in an assistant message
+# besides its content (a legacy function call's arguments).
+CALL_TEXTS = (("function", "arguments"), ("custom", "input"))
+MESSAGE_TEXTS = (("function_call", "arguments"),)
+
+
+def _map_nested(item: JSON, places: tuple[tuple[str, str], ...], fn: Callable[[str], str]) -> JSON:
+    for holder, key in places:
+        inner = item.get(holder)
+        if isinstance(inner, dict) and isinstance(inner.get(key), str):
+            item = {**item, holder: {**inner, key: fn(inner[key])}}
+    return item
+
+
+def _nested_texts(item: JSON, places: tuple[tuple[str, str], ...]) -> Iterator[str]:
+    for holder, key in places:
+        inner = item.get(holder)
+        if isinstance(inner, dict) and isinstance(inner.get(key), str):
+            yield inner[key]
+
+
 def _map_tool_calls(calls: Any, fn: Callable[[str], str]) -> Any:
     if not isinstance(calls, list):
         return calls
-    mapped = []
-    for call in calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            call = {**call, "function": {**function, "arguments": fn(function["arguments"])}}
-        mapped.append(call)
-    return mapped
+    return [_map_nested(call, CALL_TEXTS, fn) if isinstance(call, dict) else call for call in calls]
 
 
 def map_message_texts(message: JSON, fn: Callable[[str], str]) -> JSON:
     mapped = {**message, "content": _map_content(message.get("content"), fn)} if "content" in message else dict(message)
     if "tool_calls" in message:
         mapped["tool_calls"] = _map_tool_calls(message["tool_calls"], fn)
-    return mapped
+    if isinstance(message.get("refusal"), str):
+        mapped["refusal"] = fn(message["refusal"])
+    return _map_nested(mapped, MESSAGE_TEXTS, fn)
 
 
 @dataclass(slots=True)
@@ -220,9 +237,11 @@ def _message_texts(message: JSON) -> Iterator[str]:
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for call in calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                yield function["arguments"]
+            if isinstance(call, dict):
+                yield from _nested_texts(call, CALL_TEXTS)
+    if isinstance(message.get("refusal"), str):
+        yield message["refusal"]
+    yield from _nested_texts(message, MESSAGE_TEXTS)
 
 
 def _position(index: object) -> int:

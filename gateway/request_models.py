@@ -61,10 +61,24 @@ class FunctionCall(Open):
     arguments: str
 
 
-class ToolCall(Open):
+class FunctionToolCall(Open):
     id: str
     type: Literal["function"]
     function: FunctionCall
+
+
+class CustomCall(Open):
+    name: str
+    input: str
+
+
+class CustomToolCall(Open):
+    id: str
+    type: Literal["custom"]
+    custom: CustomCall
+
+
+ToolCall = Annotated[FunctionToolCall | CustomToolCall, Field(discriminator="type")]
 
 
 class SystemMessage(Open):
@@ -112,9 +126,23 @@ class FunctionDefinition(Open):
     strict: bool | None = None
 
 
-class Tool(Open):
+class FunctionTool(Open):
     type: Literal["function"]
     function: FunctionDefinition
+
+
+class CustomDefinition(Open):
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomTool(Open):
+    type: Literal["custom"]
+    custom: CustomDefinition
+
+
+Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
 
 
 class NamedFunction(Open):
@@ -124,6 +152,24 @@ class NamedFunction(Open):
 class NamedToolChoice(Open):
     type: Literal["function"]
     function: NamedFunction
+
+
+class NamedCustomToolChoice(Open):
+    type: Literal["custom"]
+    custom: NamedFunction
+
+
+class AllowedTools(Open):
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class AllowedToolsChoice(Open):
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
+ToolChoice = Annotated[NamedToolChoice | NamedCustomToolChoice | AllowedToolsChoice, Field(discriminator="type")]
 
 
 class JSONSchemaFormat(Open):
@@ -158,10 +204,10 @@ class ChatCompletionRequest(Open):
     seed: int | None = None
     user: str | None = None
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
 
@@ -245,7 +291,8 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     clean: list[int | str] = []
     for i, part in enumerate(loc):
         if isinstance(part, str) and (
-            _is_branch_label(part) or (i > 0 and isinstance(loc[i - 1], int) and part in _TAGS)
+            _is_branch_label(part)
+            or (i > 0 and part in _TAGS and (isinstance(loc[i - 1], int) or _is_branch_label(str(loc[i - 1]))))
         ):
             continue
         clean.append(part)
@@ -270,7 +317,7 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param, code="invalid_value")
 
 
-_TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+_TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal", "custom", "allowed_tools"})
 
 
 def _parse(schema: TypeAdapter[Any], body: bytes, model: str | None) -> dict[str, Any]:

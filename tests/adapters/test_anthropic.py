@@ -551,9 +551,9 @@ BUILD_CASES = [
         id="reasoning-skipped-with-a-prefilled-answer",
     ),
     pytest.param(
-        chat([user("List")], stop=["\n", " ", "END", ""]),
+        chat([user("List")], stop=["END", ""]),
         expected([user("List")], stop_sequences=["END"]),
-        id="blank-stop-sequences-dropped",
+        id="empty-stop-sequences-dropped",
     ),
     pytest.param(
         chat([user("Weather?")], reasoning_effort="high", response_format=JSON_SCHEMA_FORMAT, temperature=0.5),
@@ -659,6 +659,17 @@ UNSUPPORTED_CASES = [
         ),
         "tool_choice",
         id="allowed-tools-choice",
+    ),
+    pytest.param(chat([user("List")], stop=["END", "\n"]), "stop", id="whitespace-stop-sequence"),
+    pytest.param(chat([user("Hi")], logprobs=True), "logprobs", id="logprobs"),
+    pytest.param(chat([user("Hi")], functions=[WEATHER_TOOL["function"]]), "functions", id="legacy-functions"),
+    pytest.param(
+        chat([user([{"type": "file", "file": {"file_id": "file-abc"}}])]), "messages[0].content[0]", id="file-id"
+    ),
+    pytest.param(
+        chat([user([{"type": "file", "file": {"file_data": "data:text/csv;base64,YQ=="}}])]),
+        "messages[0].content[0]",
+        id="file-not-pdf",
     ),
 ]
 

@@ -41,6 +41,33 @@ def test_redact_hides_values_from_provider(gateway: RunningGateway, upstream: Mo
     assert "[EMAIL_2]" not in sent  # the same value is the same placeholder everywhere in a request
 
 
+@pytest.mark.parametrize(
+    "assistant",
+    [
+        {"tool_calls": [{"id": "c1", "type": "function", "function": {"name": "mail", "arguments": PII_TEXT}}]},
+        {"tool_calls": [{"id": "c1", "type": "custom", "custom": {"name": "mail", "input": PII_TEXT}}]},
+        {"function_call": {"name": "mail", "arguments": PII_TEXT}},
+        {"refusal": PII_TEXT},
+    ],
+    ids=["function_arguments", "custom_tool_input", "legacy_function_call", "refusal"],
+)
+def test_redact_reaches_every_text_of_the_history(
+    gateway: RunningGateway, upstream: MockUpstream, assistant: dict[str, Any]
+) -> None:
+    """Not only `content`: what an assistant turn said through a tool call or a refusal is text the provider
+    would otherwise receive unredacted."""
+    messages: list[Any] = [
+        {"role": "user", "content": "Mail them."},
+        {"role": "assistant", "content": None, **assistant},
+        {"role": "user", "content": "Thanks."},
+    ]
+    client(gateway).chat.completions.create(model="gpt", messages=messages)
+    sent = sent_text(upstream)
+    for value in (EMAIL, PHONE, CARD):
+        assert value not in sent
+    assert "[EMAIL_1]" in sent
+
+
 def test_redact_restores_values_in_json_answer(gateway: RunningGateway, upstream: MockUpstream) -> None:
     upstream.behaviour.echo = True
     completion = client(gateway).chat.completions.create(model="gpt", messages=[{"role": "user", "content": PII_TEXT}])
