@@ -51,6 +51,10 @@ class Lifespan:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.state.reload_soon)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals
                 log.debug("SIGHUP reload not installed in this thread")
+            else:
+                # a worker is spawned with SIGHUP blocked (gateway/supervisor.py): one sent while it started is
+                # delivered now
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
     async def shutdown(self) -> None:
         self.state.draining = True
