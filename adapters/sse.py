@@ -2,8 +2,9 @@
 
 Upstream bytes arrive in arbitrary pieces: an event, a line, even a UTF-8 sequence may be split
 across reads. The decoder keeps the unfinished tail and yields complete events only. Each read is
-scanned once (the tail is not rescanned), and a line longer than `max_line_bytes` is refused, so a
-misbehaving upstream cannot make the gateway spend quadratic time or unbounded memory. Lines end in LF,
+scanned once (the tail is not rescanned, nor re-measured), and a line, or an event of many lines, longer than
+`max_line_bytes` is refused, so a misbehaving upstream cannot make the gateway spend quadratic time or
+unbounded memory. Lines end in LF,
 CRLF or a lone CR, as the SSE specification allows (a CRLF split between two reads is one line end).
 """
 
@@ -19,12 +20,14 @@ class SSELineTooLong(ValueError):
 
 
 class SSEDecoder:
-    __slots__ = ("_after_cr", "_data", "_event", "_max_line", "_pending")
+    __slots__ = ("_after_cr", "_data", "_data_bytes", "_event", "_max_line", "_pending", "_pending_bytes")
 
     def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self._pending: list[bytes] = []  # pieces of the unfinished last line
+        self._pending_bytes = 0
         self._event: str | None = None
         self._data: list[str] = []
+        self._data_bytes = 0  # of the event's data lines so far
         self._max_line = max_line_bytes
         self._after_cr = False  # the last read ended in CR: an LF starting the next one ends no second line
 
@@ -45,14 +48,15 @@ class SSEDecoder:
             if self._pending:
                 self._pending.append(line)
                 line = b"".join(self._pending)
-                self._pending = []
+                self._pending, self._pending_bytes = [], 0
             start = end + 1
             event = self._line(line)
             if event is not None:
                 events.append(event)
         if start < len(chunk):
             self._pending.append(chunk[start:])
-            if sum(len(p) for p in self._pending) > self._max_line:
+            self._pending_bytes += len(chunk) - start
+            if self._pending_bytes > self._max_line:
                 raise SSELineTooLong(f"upstream sent a stream line longer than {self._max_line} bytes")
         return events
 
@@ -60,7 +64,7 @@ class SSEDecoder:
         """The stream ended: a last event not followed by a blank line still counts."""
         events: list[SSEEvent] = []
         if self._pending:
-            line, self._pending = b"".join(self._pending), []
+            line, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
             event = self._line(line)
             if event is not None:
                 events.append(event)
@@ -74,7 +78,7 @@ class SSEDecoder:
             if not self._data and self._event is None:
                 return None
             event = SSEEvent(self._event, "\n".join(self._data))
-            self._event, self._data = None, []
+            self._event, self._data, self._data_bytes = None, [], 0
             return event
         if line[:1] == b":":
             return None  # comment / keep-alive
@@ -84,6 +88,9 @@ class SSEDecoder:
         text = value.decode("utf-8", "replace")
         if name == b"data":
             self._data.append(text)
+            self._data_bytes += len(value)
+            if self._data_bytes > self._max_line:
+                raise SSELineTooLong(f"upstream sent a stream event longer than {self._max_line} bytes")
         elif name == b"event":
             self._event = text
         return None

@@ -54,7 +54,7 @@ from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
 from gateway.spend import output_upper_bound, prompt_upper_bound
-from gateway.upstream import UpstreamConnectError
+from gateway.upstream import UpstreamAnswerTooLarge, UpstreamConnectError
 
 log = logging.getLogger("gateway")
 SSE_HEADERS = [
@@ -159,6 +159,8 @@ class ChatEndpoint(ModelEndpoint):
             if response.status >= 300:
                 try:
                     body = await response.read()
+                except UpstreamAnswerTooLarge:
+                    body = b""  # an error's page that large says nothing more than its status
                 finally:
                     response.close()
                 raise failed_attempt(

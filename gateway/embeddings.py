@@ -13,9 +13,13 @@ from gateway.request_models import parse_embeddings
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute
 
+# 2,048 inputs of 3,072 dimensions as JSON floats are some 125 MB: a whole batch is a legitimate answer
+EMBEDDINGS_ANSWER_BYTES = 256 * 1024 * 1024
+
 
 class EmbeddingsEndpoint(ModelEndpoint):
     name = "embeddings"
+    max_answer_bytes = EMBEDDINGS_ANSWER_BYTES
 
     async def handle(self, call: Call) -> None:
         payload = parse_embeddings(call.body, call.scope.get(MODEL_SCOPE_KEY))

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import ClassVar
 
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
@@ -25,7 +26,7 @@ from gateway.disconnect import DisconnectWatch
 from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout, internal_error
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
-from gateway.failures import connect_failure, timeout_failure
+from gateway.failures import connect_failure, timeout_failure, unreadable_answer
 from gateway.guardrails import RequestGuard
 from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
 from gateway.routing import new_request_id
@@ -33,7 +34,7 @@ from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
 from gateway.spend import Reservation, admit
 from gateway.state import GatewayState
 from gateway.tracing import Tracing
-from gateway.upstream import UpstreamConnectError, UpstreamResponse
+from gateway.upstream import MAX_ANSWER_BYTES, UpstreamAnswerTooLarge, UpstreamConnectError, UpstreamResponse
 from policies.budgets import ReservationStore
 
 log = logging.getLogger("gateway")
@@ -128,6 +129,7 @@ def blocked_by(err: GatewayError) -> str:
 
 class ModelEndpoint(ABC):
     name: str
+    max_answer_bytes: ClassVar[int] = MAX_ANSWER_BYTES  # a whole answer read from the provider, decompressed
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
@@ -248,9 +250,11 @@ class ModelEndpoint(ABC):
         failover's, around every attempt together; the first byte's is the upstream client's."""
         response = await self.open_upstream(request, route, deployment)
         try:
-            body = await response.read()
+            body = await response.read(self.max_answer_bytes)
         except UpstreamConnectError as exc:
             raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+        except UpstreamAnswerTooLarge as exc:  # the same again elsewhere is likely: not retried
+            raise AttemptFailed(unreadable_answer(deployment, str(exc)), False, False) from None
         finally:
             response.close()
         return FetchedAnswer(response.status, body, response.header("retry-after"))

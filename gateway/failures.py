@@ -191,6 +191,10 @@ def incomplete_stream(deployment: Deployment) -> GatewayError:
     )
 
 
+def unreadable_answer(deployment: Deployment, detail: str) -> GatewayError:
+    return UpstreamError(f"The provider '{deployment.target.provider}' answered, but {detail}.")
+
+
 def connect_failure(deployment: Deployment, detail: str) -> GatewayError:
     return UpstreamError(
         f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable"

@@ -7,6 +7,14 @@ pipeline treats them exactly like a remote one.
 
 Timeouts: `connect_s` bounds the TCP/TLS connect, `first_byte_s` the wait for the response headers;
 the caller bounds the whole exchange (`total_s`) around its use of the response.
+
+A pooled connection the provider closes just as the next request goes out on it (its idle timeout crossing
+the request) fails that request before any answer: aiohttp resends only idempotent methods, so the client
+sends it again at once, on another connection, up to `STALE_RETRIES` times; neither a retry of the
+failover's (with its backoff) nor a failure held against the provider's circuit.
+
+A whole answer (not a stream) is read up to a limit, after decompression: a broken or hostile provider
+(an endless body, a small gzip that inflates to gigabytes) cannot take the worker's memory.
 """
 
 from __future__ import annotations
@@ -24,17 +32,27 @@ from gateway.runtime import Timeouts
 POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so this is per provider
 KEEPALIVE_S = 60
 DRAIN_S = 0.5
+STALE_RETRIES = 2
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a whole answer, decompressed (embeddings ask for more: see read)
+READ_PIECE_BYTES = 256 * 1024
 
 
 class UpstreamConnectError(Exception):
     """The provider could not be reached (DNS, refused, reset before an answer)."""
 
 
+class UpstreamAnswerTooLarge(Exception):
+    """The provider's whole answer was larger than the gateway reads."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"its answer was larger than {limit // (1024 * 1024)} MB")
+
+
 class UpstreamResponse(Protocol):
     status: int
 
     def header(self, name: str) -> str | None: ...
-    async def read(self) -> bytes: ...
+    async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes: ...
     def chunks(self) -> AsyncIterator[bytes]: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
@@ -50,9 +68,21 @@ class _AiohttpResponse:
     def header(self, name: str) -> str | None:
         return self._response.headers.get(name)
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes:
+        """The whole body, decompressed; UpstreamAnswerTooLarge past `limit` bytes."""
+        response = self._response
         try:
-            return await self._response.read()
+            length = response.content_length
+            if length is not None and "content-encoding" not in response.headers:
+                if length > limit:  # refused before reading any of it
+                    raise UpstreamAnswerTooLarge(limit)
+                return await response.read()  # ends at the declared length
+            body = bytearray()
+            async for piece in response.content.iter_chunked(READ_PIECE_BYTES):
+                body += piece
+                if len(body) > limit:
+                    raise UpstreamAnswerTooLarge(limit)
+            return bytes(body)
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"connection lost while reading the answer ({type(exc).__name__})") from exc
 
@@ -87,7 +117,7 @@ class LocalResponse:
     def header(self, name: str) -> str | None:
         return None
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes:
         return self._answer.body
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -137,20 +167,26 @@ class UpstreamClient:
             timeout = self._timeouts[timeouts.connect_s] = aiohttp.ClientTimeout(
                 total=None, sock_connect=timeouts.connect_s
             )
-        try:
-            async with self.deadlines.timeout(timeouts.first_byte_s):
-                response = await self._session.request(
-                    request.method,
-                    request.url,
-                    data=request.body or None,  # no body (a GET): no content-type either
-                    headers=request.headers,
-                    timeout=timeout,
-                    allow_redirects=False,  # a redirect would carry our credentials to another host
-                )
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"cannot connect ({type(exc).__name__})") from exc
-        except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
-            raise TimeoutError("connect timed out") from exc
-        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
-            raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc
-        return _AiohttpResponse(response)
+        stale_retries = STALE_RETRIES
+        async with self.deadlines.timeout(timeouts.first_byte_s):
+            while True:
+                try:
+                    response = await self._session.request(
+                        request.method,
+                        request.url,
+                        data=request.body or None,  # no body (a GET): no content-type either
+                        headers=request.headers,
+                        timeout=timeout,
+                        allow_redirects=False,  # a redirect would carry our credentials to another host
+                    )
+                    return _AiohttpResponse(response)
+                except aiohttp.ClientConnectorError as exc:
+                    raise UpstreamConnectError(f"cannot connect ({type(exc).__name__})") from exc
+                except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
+                    raise TimeoutError("connect timed out") from exc
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    if not stale_retries:  # closed or reset before any answer: a stale pooled connection, once
+                        raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc
+                    stale_retries -= 1
+                except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
+                    raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.base import SSEEvent
-from adapters.sse import SSEDecoder
+from adapters.sse import SSEDecoder, SSELineTooLong
 
 LINES = [
     ": keep-alive",
@@ -39,3 +39,27 @@ def test_every_line_ending_and_every_cut_give_the_same_events(ending: str) -> No
     assert decoded([raw[i : i + 1] for i in range(len(raw))]) == EXPECTED  # a byte at a time
     for cut in range(len(raw) + 1):
         assert decoded([raw[:cut], raw[cut:]]) == EXPECTED, cut
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"data: " + b"x" * 1100],  # one line, at once
+        [b"data: "] + [b"x" * 10] * 110,  # one line, in small pieces
+        [b"data: " + b"x" * 100 + b"\n"] * 11,  # one event of many lines, no blank line
+    ],
+    ids=["line", "line-in-pieces", "event-of-many-lines"],
+)
+def test_a_line_or_an_event_over_the_limit_is_refused(pieces: list[bytes]) -> None:
+    decoder = SSEDecoder(max_line_bytes=1000)
+    with pytest.raises(SSELineTooLong):
+        for piece in pieces:
+            decoder.feed(piece)
+
+
+def test_events_under_the_limit_pass_and_the_count_starts_again_with_each() -> None:
+    decoder = SSEDecoder(max_line_bytes=1000)
+    events = []
+    for _ in range(5):  # 5 events of 900 bytes: 4,500 in all, each under the limit
+        events += decoder.feed(b"data: " + b"x" * 450 + b"\ndata: " + b"y" * 450 + b"\n\n")
+    assert len(events) == 5 and all(len(event.data) == 901 for event in events)

@@ -1,0 +1,215 @@
+"""What the upstream side of the connection can do to the gateway, on real sockets with the official SDK as the
+client (tests/support/raw_upstream.py plays providers that close, trickle, or never stop): pooled connections
+closed under a request are resent without a trace, and no answer can take the worker's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.conftest import ACME_KEY
+from tests.support.gateway import RunningGateway, sha
+from tests.support.raw_upstream import Conn, RawUpstream, completion, ok
+
+MB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-canary-0001"{extra}}}
+models:
+  gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], timeout_s: 8}}
+  once: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, timeout_s: 8}}
+tenants:
+  acme:
+    keys: [{{id: acme-1, sha256: "{key_sha}"}}]
+    models: ["*"]
+"""
+MESSAGES = [{"role": "user", "content": "hi"}]
+FIRST = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":"first"},"finish_reason":null}]}\n\n'
+)
+LAST = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+    b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+)
+SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def start(handler, extra: str = "") -> tuple[RawUpstream, RunningGateway, list[object]]:  # type: ignore[no-untyped-def]
+    upstream = RawUpstream(handler).start()
+    gateway = RunningGateway(CONFIG.format(url=upstream.url, extra=extra, key_sha=sha(ACME_KEY))).start()
+    events: list[object] = []
+    emit = gateway.state.events.emit
+    gateway.state.events.emit = lambda record: (events.append(record), emit(record))  # type: ignore[method-assign]
+    return upstream, gateway, events
+
+
+def sdk(gateway: RunningGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=ACME_KEY, max_retries=0, timeout=60)
+
+
+def peak_growth_mb(run) -> float:  # type: ignore[no-untyped-def]
+    """Peak RSS growth of this process (gateway and upstream threads) while `run()` runs."""
+
+    def read(field: str) -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+
+    base = read("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM
+    run()
+    return read("VmHWM") - base
+
+
+# 1 ── a pooled connection the upstream closed as the next request went out ─────────────────────────────
+
+
+async def close_racing_the_second_request(conn: Conn) -> None:
+    """Answers the first request of a connection (keep-alive), then drops the connection when the next one
+    arrives, unanswered: an idle-timeout close crossing the request on the wire."""
+    await conn.request()
+    await asyncio.sleep(0.3)  # so that concurrent first requests each open their own connection
+    await conn.write(ok(completion()))
+    await conn.request()
+    conn.close()
+
+
+def test_a_stale_pooled_connection_is_retried_at_once_without_a_user_visible_error() -> None:
+    upstream, gateway, _ = start(close_racing_the_second_request)
+    try:
+        client = sdk(gateway)
+        client.chat.completions.create(model="once", messages=MESSAGES)  # leaves a pooled connection
+        answer = client.chat.completions.create(model="once", messages=MESSAGES)  # (raises InternalServerError 502)
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert answer.choices[0].message.content == "hi"
+
+
+def test_a_wave_of_stale_pooled_connections_does_not_open_the_circuit() -> None:
+    """Default retries (2) and circuit (5 failures): 8 pooled connections all found closed by the next wave."""
+    upstream, gateway, _ = start(close_racing_the_second_request)
+
+    async def wave() -> list[int]:
+        client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=ACME_KEY, max_retries=0, timeout=20)
+
+        async def one() -> int:
+            try:
+                await client.chat.completions.create(model="gpt", messages=MESSAGES)
+                return 200
+            except openai.APIStatusError as exc:
+                return exc.status_code
+
+        return list(await asyncio.gather(*(one() for _ in range(8))))
+
+    try:
+        assert asyncio.run(wave()) == [200] * 8
+        second = asyncio.run(wave())
+        circuit = gateway.state.failover.circuits.snapshot()["up/gpt-4o-mini"]
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert second == [200] * 8, second  # (it was 503s and 502s, and the circuit open for 30 s)
+    assert circuit["state"] == "closed" and circuit["consecutive_failures"] == 0, circuit
+
+
+# 4 ── huge and hostile answers ───────────────────────────────────────────────────────────────────────
+
+SPACES = b" " * MB
+
+
+async def three_hundred_mb(conn: Conn) -> None:
+    await conn.request()
+    await conn.write(
+        f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {300 * MB + 1}\r\n\r\n".encode()
+    )
+    for _ in range(300):
+        await conn.write(SPACES)
+    await conn.write(b"x")  # not JSON: nothing reaches the client, only the gateway's buffering counts
+
+
+async def endless(conn: Conn) -> None:
+    await conn.request()
+    await conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+    for _ in range(400):  # (stops at 400 MB, then stalls, to spare the test machine)
+        await conn.write(chunk(SPACES))
+    await asyncio.sleep(30)
+
+
+def _bomb() -> bytes:
+    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return gz.compress(b'{"choices": [], "pad": "') + b"".join(gz.compress(SPACES) for _ in range(1000)) + gz.flush()
+
+
+BOMB = _bomb()  # 1 MB on the wire, 1 GB decompressed
+
+
+async def zip_bomb(conn: Conn) -> None:
+    await conn.request()
+    await conn.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+        + f"content-length: {len(BOMB)}\r\n\r\n".encode()
+        + BOMB
+    )
+    await asyncio.sleep(30)
+
+
+@pytest.mark.parametrize("handler", [three_hundred_mb, endless, zip_bomb], ids=lambda h: h.__name__)
+def test_a_huge_answer_is_refused_with_bounded_memory(handler) -> None:  # type: ignore[no-untyped-def]
+    upstream, gateway, events = start(handler)
+    caught: list[openai.APIStatusError] = []
+
+    def call() -> None:
+        try:
+            sdk(gateway).chat.completions.create(model="once", messages=MESSAGES)
+        except openai.APIStatusError as exc:
+            caught.append(exc)
+
+    try:
+        growth = peak_growth_mb(call)
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert caught and caught[0].status_code == 502 and caught[0].body["message"]
+    assert len(events) == 1
+    # it was 663 MB (300 MB body), ~400 MB (endless, until timeout_s), 2,007 MB (1 MB gzip): the Helm limit is 1Gi
+    assert growth < 120, f"the gateway held {growth:.0f} MB for one upstream answer"
+
+
+async def one_event_of_many_lines(conn: Conn) -> None:
+    """A stream whose second event never ends: 400 MB of 1 KB `data:` lines, no blank line."""
+    await conn.request()
+    await conn.write(SSE_HEAD + chunk(FIRST))
+    block = (b"data: " + b"A" * 1018 + b"\n") * 1024
+    for _ in range(400):
+        await conn.write(chunk(block))
+    await asyncio.sleep(30)
+
+
+def test_a_stream_event_of_many_lines_is_bounded_like_a_long_line() -> None:
+    upstream, gateway, events = start(one_event_of_many_lines)
+    caught: list[openai.APIError] = []
+
+    def call() -> None:
+        try:
+            list(sdk(gateway).chat.completions.create(model="once", messages=MESSAGES, stream=True))
+        except openai.APIError as exc:
+            caught.append(exc)
+
+    try:
+        growth = peak_growth_mb(call)
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert caught and len(events) == 1  # an error event after the first chunk
+    assert growth < 120, f"{growth:.0f} MB"  # it was ~420 MB, cut only by timeout_s
