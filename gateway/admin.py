@@ -28,7 +28,7 @@ from gateway.events.usage import (
     usage_report,
 )
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, send_bytes, send_error
-from gateway.runtime import Tenant, Timeouts, provider_target
+from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target, provider_transport
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
@@ -243,7 +243,9 @@ def _failure(reason: str) -> dict[str, Any]:
     return {"reachable": False, "auth": "unknown", "status": None, "latency_ms": None, "error": reason}
 
 
-async def ping(client: UpstreamClient, adapter: Adapter, target: Target) -> dict[str, Any]:
+async def ping(
+    client: UpstreamClient, adapter: Adapter, target: Target, transport: Transport = DIRECT
+) -> dict[str, Any]:
     """Send the adapter's ping once (no retry, no circuit, no usage event) and read only its status."""
     try:
         request = adapter.build_ping(target)
@@ -252,7 +254,7 @@ async def ping(client: UpstreamClient, adapter: Adapter, target: Target) -> dict
     local = adapter if isinstance(adapter, LocalAdapter) else None
     started = time.perf_counter()
     try:  # the client bounds connecting and the wait for the answer's headers by `first_byte_s`
-        response = await client.send(request, PING_TIMEOUTS, local)
+        response = await client.send(request, PING_TIMEOUTS, local, transport)
     except TimeoutError:
         return _failure(f"no answer within {PING_TIMEOUTS.first_byte_s:g} s")
     except UpstreamConnectError as exc:
@@ -283,7 +285,9 @@ class ProviderPingEndpoint(AdminEndpoint):
         disabled = runtime.disabled_providers.get(name)
         if disabled is not None:
             return {**about, **_failure(f"disabled: {disabled}")}
-        return {**about, **await ping(self.state.client, adapter, _ping_target(runtime.config, name))}
+        target = _ping_target(runtime.config, name)
+        transport = provider_transport(runtime.config, name, target.base_url)
+        return {**about, **await ping(self.state.client, adapter, target, transport)}
 
 
 TENANTS_PREFIX = "/admin/tenants"

@@ -265,7 +265,7 @@ class ModelEndpoint(ABC):
         """Send `request`; connect and first-byte failures are failed attempts."""
         local = deployment.adapter if isinstance(deployment.adapter, LocalAdapter) else None
         try:
-            return await self.state.client.send(request, route.timeouts, local)
+            return await self.state.client.send(request, route.timeouts, local, deployment.transport)
         except TimeoutError:
             raise AttemptFailed(timeout_failure(deployment), True, True) from None
         except UpstreamConnectError as exc:

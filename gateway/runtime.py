@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 import random
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -46,11 +48,26 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Transport:
+    """How the provider is reached, besides its URL: through which proxy, trusting which extra CAs."""
+
+    proxy: str | None = None
+    ca_bundle: str | None = None
+
+    def __repr__(self) -> str:  # a proxy URL may hold credentials
+        return f"Transport(proxy={'set' if self.proxy else None}, ca_bundle={self.ca_bundle!r})"
+
+
+DIRECT = Transport()
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     adapter: Adapter
     target: Target
     weight: int
     price: Price | None  # by model alias, else by upstream model; None: unknown
+    transport: Transport = DIRECT
 
     @property
     def label(self) -> str:
@@ -187,6 +204,19 @@ def provider_target(config: Config, provider_name: str, model: str, api_key_over
     )
 
 
+def provider_transport(config: Config, provider_name: str, base_url: str) -> Transport:
+    """The provider's own proxy, else the environment's for its URL (unless NO_PROXY names its host)."""
+    provider = config.providers[provider_name]
+    proxy = provider.proxy
+    if proxy is None:
+        url = urlsplit(base_url)
+        environment = urllib.request.getproxies_environment()
+        proxy = environment.get(url.scheme) or environment.get("all")
+        if proxy and url.hostname and urllib.request.proxy_bypass(url.hostname):
+            proxy = None
+    return Transport(proxy=proxy or None, ca_bundle=provider.ca_bundle)
+
+
 def _route(
     config: Config,
     alias: str,
@@ -208,7 +238,10 @@ def _route(
             continue
         target = provider_target(config, d.provider, d.model, credentials.get(d.provider))
         price = look_up(prices, alias) or look_up(prices, d.model)
-        deployments.append(Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price))
+        transport = provider_transport(config, d.provider, target.base_url)
+        deployments.append(
+            Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price, transport)
+        )
     first_byte = model.first_byte_timeout_s
     return ModelRoute(
         alias=alias,

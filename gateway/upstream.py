@@ -20,6 +20,7 @@ A whole answer (not a stream) is read up to a limit, after decompression: a brok
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -27,7 +28,7 @@ import aiohttp
 
 from adapters.base import LocalAdapter, LocalAnswer, UpstreamRequest
 from gateway.deadlines import DeadlineWheel
-from gateway.runtime import Timeouts
+from gateway.runtime import DIRECT, Timeouts, Transport
 
 POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so this is per provider
 KEEPALIVE_S = 60
@@ -138,6 +139,7 @@ class UpstreamClient:
         self.deadlines = deadlines or DeadlineWheel()
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -154,8 +156,22 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
+    def _tls(self, ca_bundle: str | None) -> ssl.SSLContext | bool:
+        """aiohttp's default verification (True), or one with a provider's extra CAs, made once per file."""
+        if ca_bundle is None:
+            return True
+        context = self._contexts.get(ca_bundle)
+        if context is None:
+            context = self._contexts[ca_bundle] = ssl.create_default_context()
+            context.load_verify_locations(cafile=ca_bundle)  # besides the system's, which the default loaded
+        return context
+
     async def send(
-        self, request: UpstreamRequest, timeouts: Timeouts, local: LocalAdapter | None = None
+        self,
+        request: UpstreamRequest,
+        timeouts: Timeouts,
+        local: LocalAdapter | None = None,
+        transport: Transport = DIRECT,
     ) -> UpstreamResponse:
         if local is not None:
             return LocalResponse(local.answer(request))
@@ -178,6 +194,8 @@ class UpstreamClient:
                         headers=request.headers,
                         timeout=timeout,
                         allow_redirects=False,  # a redirect would carry our credentials to another host
+                        proxy=transport.proxy,
+                        ssl=self._tls(transport.ca_bundle),
                     )
                     return _AiohttpResponse(response)
                 except aiohttp.ClientConnectorError as exc:

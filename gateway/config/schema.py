@@ -6,6 +6,7 @@ a typo is an error that names its path, not a silently ignored setting.
 
 from __future__ import annotations
 
+import ssl
 from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -75,12 +76,30 @@ def _clean_credential(value: str | None) -> str | None:
 Credential = Annotated[str, AfterValidator(_clean_credential)]
 
 
+def _proxy_url(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL, or empty for no proxy")  # (the value is not quoted)
+    return value
+
+
+def _ca_bundle(value: str) -> str:
+    try:
+        ssl.create_default_context(cafile=value)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot be read as PEM certificates ({type(exc).__name__}: {exc.strerror or exc})") from None
+    return value
+
+
 class ProviderConfig(Strict):
     type: str
     base_url: str | None = None
     api_key: Credential | None = Field(None, repr=False)  # repr=False: a logged config shows no secret
     api_version: str | None = None
     headers: dict[str, Credential] = Field(default_factory=dict, repr=False)
+    # egress: an HTTP(S) proxy for this provider (may hold credentials); unset, HTTPS_PROXY/HTTP_PROXY/NO_PROXY
+    # decide; "" for none whatever the environment says
+    proxy: Annotated[Credential, AfterValidator(_proxy_url)] | None = Field(None, repr=False)
+    ca_bundle: Annotated[str, AfterValidator(_ca_bundle)] | None = None  # PEM: CAs trusted besides the system's
 
 
 class DeploymentConfig(Strict):
