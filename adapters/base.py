@@ -152,7 +152,8 @@ ERROR_TYPES_BY_STATUS = {
     429: "rate_limit_error",
 }
 
-UNEXPECTED_SHAPE = ProviderError(502, "upstream returned an unexpected response shape", "api_error")
+# status 0: no error status of the provider's (it answered 2xx); the failover takes it as a failing provider
+UNEXPECTED_SHAPE = ProviderError(0, "it answered in an unexpected shape", "api_error")
 
 PingAuth = Literal["ok", "rejected", "unknown"]
 
@@ -230,7 +231,7 @@ class Adapter(ABC):
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return ProviderError(502, "upstream returned a body that is not JSON", "api_error")
+            return ProviderError(0, f"it answered HTTP {status} with a body that is not JSON", "api_error")
         if not isinstance(parsed, dict):
             return UNEXPECTED_SHAPE
         items = parsed.get(list_field)

@@ -54,7 +54,7 @@ from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
 from gateway.spend import output_upper_bound, prompt_upper_bound
-from gateway.upstream import UpstreamAnswerTooLarge, UpstreamConnectError
+from gateway.upstream import UpstreamAnswerTooLarge, UpstreamConnectError, UpstreamResponse
 
 log = logging.getLogger("gateway")
 SSE_HEADERS = [
@@ -176,7 +176,7 @@ class ChatEndpoint(ModelEndpoint):
                     raise failed_attempt(stream_error_with_status(error), deployment, None)
             except UpstreamConnectError as exc:
                 response.close()
-                raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+                raise AttemptFailed(connect_failure(deployment, exc), True, True) from None
             except SSELineTooLong as exc:
                 response.close()
                 raise failed_attempt(ProviderError(0, str(exc)), deployment, None) from None
@@ -201,6 +201,7 @@ class ChatEndpoint(ModelEndpoint):
 
         started = False
         failure: GatewayError | None = None
+        lingering: UpstreamResponse | None = None  # complete, but its body not read to its end yet
         translator: StreamTranslator | None = None
         deployment: Deployment | None = None
         try:
@@ -212,15 +213,18 @@ class ChatEndpoint(ModelEndpoint):
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
                     await self._relay(opened, frames, record, send)
+                    if translator.done:  # the body's last bytes are read after the client has its [DONE]
+                        lingering = opened.response
                 finally:
-                    opened.response.close()
+                    if lingering is None:
+                        opened.response.close()
         except TimeoutError:
             if deployment is None:
                 raise UpstreamTimeout("No provider answered in time.") from None
             failure = timeout_failure(deployment)
         except UpstreamConnectError as exc:
             assert deployment is not None
-            failure = connect_failure(deployment, str(exc))
+            failure = connect_failure(deployment, exc)
         except SSELineTooLong as exc:
             assert deployment is not None
             failure = provider_failure(ProviderError(0, str(exc)), deployment)
@@ -248,13 +252,18 @@ class ChatEndpoint(ModelEndpoint):
         if failure is not None:
             record.status, record.http_status = "failed", 200
             record.error_type, record.error_code = failure.type, failure.code
-            payload = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
-            call.finish()
-            await send({"type": "http.response.body", "body": payload, "more_body": False})
-            return
-        record.status, record.http_status = "completed", 200
+            last = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
+        else:
+            record.status, record.http_status = "completed", 200
+            last = DONE_FRAME
         call.finish()
-        await send({"type": "http.response.body", "body": DONE_FRAME, "more_body": False})
+        try:
+            await send({"type": "http.response.body", "body": last, "more_body": False})
+            if lingering is not None:
+                await lingering.drain()  # to its end, so the connection goes back to the pool
+        finally:
+            if lingering is not None:
+                lingering.close()  # (a no-op once drained)
 
     @staticmethod
     async def _relay(
@@ -282,8 +291,7 @@ class ChatEndpoint(ModelEndpoint):
         if translator.error is not None:
             return
         if translator.done:
-            await opened.response.drain()  # read to the end so the connection goes back to the pool
-            return
+            return  # (the caller reads the body to its end once the client has its last frame)
         tail_frames = frames(opened.flush() + translator.finish())
         if tail_frames:
             await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})

@@ -252,7 +252,7 @@ class ModelEndpoint(ABC):
         try:
             body = await response.read(self.max_answer_bytes)
         except UpstreamConnectError as exc:
-            raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+            raise AttemptFailed(connect_failure(deployment, exc), True, True) from None
         except UpstreamAnswerTooLarge as exc:  # the same again elsewhere is likely: not retried
             raise AttemptFailed(unreadable_answer(deployment, str(exc)), False, False) from None
         finally:
@@ -269,4 +269,4 @@ class ModelEndpoint(ABC):
         except TimeoutError:
             raise AttemptFailed(timeout_failure(deployment), True, True) from None
         except UpstreamConnectError as exc:
-            raise AttemptFailed(connect_failure(deployment, str(exc)), True, True) from None
+            raise AttemptFailed(connect_failure(deployment, exc), True, True) from None

@@ -20,6 +20,7 @@ from adapters.base import ERROR_TYPES_BY_STATUS, JSON, ProviderError, Unsupporte
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
+from gateway.upstream import UpstreamConnectError, UpstreamInvalidHTTP
 
 MAX_RETRY_AFTER_S = 3600.0
 DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: every 429 of ours carries one
@@ -123,9 +124,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             err.message, status=status, error_type=err.type, code=err.code, param=err.param, details=err.details
         )
     if status == 0:
-        return UpstreamError(
-            f"The provider '{name}' reported an error: {err.message}", code=err.code or "upstream_error"
-        )
+        return UpstreamError(f"The provider '{name}' failed: {err.message}", code=err.code or "upstream_error")
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 
@@ -195,7 +194,8 @@ def unreadable_answer(deployment: Deployment, detail: str) -> GatewayError:
     return UpstreamError(f"The provider '{deployment.target.provider}' answered, but {detail}.")
 
 
-def connect_failure(deployment: Deployment, detail: str) -> GatewayError:
-    return UpstreamError(
-        f"The provider '{deployment.target.provider}' could not be reached: {detail}.", code="upstream_unreachable"
-    )
+def connect_failure(deployment: Deployment, exc: UpstreamConnectError) -> GatewayError:
+    name = deployment.target.provider
+    if isinstance(exc, UpstreamInvalidHTTP):  # reached, but what came back was not HTTP
+        return UpstreamError(f"The provider '{name}' answered with invalid HTTP: {exc}.")
+    return UpstreamError(f"The provider '{name}' could not be reached: {exc}.", code="upstream_unreachable")

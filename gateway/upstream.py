@@ -42,6 +42,10 @@ class UpstreamConnectError(Exception):
     """The provider could not be reached (DNS, refused, reset before an answer)."""
 
 
+class UpstreamInvalidHTTP(UpstreamConnectError):
+    """The provider was reached, but what it sent back was not HTTP (a malformed status line, huge headers)."""
+
+
 class UpstreamAnswerTooLarge(Exception):
     """The provider's whole answer was larger than the gateway reads."""
 
@@ -206,5 +210,9 @@ class UpstreamClient:
                     if not stale_retries:  # closed or reset before any answer: a stale pooled connection, once
                         raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc
                     stale_retries -= 1
+                except aiohttp.ClientHttpProxyError as exc:
+                    raise UpstreamConnectError(f"the proxy refused the connection (HTTP {exc.status})") from exc
+                except aiohttp.ClientResponseError as exc:
+                    raise UpstreamInvalidHTTP(type(exc).__name__) from exc
                 except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL or header aiohttp refuses
                     raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc

@@ -5,6 +5,7 @@ closed under a request are resent without a trace, and no answer can take the wo
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import ACME_KEY
 from tests.support.gateway import RunningGateway, sha
-from tests.support.raw_upstream import Conn, RawUpstream, completion, ok
+from tests.support.raw_upstream import Conn, Handler, RawUpstream, completion, ok
 
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[2]
@@ -146,20 +147,19 @@ async def endless(conn: Conn) -> None:
     await asyncio.sleep(30)
 
 
-def _bomb() -> bytes:
-    gz = zlib.compressobj(9, zlib.DEFLATED, 31)
+@functools.cache
+def bomb() -> bytes:
+    """4.5 MB on the wire, 1 GB decompressed (made once, when a test asks: it takes seconds)."""
+    gz = zlib.compressobj(1, zlib.DEFLATED, 31)
     return gz.compress(b'{"choices": [], "pad": "') + b"".join(gz.compress(SPACES) for _ in range(1000)) + gz.flush()
-
-
-BOMB = _bomb()  # 1 MB on the wire, 1 GB decompressed
 
 
 async def zip_bomb(conn: Conn) -> None:
     await conn.request()
     await conn.write(
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
-        + f"content-length: {len(BOMB)}\r\n\r\n".encode()
-        + BOMB
+        + f"content-length: {len(bomb())}\r\n\r\n".encode()
+        + bomb()
     )
     await asyncio.sleep(30)
 
@@ -213,3 +213,66 @@ def test_a_stream_event_of_many_lines_is_bounded_like_a_long_line() -> None:
         upstream.stop()
     assert caught and len(events) == 1  # an error event after the first chunk
     assert growth < 120, f"{growth:.0f} MB"  # it was ~420 MB, cut only by timeout_s
+
+
+# ── a stream's end is not held back by the rest of the provider's body ─────────────────────────────────────
+
+
+async def end_the_body_once_the_client_has_done(conn: Conn) -> None:
+    """Sends a whole stream, [DONE] included, but ends the chunked body only once the client has had its [DONE]
+    (the test counts them): a gateway that waits for the body's end before the client's [DONE] waits in vain,
+    gives up on the connection, and the next request needs a new one."""
+    served = 0
+    while await conn.request() is not None:
+        await conn.write(SSE_HEAD + chunk(FIRST + LAST))
+        served += 1
+        for _ in range(500):
+            if conn.server.extra.get("clients_done", 0) >= served:
+                break
+            await asyncio.sleep(0.01)
+        await conn.write(b"0\r\n\r\n")
+
+
+def test_the_client_s_done_does_not_wait_for_the_provider_s_body_to_end() -> None:
+    upstream, gateway, _ = start(end_the_body_once_the_client_has_done)
+    try:
+        for _ in range(2):
+            chunks = list(sdk(gateway).chat.completions.create(model="once", messages=MESSAGES, stream=True))
+            assert chunks[0].choices[0].delta.content == "first"
+            upstream.extra["clients_done"] = upstream.extra.get("clients_done", 0) + 1
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert upstream.connections == 1  # the body was read to its end: the connection went back to the pool
+
+
+# ── a failure's message says what the provider did ─────────────────────────────────────────────────────────
+
+
+async def no_content(conn: Conn) -> None:
+    while await conn.request() is not None:
+        await conn.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+async def bad_status_line(conn: Conn) -> None:
+    await conn.request()
+    await conn.write(b"HTTP/1.1 2x0 Nope\r\n\r\n")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("handler", "said"),
+    [(no_content, "answered HTTP 204 with a body that is not JSON"), (bad_status_line, "answered with invalid HTTP")],
+    ids=["204", "bad-status-line"],
+)
+def test_a_malformed_answer_is_told_as_what_it_is(handler: Handler, said: str) -> None:
+    upstream, gateway, _ = start(handler)
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk(gateway).chat.completions.create(model="once", messages=MESSAGES)
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert caught.value.status_code == 502
+    assert said in caught.value.message, caught.value.message  # not "HTTP 502", not "could not be reached"
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] != "upstream_unreachable"
