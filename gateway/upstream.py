@@ -31,7 +31,7 @@ from gateway.deadlines import DeadlineWheel
 from gateway.runtime import DIRECT, Timeouts, Transport
 
 POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so this is per provider
-KEEPALIVE_S = 60
+KEEPALIVE_S = 30  # under common load balancers' idle timeouts (AWS ALB: 60 s): we close first, mostly
 DRAIN_S = 0.5
 STALE_RETRIES = 2
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a whole answer, decompressed (embeddings ask for more: see read)
