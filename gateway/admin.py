@@ -28,7 +28,7 @@ from gateway.events.usage import (
     usage_report,
 )
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, send_bytes, send_error
-from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target, provider_transport
+from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
@@ -286,7 +286,7 @@ class ProviderPingEndpoint(AdminEndpoint):
         if disabled is not None:
             return {**about, **_failure(f"disabled: {disabled}")}
         target = _ping_target(runtime.config, name)
-        transport = provider_transport(runtime.config, name, target.base_url)
+        transport = runtime.transports.get(name, DIRECT)
         return {**about, **await ping(self.state.client, adapter, target, transport)}
 
 

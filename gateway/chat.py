@@ -128,7 +128,7 @@ class ChatEndpoint(ModelEndpoint):
 
         async def attempt(current: ModelRoute, deployment: Deployment) -> ChatCompletion:
             self.answering(call, current, deployment)
-            answer = await self.fetch(self._build(req, deployment), current, deployment)
+            answer = await self.fetch(self._build(req, deployment), current, deployment, record)
             result = deployment.adapter.parse_chat(answer.status, answer.body)
             if not isinstance(result, ChatCompletion):
                 raise failed_attempt(result, deployment, answer.retry_after)
@@ -155,7 +155,7 @@ class ChatEndpoint(ModelEndpoint):
         async def attempt(current: ModelRoute, deployment: Deployment) -> OpenedStream:
             """Opens the stream and reads it to its first chunk: a failure before then may be retried elsewhere."""
             self.answering(call, current, deployment)
-            response = await self.open_upstream(self._build(req, deployment), current, deployment)
+            response = await self.open_upstream(self._build(req, deployment), current, deployment, record)
             if response.status >= 300:
                 try:
                     body = await response.read()

@@ -37,7 +37,7 @@ class EmbeddingsEndpoint(ModelEndpoint):
                 request = deployment.adapter.build_embeddings(EmbeddingsRequest(payload), deployment.target)
             except Unsupported as exc:
                 raise unsupported_attempt(exc) from None
-            answer = await self.fetch(request, current, deployment)
+            answer = await self.fetch(request, current, deployment, call.record)
             result = deployment.adapter.parse_embeddings(answer.status, answer.body)
             if not isinstance(result, Embeddings):
                 raise failed_attempt(result, deployment, answer.retry_after)

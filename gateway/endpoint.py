@@ -245,10 +245,12 @@ class ModelEndpoint(ABC):
         record.model_alias, record.deployment = route.alias, deployment.label
         record.provider, record.upstream_model = deployment.target.provider, deployment.target.model
 
-    async def fetch(self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment) -> FetchedAnswer:
+    async def fetch(
+        self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment, record: RequestRecord
+    ) -> FetchedAnswer:
         """Send `request` and read the whole answer (one attempt). The route's total timeout is the
         failover's, around every attempt together; the first byte's is the upstream client's."""
-        response = await self.open_upstream(request, route, deployment)
+        response = await self.open_upstream(request, route, deployment, record)
         try:
             body = await response.read(self.max_answer_bytes)
         except UpstreamConnectError as exc:
@@ -260,12 +262,13 @@ class ModelEndpoint(ABC):
         return FetchedAnswer(response.status, body, response.header("retry-after"))
 
     async def open_upstream(
-        self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment
+        self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment, record: RequestRecord
     ) -> UpstreamResponse:
         """Send `request`; connect and first-byte failures are failed attempts."""
         local = deployment.adapter if isinstance(deployment.adapter, LocalAdapter) else None
         try:
-            return await self.state.client.send(request, route.timeouts, local, deployment.transport)
+            client = self.state.client
+            return await client.send(request, route.timeouts, local, deployment.transport, record.provider_reached)
         except TimeoutError:
             raise AttemptFailed(timeout_failure(deployment), True, True) from None
         except UpstreamConnectError as exc:

@@ -213,7 +213,7 @@ class Failover:
         with self.tracing.attempt(
             operation, deployment.adapter.gen_ai_system, deployment.target.model, deployment.label
         ) as span:
-            record.provider_at_work = True
+            record.provider_at_work = False  # until its request goes out (RequestRecord.provider_reached)
             try:
                 result = await attempt(current, deployment)
                 outcome = "ok"

@@ -85,6 +85,8 @@ def _map_content(content: Any, fn: Callable[[str], str]) -> Any:
 # besides its content (a legacy function call's arguments).
 CALL_TEXTS = (("function", "arguments"), ("custom", "input"))
 MESSAGE_TEXTS = (("function_call", "arguments"),)
+CALL_FIELD, MESSAGE_FIELD = dict(CALL_TEXTS), dict(MESSAGE_TEXTS)
+DELTA_TEXTS = ("content", "reasoning_content", "refusal")  # a streamed delta's own texts
 
 
 def _map_nested(item: JSON, places: tuple[tuple[str, str], ...], fn: Callable[[str], str]) -> JSON:
@@ -264,6 +266,11 @@ class ChunkRestorer:
             restorer = self._restorers[key] = self._redaction.stream_restorer()
         return restorer.feed(text)
 
+    def _feed_nested(self, item: JSON, holder: str, field_name: str, key: tuple[int, str, int]) -> None:
+        inner = item.get(holder)
+        if isinstance(inner, dict) and isinstance(inner.get(field_name), str) and inner[field_name]:
+            inner[field_name] = self._feed(key, inner[field_name])
+
     def apply(self, chunk: JSON) -> None:
         """Restores in place. A chunk not shaped as OpenAI's is the provider's to answer for: what is not where
         a text should be is passed on untouched, never a reason to fail the stream."""
@@ -274,19 +281,16 @@ class ChunkRestorer:
             index = _position(choice.get("index"))
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                for name in ("content", "reasoning_content"):
+                for name in DELTA_TEXTS:
                     if isinstance(delta.get(name), str) and delta[name]:
                         delta[name] = self._feed((index, name, 0), delta[name])
+                for holder, field_name in MESSAGE_TEXTS:  # a legacy function call's arguments
+                    self._feed_nested(delta, holder, field_name, (index, holder, 0))
                 calls = delta.get("tool_calls")
                 for call in calls if isinstance(calls, list) else ():
-                    function = call.get("function") if isinstance(call, dict) else None
-                    if (
-                        isinstance(function, dict)
-                        and isinstance(function.get("arguments"), str)
-                        and function["arguments"]
-                    ):
-                        key = (index, "tool", _position(call.get("index")))
-                        function["arguments"] = self._feed(key, function["arguments"])
+                    if isinstance(call, dict):
+                        for holder, field_name in CALL_TEXTS:
+                            self._feed_nested(call, holder, field_name, (index, holder, _position(call.get("index"))))
             if choice.get("finish_reason") is not None:
                 self._release(index, choice)
 
@@ -299,11 +303,17 @@ class ChunkRestorer:
             if not isinstance(delta, dict):
                 delta = choice["delta"] = {}
             _, name, tool_index = key
-            if name == "tool":
+            if name in CALL_FIELD:
                 calls = delta.get("tool_calls")
                 if not isinstance(calls, list):
                     calls = delta["tool_calls"] = []
-                calls.append({"index": tool_index, "function": {"arguments": text}})
+                calls.append({"index": tool_index, name: {CALL_FIELD[name]: text}})
+            elif name in MESSAGE_FIELD:
+                inner = delta.get(name)
+                if not isinstance(inner, dict):
+                    inner = delta[name] = {}
+                previous = inner.get(MESSAGE_FIELD[name])
+                inner[MESSAGE_FIELD[name]] = (previous if isinstance(previous, str) else "") + text
             else:
                 previous = delta.get(name)
                 delta[name] = (previous if isinstance(previous, str) else "") + text

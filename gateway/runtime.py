@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import ssl
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -49,13 +50,13 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Transport:
-    """How the provider is reached, besides its URL: through which proxy, trusting which extra CAs."""
+    """How the provider is reached, besides its URL: through which proxy, trusting which CAs (None: the system's)."""
 
     proxy: str | None = None
-    ca_bundle: str | None = None
+    tls: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:  # a proxy URL may hold credentials
-        return f"Transport(proxy={'set' if self.proxy else None}, ca_bundle={self.ca_bundle!r})"
+        return f"Transport(proxy={'set' if self.proxy else None}, tls={'own CAs' if self.tls else 'system'})"
 
 
 DIRECT = Transport()
@@ -136,6 +137,7 @@ class Runtime:
     disabled_providers: Mapping[str, str]
     loaded_at: float
     worst_prices: Mapping[str, Price | None]  # per model alias, over its deployments and fallbacks
+    transports: Mapping[str, Transport]  # per provider
 
 
 def tenant_limits(tenant: TenantConfig) -> tuple[LimitSpec, ...]:
@@ -204,17 +206,36 @@ def provider_target(config: Config, provider_name: str, model: str, api_key_over
     )
 
 
-def provider_transport(config: Config, provider_name: str, base_url: str) -> Transport:
-    """The provider's own proxy, else the environment's for its URL (unless NO_PROXY names its host)."""
-    provider = config.providers[provider_name]
-    proxy = provider.proxy
-    if proxy is None:
-        url = urlsplit(base_url)
-        environment = urllib.request.getproxies_environment()
-        proxy = environment.get(url.scheme) or environment.get("all")
-        if proxy and url.hostname and urllib.request.proxy_bypass(url.hostname):
-            proxy = None
-    return Transport(proxy=proxy or None, ca_bundle=provider.ca_bundle)
+def provider_transports(config: Config) -> dict[str, Transport]:
+    """Each provider's proxy and CAs, settled once per load: the environment's proxies as they are now, a CA file
+    as it is now (a reload reads a rotated one again)."""
+    environment = urllib.request.getproxies_environment()
+    contexts: dict[str, ssl.SSLContext] = {}
+    transports: dict[str, Transport] = {}
+    for name, provider in config.providers.items():
+        base_url = provider.base_url or DEFAULT_BASE_URLS.get(provider.type, "")
+        proxy = provider.proxy if provider.proxy is not None else _environment_proxy(environment, base_url)
+        tls = None
+        if provider.ca_bundle is not None:
+            tls = contexts.get(provider.ca_bundle)
+            if tls is None:
+                tls = contexts[provider.ca_bundle] = ssl.create_default_context()
+                tls.load_verify_locations(cafile=provider.ca_bundle)  # besides the system's, which it loaded
+        transports[name] = Transport(proxy=proxy or None, tls=tls)
+    return transports
+
+
+def _environment_proxy(environment: Mapping[str, str], base_url: str) -> str | None:
+    """HTTPS_PROXY or HTTP_PROXY for the URL's scheme (not ALL_PROXY, often a SOCKS one for other tools), unless
+    NO_PROXY names its host. A value without a scheme is taken as http:// (as curl does); one of another scheme
+    (socks5://) is not used: this client speaks only to HTTP proxies."""
+    url = urlsplit(base_url)
+    proxy = environment.get(url.scheme)
+    if not proxy or not url.hostname or urllib.request.proxy_bypass(url.hostname):
+        return None
+    if "://" not in proxy:
+        return "http://" + proxy
+    return proxy if proxy.startswith(("http://", "https://")) else None
 
 
 def _route(
@@ -224,6 +245,7 @@ def _route(
     disabled: Mapping[str, str],
     credentials: Mapping[str, str],
     prices: Mapping[str, Price],
+    transports: Mapping[str, Transport],
 ) -> ModelRoute:
     deployments: list[Deployment] = []
     reasons: list[str] = []
@@ -238,7 +260,7 @@ def _route(
             continue
         target = provider_target(config, d.provider, d.model, credentials.get(d.provider))
         price = look_up(prices, alias) or look_up(prices, d.model)
-        transport = provider_transport(config, d.provider, target.base_url)
+        transport = transports.get(d.provider, DIRECT)
         deployments.append(
             Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price, transport)
         )
@@ -273,6 +295,7 @@ def _tenant(
     created: int,
     guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]],
     prices: Mapping[str, Price],
+    transports: Mapping[str, Transport],
 ) -> Tenant:
     allowed = list(config.models) if "*" in tenant.models else tenant.models
     credentials = {provider: c.api_key for provider, c in tenant.credentials.items()}
@@ -280,7 +303,9 @@ def _tenant(
     for alias in allowed:
         model = config.models[alias]
         uses_own_key = any(d.provider in credentials for d in model.deployments)
-        routes[alias] = _route(config, alias, model, disabled, credentials, prices) if uses_own_key else shared[alias]
+        routes[alias] = (
+            _route(config, alias, model, disabled, credentials, prices, transports) if uses_own_key else shared[alias]
+        )
     policies = merge_policies(config.defaults.policies, tenant.policies)
     models = _model_objects(routes, created)
     return Tenant(
@@ -303,10 +328,13 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     disabled = loaded.disabled_providers
     now = time.time()
     prices = price_table(config.pricing)
-    shared = {alias: _route(config, alias, model, disabled, {}, prices) for alias, model in config.models.items()}
+    transports = provider_transports(config)
+    shared = {
+        alias: _route(config, alias, model, disabled, {}, prices, transports) for alias, model in config.models.items()
+    }
     guard_parts: tuple[InjectionDetector, dict[tuple[str, ...], PiiScanner]] = (InjectionDetector(), {})
     tenants = {
-        name: _tenant(config, name, t, shared, disabled, int(now), guard_parts, prices)
+        name: _tenant(config, name, t, shared, disabled, int(now), guard_parts, prices, transports)
         for name, t in config.tenants.items()
     }
     keys = {
@@ -320,4 +348,5 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
         disabled_providers=dict(disabled),
         loaded_at=now,
         worst_prices=worst_prices(config, prices),
+        transports=transports,
     )

@@ -52,8 +52,10 @@ class Supervisor(Multiprocess):
             self._signal_workers(sig)
 
     def _reload_received(self, sig: int, frame: FrameType | None) -> None:
-        # At once as well: a worker asked for a reload by /admin/reload answers as soon as it has reloaded itself
-        self._signal_workers(sig)
+        # At once as well. Not once stopping: a worker whose loop has closed would die of it, not exit 0. (Before
+        # the workers exist there is no one to tell: they will read the file as it is when they start.)
+        if self._stop_signal is None:
+            self._signal_workers(sig)
 
     def _signal_workers(self, sig: int) -> None:
         for worker in self.processes:
@@ -63,6 +65,10 @@ class Supervisor(Multiprocess):
     def init_processes(self) -> None:
         with reloads_held():
             super().init_processes()
+
+    def handle_ttin(self) -> None:  # (one more worker)
+        with reloads_held():
+            super().handle_ttin()
 
     def keep_subprocess_alive(self) -> None:
         with reloads_held():  # (it spawns the replacement of a worker that died)

@@ -11,7 +11,12 @@ the caller bounds the whole exchange (`total_s`) around its use of the response.
 A pooled connection the provider closes just as the next request goes out on it (its idle timeout crossing
 the request) fails that request before any answer: aiohttp resends only idempotent methods, so the client
 sends it again at once, on another connection, up to `STALE_RETRIES` times; neither a retry of the
-failover's (with its backoff) nor a failure held against the provider's circuit.
+failover's (with its backoff) nor a failure held against the provider's circuit. Only a reused connection: a
+fresh one that drops the request was reached, and the provider may have worked on it (and billed it), so that
+is the failover's to decide (`retries: 0` means no second send).
+
+`on_connected` is called once a connection for the request is established, and so the request goes out:
+from then on the provider may be at work (a timeout still connecting cost nothing).
 
 A whole answer (not a stream) is read up to a limit, after decompression: a broken or hostile provider
 (an endless body, a small gzip that inflates to gigabytes) cannot take the worker's memory.
@@ -20,9 +25,9 @@ A whole answer (not a stream) is read up to a limit, after decompression: a brok
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -40,6 +45,10 @@ READ_PIECE_BYTES = 256 * 1024
 
 class UpstreamConnectError(Exception):
     """The provider could not be reached (DNS, refused, reset before an answer)."""
+
+
+class UpstreamDropped(UpstreamConnectError):
+    """The provider was reached, and closed (or reset) the connection before any answer."""
 
 
 class UpstreamInvalidHTTP(UpstreamConnectError):
@@ -137,17 +146,46 @@ class LocalResponse:
         return None
 
 
+class _Exchange:
+    """What the connector tells the request it is serving: whether the connection came from the pool, and that
+    one is established (through `_EXCHANGE`, in the request's own task)."""
+
+    __slots__ = ("on_connected", "reused")
+
+    def __init__(self, on_connected: Callable[[], None] | None) -> None:
+        self.on_connected = on_connected
+        self.reused = False
+
+
+_EXCHANGE: ContextVar[_Exchange | None] = ContextVar("gateway_upstream_exchange", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    async def _get(self, key: Any, traces: Any) -> Any:  # aiohttp's own step: a connection from the pool, or None
+        connection = await super()._get(key, traces)
+        exchange = _EXCHANGE.get()
+        if connection is not None and exchange is not None:
+            exchange.reused = True
+        return connection
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
+        connection = await super().connect(req, traces, timeout)
+        exchange = _EXCHANGE.get()
+        if exchange is not None and exchange.on_connected is not None:
+            exchange.on_connected()
+        return connection
+
+
 class UpstreamClient:
     def __init__(self, pool_limit: int = POOL_LIMIT, deadlines: DeadlineWheel | None = None) -> None:
         self._pool_limit = pool_limit
         self.deadlines = deadlines or DeadlineWheel()
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        self._contexts: dict[str, ssl.SSLContext] = {}
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._pool_limit, keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=300)
+            connector = _Connector(limit=self._pool_limit, keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -160,24 +198,17 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    def _tls(self, ca_bundle: str | None) -> ssl.SSLContext | bool:
-        """aiohttp's default verification (True), or one with a provider's extra CAs, made once per file."""
-        if ca_bundle is None:
-            return True
-        context = self._contexts.get(ca_bundle)
-        if context is None:
-            context = self._contexts[ca_bundle] = ssl.create_default_context()
-            context.load_verify_locations(cafile=ca_bundle)  # besides the system's, which the default loaded
-        return context
-
     async def send(
         self,
         request: UpstreamRequest,
         timeouts: Timeouts,
         local: LocalAdapter | None = None,
         transport: Transport = DIRECT,
+        on_connected: Callable[[], None] | None = None,
     ) -> UpstreamResponse:
         if local is not None:
+            if on_connected is not None:
+                on_connected()
             return LocalResponse(local.answer(request))
         if self._session is None:
             await self.start()
@@ -188,6 +219,8 @@ class UpstreamClient:
                 total=None, sock_connect=timeouts.connect_s
             )
         stale_retries = STALE_RETRIES
+        exchange = _Exchange(on_connected)
+        _EXCHANGE.set(exchange)  # (this task's own: the next request of the task sets its own)
         async with self.deadlines.timeout(timeouts.first_byte_s):
             while True:
                 try:
@@ -199,7 +232,7 @@ class UpstreamClient:
                         timeout=timeout,
                         allow_redirects=False,  # a redirect would carry our credentials to another host
                         proxy=transport.proxy,
-                        ssl=self._tls(transport.ca_bundle),
+                        ssl=transport.tls if transport.tls is not None else True,
                     )
                     return _AiohttpResponse(response)
                 except aiohttp.ClientConnectorError as exc:
@@ -207,9 +240,10 @@ class UpstreamClient:
                 except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
                     raise TimeoutError("connect timed out") from exc
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                    if not stale_retries:  # closed or reset before any answer: a stale pooled connection, once
-                        raise UpstreamConnectError(f"request failed ({type(exc).__name__})") from exc
+                    if not (exchange.reused and stale_retries):  # (a reused one: stale, the request never arrived)
+                        raise UpstreamDropped(type(exc).__name__) from exc
                     stale_retries -= 1
+                    exchange.reused = False
                 except aiohttp.ClientHttpProxyError as exc:
                     raise UpstreamConnectError(f"the proxy refused the connection (HTTP {exc.status})") from exc
                 except aiohttp.ClientResponseError as exc:

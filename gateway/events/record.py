@@ -91,9 +91,13 @@ class RequestRecord:
     completion_content: str | None = None
     emitted: bool = False  # not a column: set once the record has gone out
     started_clock: float = 0.0  # not a column: time.perf_counter() at the start, for durations a clock step cannot bend
-    provider_at_work: bool = False  # not a column: an attempt is in flight or answered (not one that failed)
+    provider_at_work: bool = False  # not a column: an attempt's request went out, and it has not failed
     usage_partial: bool = False  # not a column: `usage` is what a stream reported before it stopped short
     response_model: str | None = None  # not a column: the model the provider says answered (traces)
+
+    def provider_reached(self) -> None:
+        """The attempt's connection is established: its request goes out, and the provider may work on it."""
+        self.provider_at_work = True
 
     def log_fields(self) -> dict[str, Any]:
         """The request log's line: what happened, never what was said (no content, whatever log_content says)."""

@@ -112,6 +112,25 @@ def test_the_environment_s_proxy_is_used(
     assert any("llm.corp.invalid" in line for line in proxy.extra["seen"])
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "used"),
+    [
+        ("HTTP_PROXY", "{host}", True),  # no scheme: http://, as curl takes it
+        ("ALL_PROXY", "socks5://{host}", False),  # another tool's, and not a protocol this client speaks
+        ("HTTP_PROXY", "socks5://{host}", False),
+    ],
+    ids=["no-scheme", "all-proxy-socks", "socks"],
+)
+def test_what_the_environment_s_proxy_says_is_taken_as_curl_would_or_left_alone(
+    proxied: tuple[RawUpstream, RawUpstream], monkeypatch: pytest.MonkeyPatch, name: str, value: str, used: bool
+) -> None:
+    upstream, proxy = proxied
+    monkeypatch.setenv(name, value.format(host=f"127.0.0.1:{proxy.port}"))
+    direct = CONFIG.format(url=upstream.url, extra="", key_sha=sha(ACME_KEY))  # reachable with or without it
+    assert ask(direct) == "OK hi"
+    assert bool(proxy.extra.get("seen")) is used
+
+
 def test_a_provider_s_own_proxy_wins_and_its_credentials_stay_out_of_errors(
     proxied: tuple[RawUpstream, RawUpstream], monkeypatch: pytest.MonkeyPatch
 ) -> None:

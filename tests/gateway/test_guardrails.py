@@ -223,3 +223,50 @@ def test_embeddings_redact_and_block(gateway: RunningGateway, upstream: MockUpst
     with pytest.raises(openai.PermissionDeniedError):
         client(gateway).embeddings.create(model="embed", input=ATTACK)
     assert upstream.received == []
+
+
+def chunk_frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    ("first", "piece", "read"),
+    [
+        ({"refusal": ""}, lambda text: {"refusal": text}, lambda d: d.get("refusal")),
+        (
+            {"tool_calls": [{"index": 0, "id": "c1", "type": "custom", "custom": {"name": "mail", "input": ""}}]},
+            lambda text: {"tool_calls": [{"index": 0, "custom": {"input": text}}]},
+            lambda d: "".join(c.get("custom", {}).get("input", "") for c in d.get("tool_calls") or []),
+        ),
+        (
+            {"function_call": {"name": "mail", "arguments": ""}},
+            lambda text: {"function_call": {"arguments": text}},
+            lambda d: (d.get("function_call") or {}).get("arguments"),
+        ),
+    ],
+    ids=["refusal", "custom_tool_input", "legacy_function_call"],
+)
+def test_redact_restores_values_in_every_streamed_text(
+    gateway: RunningGateway, upstream: MockUpstream, first: dict[str, Any], piece: Any, read: Any
+) -> None:
+    """The provider writes the placeholder back (cut in two, across chunks) wherever a text can stream: the client
+    reads the original value there, as it does in content and function arguments."""
+    said = "I will not write to [EMAIL_1], sorry."
+    cut = said.index("AIL_1]")
+    upstream.behaviour.stream_body = (
+        chunk_frame({"role": "assistant", **first})
+        + chunk_frame(piece(said[:cut]))
+        + chunk_frame(piece(said[cut:]))
+        + chunk_frame({}, "stop")
+        + b"data: [DONE]\n\n"
+    )
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt", "stream": True, "messages": [{"role": "user", "content": PII_TEXT}]},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+        timeout=10,
+    )
+    deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in response.text.splitlines() if "{" in line]
+    assert "".join(read(delta) or "" for delta in deltas) == f"I will not write to {EMAIL}, sorry."

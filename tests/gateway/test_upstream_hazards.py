@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import zlib
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import ACME_KEY
-from tests.support.gateway import RunningGateway, sha
+from tests.support.gateway import RunningGateway, settled_limits, sha
 from tests.support.raw_upstream import Conn, Handler, RawUpstream, completion, ok
 
 MB = 1024 * 1024
@@ -276,3 +277,65 @@ def test_a_malformed_answer_is_told_as_what_it_is(handler: Handler, said: str) -
     assert caught.value.status_code == 502
     assert said in caught.value.message, caught.value.message  # not "HTTP 502", not "could not be reached"
     assert isinstance(caught.value.body, dict) and caught.value.body["code"] != "upstream_unreachable"
+
+
+# ── a fresh connection dropped under the request is not resent; a connect that never ends costs nothing ────
+
+
+async def take_the_request_then_close(conn: Conn) -> None:
+    """Reached on a fresh connection, the provider reads the request, works a moment, and drops the connection
+    without answering: it may have generated (and billed), so the request is not resent behind the failover."""
+    await conn.request()
+    await asyncio.sleep(0.3)
+    conn.close()
+
+
+def test_a_fresh_connection_dropped_after_the_request_is_not_resent() -> None:
+    upstream, gateway, _ = start(take_the_request_then_close)
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk(gateway).chat.completions.create(model="once", messages=MESSAGES)  # retries: 0
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert len(upstream.requests) == 1, "retries: 0 means one send"
+    assert caught.value.status_code == 502
+    assert "closed the connection before answering" in caught.value.message, caught.value.message
+
+
+async def never_finish_the_handshake(conn: Conn) -> None:
+    await asyncio.sleep(30)  # TCP accepted; the TLS handshake never answered: no request ever goes out
+
+
+METERED = """
+events: {{sqlite_path: "{events}/usage.sqlite", spool_dir: "{events}/spool"}}
+providers:
+  up: {{type: openai, base_url: "https://127.0.0.1:{port}/v1", api_key: "sk-upstream-hazards-0001"}}
+models:
+  gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, timeout_s: 1, connect_timeout_s: 5}}
+tenants:
+  metered:
+    keys: [{{id: m-1, sha256: "{key_sha}"}}]
+    models: ["*"]
+    budgets: [{{tokens: 1000000, per: day}}]
+"""
+
+
+def test_a_timeout_while_still_connecting_charges_nothing(tmp_path: Path) -> None:
+    """The model's timeout cut the request before it went out: unlike one cut while the provider was at work,
+    it is charged nothing, and its cost is 0, not unknown."""
+    upstream = RawUpstream(never_finish_the_handshake).start()
+    gateway = RunningGateway(METERED.format(events=tmp_path, port=upstream.port, key_sha=sha(ACME_KEY))).start()
+    try:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=ACME_KEY, max_retries=0, timeout=10)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="gpt", messages=MESSAGES, max_tokens=500)
+        [budget] = settled_limits(gateway, "metered")
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert caught.value.status_code == 504
+    assert upstream.requests == []
+    assert (budget.reserved, budget.spent) == (0, 0)
+    with sqlite3.connect(tmp_path / "usage.sqlite") as db:
+        assert db.execute("SELECT status, http_status, cost_usd FROM usage_events").fetchall() == [("failed", 504, 0.0)]
