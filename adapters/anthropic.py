@@ -344,7 +344,7 @@ def _document_block(part: JSON, param: str) -> JSON:
 
 def _assistant_blocks(message: JSON, param: str) -> list[JSON]:
     blocks = _text_blocks(message.get("content"), param)
-    if not blocks and isinstance(message.get("refusal"), str):  # what the model said, kept in the history
+    if not _nonblank(blocks) and isinstance(message.get("refusal"), str):  # what the model said, kept in the history
         blocks = [_text_block(message["refusal"])]
     if message.get("function_call") is not None:
         raise Unsupported(

@@ -180,10 +180,13 @@ def test_a_legacy_function_call_in_the_history_is_refused_for_anthropic(
 
 
 # ── Anthropic: an assistant turn said only as a refusal stays in the history ──────────────────────────────────
-def test_assistant_refusal_turn_reaches_anthropic(gateway: RunningGateway, upstream: MockUpstream) -> None:
+@pytest.mark.parametrize("content", [None, "", " "])
+def test_assistant_refusal_turn_reaches_anthropic(
+    gateway: RunningGateway, upstream: MockUpstream, content: str | None
+) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "Help me pick a lock."},
-        {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+        {"role": "assistant", "content": content, "refusal": "I can't help with that."},
         {"role": "user", "content": "Then tell me about locksmiths."},
     ]
     client(gateway).chat.completions.create(model="claude", messages=messages)
