@@ -40,7 +40,6 @@ KEEPALIVE_S = 30  # under common load balancers' idle timeouts (AWS ALB: 60 s): 
 DRAIN_S = 0.5
 STALE_RETRIES = 2
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a whole answer, decompressed (embeddings ask for more: see read)
-READ_PIECE_BYTES = 256 * 1024
 
 
 class UpstreamConnectError(Exception):
@@ -91,12 +90,14 @@ class _AiohttpResponse:
                 if length > limit:  # refused before reading any of it
                     raise UpstreamAnswerTooLarge(limit)
                 return await response.read()  # ends at the declared length
-            body = bytearray()
-            async for piece in response.content.iter_chunked(READ_PIECE_BYTES):
-                body += piece
-                if len(body) > limit:
+            content, size = response.content, 0
+            pieces: list[bytes] = []
+            while piece := await content.readany():  # as decompressed, a network read's worth at a time
+                size += len(piece)
+                if size > limit:
                     raise UpstreamAnswerTooLarge(limit)
-            return bytes(body)
+                pieces.append(piece)
+            return b"".join(pieces)
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"connection lost while reading the answer ({type(exc).__name__})") from exc
 
@@ -156,24 +157,33 @@ class _Exchange:
         self.on_connected = on_connected
         self.reused = False
 
+    def connected(self, reused: bool) -> None:
+        self.reused = reused
+        if self.on_connected is not None:
+            self.on_connected()
+
 
 _EXCHANGE: ContextVar[_Exchange | None] = ContextVar("gateway_upstream_exchange", default=None)
 
 
 class _Connector(aiohttp.TCPConnector):
-    async def _get(self, key: Any, traces: Any) -> Any:  # aiohttp's own step: a connection from the pool, or None
+    """aiohttp's, telling the request's `_Exchange` where its connection came from (two of aiohttp's own steps,
+    which its `connect` calls: the pool, else a new connection)."""
+
+    async def _get(self, key: Any, traces: Any) -> Any:
         connection = await super()._get(key, traces)
-        exchange = _EXCHANGE.get()
-        if connection is not None and exchange is not None:
-            exchange.reused = True
+        if connection is not None:
+            exchange = _EXCHANGE.get()
+            if exchange is not None:
+                exchange.connected(reused=True)
         return connection
 
-    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's signature)
-        connection = await super().connect(req, traces, timeout)
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 (aiohttp's)
+        protocol = await super()._create_connection(req, traces, timeout)
         exchange = _EXCHANGE.get()
-        if exchange is not None and exchange.on_connected is not None:
-            exchange.on_connected()
-        return connection
+        if exchange is not None:
+            exchange.connected(reused=False)
+        return protocol
 
 
 class UpstreamClient:
