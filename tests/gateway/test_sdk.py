@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -238,11 +239,14 @@ def test_azure_sdk_client_against_gateway(gateway: RunningGateway) -> None:
 
 @pytest.mark.parametrize("model", ["gpt", "claude"])
 def test_streams_reuse_upstream_connections(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
-    upstream.behaviour.linger_s = 0.05  # the body's end arrives after the last event
+    """The body's end arrives after the last event: the client has its [DONE] at once, and the connection goes
+    back to the pool once the body has ended (a request meanwhile takes another one)."""
+    upstream.behaviour.linger_s = 0.05
     known_before = set(upstream.peers_ever)
     sdk = client(gateway)
     for _ in range(8):
         list(sdk.chat.completions.create(model=model, messages=MESSAGES, stream=True))
+        time.sleep(0.15)  # the body has ended by then
     new_connections = {r.peer for r in upstream.received} - known_before
     assert len(new_connections) <= 2, new_connections  # streams gave their connections back to the pool
 

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.loop_thread import start_loop_thread
+
 Handler = Callable[["Conn"], Awaitable[None]]
 
 
@@ -105,23 +107,11 @@ class RawUpstream:
             writer.close()
 
     def start(self, ssl: Any = None) -> RawUpstream:
-        ready = threading.Event()
+        async def listen() -> None:
+            self._server = await asyncio.start_server(self._on_conn, self.host, self.port, ssl=ssl)
+            self.port = self._server.sockets[0].getsockname()[1]
 
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-
-            async def go() -> None:
-                self._server = await asyncio.start_server(self._on_conn, self.host, self.port, ssl=ssl)
-                self.port = self._server.sockets[0].getsockname()[1]
-
-            loop.run_until_complete(go())
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._loop, self._thread = start_loop_thread(listen)
         return self
 
     def stop(self) -> None:

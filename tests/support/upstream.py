@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.loop_thread import start_loop_thread
+
 OPENAI_TEXT = "Hello from the mock upstream."
 
 
@@ -77,19 +79,7 @@ class MockUpstream:
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> MockUpstream:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(self._start())
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._loop, self._thread = start_loop_thread(self._start)
         return self
 
     async def _start(self) -> None:
