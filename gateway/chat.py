@@ -54,7 +54,7 @@ from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
 from gateway.spend import output_upper_bound, prompt_upper_bound
-from gateway.upstream import UpstreamAnswerTooLarge, UpstreamConnectError, UpstreamResponse
+from gateway.upstream import UpstreamAnswerTooLarge, UpstreamConnectError
 
 log = logging.getLogger("gateway")
 SSE_HEADERS = [
@@ -201,7 +201,7 @@ class ChatEndpoint(ModelEndpoint):
 
         started = False
         failure: GatewayError | None = None
-        lingering: UpstreamResponse | None = None  # complete, but its body not read to its end yet
+        handed_on = False  # the response, complete, is the client's to read to its end
         translator: StreamTranslator | None = None
         deployment: Deployment | None = None
         try:
@@ -213,10 +213,11 @@ class ChatEndpoint(ModelEndpoint):
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
                     await self._relay(opened, frames, record, send)
-                    if translator.done:  # the body's last bytes are read after the client has its [DONE]
-                        lingering = opened.response
+                    if translator.done:  # the body's last bytes are read off the request's path, for the pool
+                        self.state.client.drain_later(opened.response)
+                        handed_on = True
                 finally:
-                    if lingering is None:
+                    if not handed_on:
                         opened.response.close()
         except TimeoutError:
             if deployment is None:
@@ -257,13 +258,7 @@ class ChatEndpoint(ModelEndpoint):
             record.status, record.http_status = "completed", 200
             last = DONE_FRAME
         call.finish()
-        try:
-            await send({"type": "http.response.body", "body": last, "more_body": False})
-            if lingering is not None:
-                await lingering.drain()  # to its end, so the connection goes back to the pool
-        finally:
-            if lingering is not None:
-                lingering.close()  # (a no-op once drained)
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     @staticmethod
     async def _relay(

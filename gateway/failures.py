@@ -20,7 +20,7 @@ from adapters.base import ERROR_TYPES_BY_STATUS, JSON, ProviderError, Unsupporte
 from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
-from gateway.upstream import UpstreamConnectError, UpstreamDropped, UpstreamInvalidHTTP
+from gateway.upstream import UpstreamConnectError, UpstreamCutOff, UpstreamDropped, UpstreamInvalidHTTP
 
 MAX_RETRY_AFTER_S = 3600.0
 DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: every 429 of ours carries one
@@ -198,6 +198,8 @@ def connect_failure(deployment: Deployment, exc: UpstreamConnectError) -> Gatewa
     name = deployment.target.provider
     if isinstance(exc, UpstreamInvalidHTTP):  # reached, but what came back was not HTTP
         return UpstreamError(f"The provider '{name}' answered with invalid HTTP: {exc}.")
+    if isinstance(exc, UpstreamCutOff):
+        return UpstreamError(f"The provider '{name}' answered, but its answer was cut short ({exc}).")
     if isinstance(exc, UpstreamDropped):
         return UpstreamError(f"The provider '{name}' closed the connection before answering ({exc}).")
     return UpstreamError(f"The provider '{name}' could not be reached: {exc}.", code="upstream_unreachable")

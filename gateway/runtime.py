@@ -22,7 +22,7 @@ import orjson
 
 from adapters.base import Adapter, Target
 from adapters.registry import DEFAULT_BASE_URLS, adapter_for
-from gateway.config.loader import LoadedConfig
+from gateway.config.loader import ConfigError, LoadedConfig
 from gateway.config.schema import (
     BudgetConfig,
     Config,
@@ -220,7 +220,10 @@ def provider_transports(config: Config) -> dict[str, Transport]:
             tls = contexts.get(provider.ca_bundle)
             if tls is None:
                 tls = contexts[provider.ca_bundle] = ssl.create_default_context()
-                tls.load_verify_locations(cafile=provider.ca_bundle)  # besides the system's, which it loaded
+                try:
+                    tls.load_verify_locations(cafile=provider.ca_bundle)  # besides the system's, which it loaded
+                except (OSError, ssl.SSLError) as exc:  # (changed since the schema read it: a rotation under way)
+                    raise ConfigError([f"providers.{name}.ca_bundle: cannot be read ({type(exc).__name__})"]) from None
         transports[name] = Transport(proxy=proxy or None, tls=tls)
     return transports
 

@@ -76,6 +76,7 @@ class Supervisor(Multiprocess):
 
     def terminate_all(self) -> None:
         if self._stop_signal is None:  # stopping for another reason than a signal (a worker failed to start)
+            self._stop_signal = signal.SIGTERM  # (and so no SIGHUP reaches a worker stopping)
             self._signal_workers(signal.SIGTERM)
         for sock in self.sockets:
             sock.close()

@@ -11,9 +11,11 @@ the caller bounds the whole exchange (`total_s`) around its use of the response.
 A pooled connection the provider closes just as the next request goes out on it (its idle timeout crossing
 the request) fails that request before any answer: aiohttp resends only idempotent methods, so the client
 sends it again at once, on another connection, up to `STALE_RETRIES` times; neither a retry of the
-failover's (with its backoff) nor a failure held against the provider's circuit. Only a reused connection: a
-fresh one that drops the request was reached, and the provider may have worked on it (and billed it), so that
-is the failover's to decide (`retries: 0` means no second send).
+failover's (with its backoff) nor a failure held against the provider's circuit. Only a reused connection, and
+only a failure within `STALE_WITHIN_S` of sending (a close crossing the request comes back within a round
+trip): a fresh connection dropped, or a pooled one dropped after the provider had the request a while, was
+reached, and the provider may have worked on it (and billed it), so that is the failover's to decide
+(`retries: 0` means no second send).
 
 `on_connected` is called once a connection for the request is established, and so the request goes out:
 from then on the provider may be at work (a timeout still connecting cost nothing).
@@ -39,11 +41,16 @@ POOL_LIMIT = 4096  # connections across all hosts; a provider is one host, so th
 KEEPALIVE_S = 30  # under common load balancers' idle timeouts (AWS ALB: 60 s): we close first, mostly
 DRAIN_S = 0.5
 STALE_RETRIES = 2
+STALE_WITHIN_S = 0.25
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a whole answer, decompressed (embeddings ask for more: see read)
 
 
 class UpstreamConnectError(Exception):
     """The provider could not be reached (DNS, refused, reset before an answer)."""
+
+
+class UpstreamCutOff(UpstreamConnectError):
+    """The provider answered, and its answer stopped short (the connection lost, a body that does not decode)."""
 
 
 class UpstreamDropped(UpstreamConnectError):
@@ -99,14 +106,14 @@ class _AiohttpResponse:
                 pieces.append(piece)
             return b"".join(pieces)
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectError(f"connection lost while reading the answer ({type(exc).__name__})") from exc
+            raise UpstreamCutOff(type(exc).__name__) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except aiohttp.ClientError as exc:
-            raise UpstreamConnectError(f"connection lost mid-stream ({type(exc).__name__})") from exc
+            raise UpstreamCutOff(type(exc).__name__) from exc
 
     async def drain(self) -> None:
         """The answer is complete but the body may not have reached its end yet (an SSE stream's
@@ -192,6 +199,7 @@ class UpstreamClient:
         self.deadlines = deadlines or DeadlineWheel()
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._draining: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self._session is None:
@@ -203,7 +211,24 @@ class UpstreamClient:
                 skip_auto_headers=("User-Agent",),
             )
 
+    def drain_later(self, response: UpstreamResponse) -> None:
+        """A complete answer whose body has not reached its end (an SSE stream's last bytes): read the rest off
+        the request's path (its last frame, its settlement do not wait), so the connection goes back to the pool."""
+        task = asyncio.get_running_loop().create_task(self._drain(response))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    @staticmethod
+    async def _drain(response: UpstreamResponse) -> None:
+        try:
+            await response.drain()
+        finally:
+            response.close()  # (a no-op once drained)
+
     async def close(self) -> None:
+        for task in list(self._draining):
+            task.cancel()
+        await asyncio.gather(*self._draining, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -222,17 +247,29 @@ class UpstreamClient:
             return LocalResponse(local.answer(request))
         if self._session is None:
             await self.start()
+        exchange = _Exchange(on_connected)
+        token = _EXCHANGE.set(exchange)
+        try:
+            return await self._send(request, timeouts, transport, exchange)
+        finally:
+            # a connection made meanwhile keeps a copy of this context for its life: let go of the request's record
+            exchange.on_connected = None
+            _EXCHANGE.reset(token)
+
+    async def _send(
+        self, request: UpstreamRequest, timeouts: Timeouts, transport: Transport, exchange: _Exchange
+    ) -> UpstreamResponse:
         assert self._session is not None
         timeout = self._timeouts.get(timeouts.connect_s)
         if timeout is None:  # one per distinct connect timeout in the config, not one per request
             timeout = self._timeouts[timeouts.connect_s] = aiohttp.ClientTimeout(
                 total=None, sock_connect=timeouts.connect_s
             )
+        loop = asyncio.get_running_loop()
         stale_retries = STALE_RETRIES
-        exchange = _Exchange(on_connected)
-        _EXCHANGE.set(exchange)  # (this task's own: the next request of the task sets its own)
         async with self.deadlines.timeout(timeouts.first_byte_s):
             while True:
+                sent_at = loop.time()
                 try:
                     response = await self._session.request(
                         request.method,
@@ -250,7 +287,8 @@ class UpstreamClient:
                 except (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError) as exc:
                     raise TimeoutError("connect timed out") from exc
                 except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                    if not (exchange.reused and stale_retries):  # (a reused one: stale, the request never arrived)
+                    stale = exchange.reused and loop.time() - sent_at < STALE_WITHIN_S
+                    if not (stale and stale_retries):
                         raise UpstreamDropped(type(exc).__name__) from exc
                     stale_retries -= 1
                     exchange.reused = False

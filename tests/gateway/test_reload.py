@@ -1,14 +1,18 @@
 """Reloading the config file: concurrent reloads end on the newest file, and a reload says which settings it
-read but cannot apply until a restart."""
+read but cannot apply until a restart, and a file that changes under the load is a rejected load."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from gateway.config.loader import ConfigError, load_text
+from gateway.runtime import build_runtime
 from tests.support.gateway import RunningGateway, sha
 
 ADMIN = "admin-reload-tests"
@@ -65,3 +69,19 @@ def test_a_reload_says_which_changes_need_a_restart(tmp_path: Path) -> None:
         assert answer.json()["needs_restart"] == ["server.drain_timeout_s", "state"]
     finally:
         gateway.stop()
+
+
+def test_a_ca_file_gone_between_its_check_and_its_use_rejects_the_load(tmp_path: Path) -> None:
+    """The schema reads a provider's `ca_bundle` to check it, and the build reads it again: a rotation between the
+    two is a rejected load (the old config keeps serving), not an internal error."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt").read_bytes())
+    text = f"""providers: {{up: {{type: openai, base_url: "https://llm.internal/v1", ca_bundle: "{ca}"}}}}
+models: {{gpt: {{deployments: [{{provider: up, model: m}}]}}}}
+tenants: {{t: {{keys: [{{id: k, sha256: "{sha("k")}"}}], models: ["*"]}}}}
+"""
+    loaded = load_text(text)  # checked: readable certificates
+    ca.unlink()
+    with pytest.raises(ConfigError) as caught:
+        build_runtime(loaded)
+    assert caught.value.problems == ["providers.up.ca_bundle: cannot be read (FileNotFoundError)"]

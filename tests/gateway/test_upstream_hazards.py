@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -238,6 +239,7 @@ def test_the_client_s_done_does_not_wait_for_the_provider_s_body_to_end() -> Non
             chunks = list(sdk(gateway).chat.completions.create(model="once", messages=MESSAGES, stream=True))
             assert chunks[0].choices[0].delta.content == "first"
             upstream.extra["clients_done"] = upstream.extra.get("clients_done", 0) + 1
+            time.sleep(0.1)  # the body's end, read in the background, has given the connection back by then
     finally:
         gateway.stop()
         upstream.stop()
@@ -252,6 +254,13 @@ async def no_content(conn: Conn) -> None:
         await conn.write(b"HTTP/1.1 204 No Content\r\n\r\n")
 
 
+async def cut_short(conn: Conn) -> None:
+    await conn.request()
+    await conn.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+    await conn.write(chunk(completion()[:40]))
+    conn.close()  # before the chunked body's end
+
+
 async def bad_status_line(conn: Conn) -> None:
     await conn.request()
     await conn.write(b"HTTP/1.1 2x0 Nope\r\n\r\n")
@@ -260,8 +269,12 @@ async def bad_status_line(conn: Conn) -> None:
 
 @pytest.mark.parametrize(
     ("handler", "said"),
-    [(no_content, "answered HTTP 204 with a body that is not JSON"), (bad_status_line, "answered with invalid HTTP")],
-    ids=["204", "bad-status-line"],
+    [
+        (no_content, "answered HTTP 204 with a body that is not JSON"),
+        (bad_status_line, "answered with invalid HTTP"),
+        (cut_short, "its answer was cut short"),
+    ],
+    ids=["204", "bad-status-line", "cut-short"],
 )
 def test_a_malformed_answer_is_told_as_what_it_is(handler: Handler, said: str) -> None:
     upstream, gateway, _ = start(handler)
@@ -336,3 +349,66 @@ def test_a_timeout_while_still_connecting_charges_nothing(tmp_path: Path) -> Non
     assert (budget.reserved, budget.spent) == (0, 0)
     with sqlite3.connect(tmp_path / "usage.sqlite") as db:
         assert db.execute("SELECT status, http_status, cost_usd FROM usage_events").fetchall() == [("failed", 504, 0.0)]
+
+
+async def answer_then_take_the_next_and_drop_it(conn: Conn) -> None:
+    """The first request answered on a kept-alive connection; the second, on the same connection, read and worked
+    on for a second, then the connection dropped: a pooled connection, but not a stale one."""
+    await conn.request()
+    await conn.write(ok(completion()))
+    await conn.request()
+    await asyncio.sleep(1)
+    conn.close()
+
+
+def test_a_pooled_connection_dropped_after_the_provider_had_the_request_is_not_resent() -> None:
+    upstream, gateway, _ = start(answer_then_take_the_next_and_drop_it)
+    try:
+        client = sdk(gateway)
+        client.chat.completions.create(model="once", messages=MESSAGES)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="once", messages=MESSAGES)  # retries: 0
+    finally:
+        gateway.stop()
+        upstream.stop()
+    assert len(upstream.requests) == 2, "retries: 0 means one send of each request"
+    assert caught.value.status_code == 502
+
+
+BUDGETED = """
+providers:
+  up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-hazards-0002"}}
+models:
+  once: {{deployments: [{{provider: up, model: gpt-4o-mini}}], retries: 0, timeout_s: 8}}
+tenants:
+  acme:
+    keys: [{{id: acme-1, sha256: "{key_sha}"}}]
+    models: ["*"]
+    budgets: [{{tokens: 900, per: day}}]
+"""
+USAGE = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],'
+    b'"usage":{"prompt_tokens":5,"completion_tokens":5,"total_tokens":10}}\n\n'
+)
+
+
+async def stream_then_linger(conn: Conn) -> None:
+    while await conn.request() is not None:
+        await conn.write(SSE_HEAD + chunk(FIRST + USAGE + LAST))
+        await asyncio.sleep(0.4)  # the chunked body's end comes 0.4 s after [DONE]
+        await conn.write(b"0\r\n\r\n")
+
+
+def test_a_stream_is_settled_without_waiting_for_the_provider_s_body_to_end() -> None:
+    """Near a budget, the next request must find the last one settled at what it spent (10 tokens), not still
+    holding its worst case (some 550) while the rest of the provider's body is read for the pool."""
+    upstream = RawUpstream(stream_then_linger).start()
+    gateway = RunningGateway(BUDGETED.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+    try:
+        client = sdk(gateway)
+        for _ in range(3):  # back to back
+            chunks = list(client.chat.completions.create(model="once", messages=MESSAGES, stream=True, max_tokens=500))
+            assert chunks[0].choices[0].delta.content == "first"
+    finally:
+        gateway.stop()
+        upstream.stop()
