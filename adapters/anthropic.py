@@ -258,9 +258,7 @@ def _apply_message_cache_control(message: JSON, blocks: list[JSON]) -> None:
 
 def _text_block(text: Any, part: JSON | None = None) -> JSON:
     block: JSON = {"type": "text", "text": text if isinstance(text, str) else ""}
-    if part is not None and isinstance(part.get("cache_control"), dict):
-        block["cache_control"] = part["cache_control"]
-    return block
+    return block if part is None else _with_cache_control(block, part)
 
 
 def _text_blocks(content: Any, param: str) -> list[JSON]:
@@ -304,12 +302,11 @@ def _image_block(part: JSON, param: str) -> JSON:
         raise Unsupported("image_url.url must be a string", param)
     source: JSON
     if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        media_type, *options = header.split(";")
-        media_type = media_type.strip().lower()
-        media_type = "image/jpeg" if media_type == "image/jpg" else media_type  # OpenAI accepts both spellings
-        if not comma or "base64" not in options:
+        inline = _base64_data_url(url)
+        if inline is None:
             raise Unsupported("image data URLs must be base64-encoded", param)
+        media_type, data = inline
+        media_type = "image/jpeg" if media_type == "image/jpg" else media_type  # OpenAI accepts both spellings
         if media_type not in _IMAGE_MEDIA_TYPES:
             raise Unsupported(f"image type {media_type!r} is not supported (use jpeg, png, gif or webp)", param)
         source = {"type": "base64", "media_type": media_type, "data": data}
@@ -317,10 +314,7 @@ def _image_block(part: JSON, param: str) -> JSON:
         source = {"type": "url", "url": url}
     else:
         raise Unsupported("image URLs must be https URLs or base64 data URLs", param)
-    block: JSON = {"type": "image", "source": source}
-    if isinstance(part.get("cache_control"), dict):
-        block["cache_control"] = part["cache_control"]
-    return block
+    return _with_cache_control({"type": "image", "source": source}, part)
 
 
 def _document_block(part: JSON, param: str) -> JSON:
@@ -330,13 +324,30 @@ def _document_block(part: JSON, param: str) -> JSON:
     data_url = file.get("file_data") if isinstance(file, dict) else None
     if not isinstance(data_url, str):
         raise Unsupported("only files sent inline as file_data are supported by Anthropic", param)
-    header, comma, data = data_url.removeprefix("data:").partition(",")
-    media_type, *options = header.split(";")
-    if not data_url.startswith("data:") or not comma or "base64" not in options:
+    inline = _base64_data_url(data_url)
+    if inline is None:
         raise Unsupported("file_data must be a base64 data URL", param)
-    if media_type.strip().lower() != "application/pdf":
+    media_type, data = inline
+    if media_type != "application/pdf":
         raise Unsupported(f"file type {media_type!r} is not supported by Anthropic (only application/pdf)", param)
-    block: JSON = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}}
+    return _with_cache_control(
+        {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}, part
+    )
+
+
+def _base64_data_url(url: str) -> tuple[str, str] | None:
+    """(the media type, lower-cased, and the data) of a base64 `data:` URL; None for any other string."""
+    if not url.startswith("data:"):
+        return None
+    header, comma, data = url[5:].partition(",")
+    media_type, *options = header.split(";")
+    if not comma or "base64" not in options:
+        return None
+    return media_type.strip().lower(), data
+
+
+def _with_cache_control(block: JSON, part: JSON) -> JSON:
+    """The block (or tool), with the cache breakpoint its OpenAI part carried (Anthropic's field, passed through)."""
     if isinstance(part.get("cache_control"), dict):
         block["cache_control"] = part["cache_control"]
     return block
@@ -406,9 +417,7 @@ def _convert_tools(raw: Any) -> list[JSON]:
         }
         if isinstance(function.get("description"), str):
             converted["description"] = function["description"]
-        if isinstance(tool.get("cache_control"), dict):
-            converted["cache_control"] = tool["cache_control"]
-        tools.append(converted)
+        tools.append(_with_cache_control(converted, tool))
     return tools
 
 

@@ -246,6 +246,12 @@ def _message_texts(message: JSON) -> Iterator[str]:
     yield from _nested_texts(message, MESSAGE_TEXTS)
 
 
+def _append(holder: JSON, key: str, text: str) -> None:
+    """`text` after what `holder[key]` already says (nothing, when it holds no text)."""
+    previous = holder.get(key)
+    holder[key] = (previous if isinstance(previous, str) else "") + text
+
+
 def _position(index: object) -> int:
     """A choice's or a tool call's index as the restorers key it (0 when the provider wrote no int)."""
     return index if type(index) is int else 0
@@ -312,8 +318,6 @@ class ChunkRestorer:
                 inner = delta.get(name)
                 if not isinstance(inner, dict):
                     inner = delta[name] = {}
-                previous = inner.get(MESSAGE_FIELD[name])
-                inner[MESSAGE_FIELD[name]] = (previous if isinstance(previous, str) else "") + text
+                _append(inner, MESSAGE_FIELD[name], text)
             else:
-                previous = delta.get(name)
-                delta[name] = (previous if isinstance(previous, str) else "") + text
+                _append(delta, name, text)
