@@ -773,30 +773,26 @@ def test_an_answer_nested_deeper_than_can_be_passed_on_is_the_provider_s_fault(
     validate("ErrorResponse", response.json())
 
 
-def test_the_gateway_s_account_out_of_credit_told_in_a_stream_is_its_own_problem(
-    gateway: RunningGateway, upstream: MockUpstream
+@pytest.mark.parametrize(
+    ("code", "status", "answered_code"),
+    [
+        # OpenAI's: the gateway's own account is out of credit, its problem, not the caller's
+        ("insufficient_quota", 502, "upstream_payment_required"),
+        # typed insufficient_quota with another code (a gateway chained behind this one, out of its budget): a 429,
+        # as it would have been answered, not rejected credentials (403) nor the gateway's own account
+        ("budget_exceeded", 429, "budget_exceeded"),
+    ],
+    ids=["out-of-credit", "chained-budget"],
+)
+def test_a_quota_error_told_in_a_stream_is_judged_by_its_code(
+    gateway: RunningGateway, upstream: MockUpstream, code: str, status: int, answered_code: str
 ) -> None:
-    error = {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": None,
-             "code": "insufficient_quota"}  # fmt: skip
+    error = {"message": "Quota exceeded", "type": "insufficient_quota", "param": None, "code": code}
     upstream.behaviour.stream_body = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
     response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
-    assert response.status_code == 502, response.text
+    assert response.status_code == status, response.text
     validate("ErrorResponse", response.json())
-    assert response.json()["error"]["code"] == "upstream_payment_required"
-
-
-def test_a_quota_refusal_of_another_code_told_in_a_stream_is_a_rate_limit(
-    gateway: RunningGateway, upstream: MockUpstream
-) -> None:
-    """Typed `insufficient_quota` with another code (a gateway chained behind this one, out of its budget) is a
-    429 as it would have been answered, not rejected credentials (403) nor the gateway's own account."""
-    error = {"message": "Token budget exceeded", "type": "insufficient_quota", "param": None,
-             "code": "budget_exceeded"}  # fmt: skip
-    upstream.behaviour.stream_body = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
-    response = post(gateway, "/v1/chat/completions", body_of(model="gpt", stream=True), AUTH)
-    assert response.status_code == 429, response.text
-    validate("ErrorResponse", response.json())
-    assert response.json()["error"]["code"] == "budget_exceeded"
+    assert response.json()["error"]["code"] == answered_code
 
 
 def test_a_streamed_chunk_nested_deeper_than_can_be_passed_on_ends_the_stream_as_the_provider_s_fault(

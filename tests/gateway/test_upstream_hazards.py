@@ -75,7 +75,7 @@ def peak_growth_mb(run: Callable[[], None]) -> float:
     return read("VmHWM") - base
 
 
-# 1 ── a pooled connection the upstream closed as the next request went out ─────────────────────────────
+# ── a pooled connection the upstream closed as the next request went out ─────────────────────────────
 
 
 async def close_racing_the_second_request(conn: Conn) -> None:
@@ -127,7 +127,7 @@ def test_a_wave_of_stale_pooled_connections_does_not_open_the_circuit() -> None:
     assert circuit["state"] == "closed" and circuit["consecutive_failures"] == 0, circuit
 
 
-# 4 ── huge and hostile answers ───────────────────────────────────────────────────────────────────────
+# ── huge and hostile answers ───────────────────────────────────────────────────────────────────────
 
 SPACES = b" " * MB
 
@@ -289,28 +289,7 @@ def test_a_malformed_answer_is_told_as_what_it_is(handler: Handler, said: str) -
     assert isinstance(caught.value.body, dict) and caught.value.body["code"] != "upstream_unreachable"
 
 
-# ── a fresh connection dropped under the request is not resent; a connect that never ends costs nothing ────
-
-
-async def take_the_request_then_close(conn: Conn) -> None:
-    """Reached on a fresh connection, the provider reads the request, works a moment, and drops the connection
-    without answering: it may have generated (and billed), so the request is not resent behind the failover."""
-    await conn.request()
-    await asyncio.sleep(0.3)
-    conn.close()
-
-
-def test_a_fresh_connection_dropped_after_the_request_is_not_resent() -> None:
-    upstream, gateway, _ = start(take_the_request_then_close)
-    try:
-        with pytest.raises(openai.APIStatusError) as caught:
-            sdk(gateway).chat.completions.create(model="once", messages=MESSAGES)  # retries: 0
-    finally:
-        gateway.stop()
-        upstream.stop()
-    assert len(upstream.requests) == 1, "retries: 0 means one send"
-    assert caught.value.status_code == 502
-    assert "closed the connection before answering" in caught.value.message, caught.value.message
+# ── a connect that never ends costs nothing ───────────────────────────────────────────────────────────────────
 
 
 async def never_finish_the_handshake(conn: Conn) -> None:
@@ -351,6 +330,17 @@ def test_a_timeout_while_still_connecting_charges_nothing(tmp_path: Path) -> Non
         assert db.execute("SELECT status, http_status, cost_usd FROM usage_events").fetchall() == [("failed", 504, 0.0)]
 
 
+# ── a connection dropped after the provider had the request is not resent ────────────────────────────────────
+
+
+async def take_the_request_then_close(conn: Conn) -> None:
+    """Reached on a fresh connection, the provider reads the request, works a moment, and drops the connection
+    without answering: it may have generated (and billed), so the request is not resent behind the failover."""
+    await conn.request()
+    await asyncio.sleep(0.3)
+    conn.close()
+
+
 async def answer_then_take_the_next_and_drop_it(conn: Conn) -> None:
     """The first request answered on a kept-alive connection; the second, on the same connection, read and worked
     on for a second, then the connection dropped: a pooled connection, but not a stale one."""
@@ -361,18 +351,27 @@ async def answer_then_take_the_next_and_drop_it(conn: Conn) -> None:
     conn.close()
 
 
-def test_a_pooled_connection_dropped_after_the_provider_had_the_request_is_not_resent() -> None:
-    upstream, gateway, _ = start(answer_then_take_the_next_and_drop_it)
+@pytest.mark.parametrize(
+    ("handler", "answered_before"),
+    [(take_the_request_then_close, 0), (answer_then_take_the_next_and_drop_it, 1)],
+    ids=["fresh-connection", "pooled-connection-held-a-while"],
+)
+def test_a_connection_dropped_after_the_provider_had_the_request_is_not_resent(
+    handler: Handler, answered_before: int
+) -> None:
+    upstream, gateway, _ = start(handler)
     try:
         client = sdk(gateway)
-        client.chat.completions.create(model="once", messages=MESSAGES)
+        for _ in range(answered_before):
+            client.chat.completions.create(model="once", messages=MESSAGES)
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="once", messages=MESSAGES)  # retries: 0
     finally:
         gateway.stop()
         upstream.stop()
-    assert len(upstream.requests) == 2, "retries: 0 means one send of each request"
+    assert len(upstream.requests) == answered_before + 1, "retries: 0 means one send of each request"
     assert caught.value.status_code == 502
+    assert "closed the connection before answering" in caught.value.message, caught.value.message
 
 
 BUDGETED = """
