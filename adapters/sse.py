@@ -38,62 +38,57 @@ class SSEDecoder:
         if b"\r" in chunk:  # rare: every major provider ends lines in LF
             self._after_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = chunk.split(b"\n")
+        tail = lines.pop()  # after the last line end: the start of an unfinished line, or b""
         events: list[SSEEvent] = []
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                break
-            line = chunk[start:end]
-            if self._pending:
-                self._pending.append(line)
-                line = b"".join(self._pending)
-                self._pending, self._pending_bytes = [], 0
-            start = end + 1
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        if start < len(chunk):
-            self._pending.append(chunk[start:])
-            self._pending_bytes += len(chunk) - start
+        if lines and self._pending:
+            self._pending.append(lines[0])
+            lines[0] = b"".join(self._pending)
+            self._pending, self._pending_bytes = [], 0
+        for line in lines:  # (the two common lines handled inline: this runs for every chunk of every stream)
+            if not line:
+                if self._data or self._event is not None:
+                    events.append(SSEEvent(self._event, "\n".join(self._data)))
+                    self._event, self._data, self._data_bytes = None, [], 0
+            elif line[:6] == b"data: ":
+                self._add_data(line[6:])
+            else:
+                self._field(line)
+        if tail:
+            self._pending.append(tail)
+            self._pending_bytes += len(tail)
             if self._pending_bytes > self._max_line:
                 raise SSELineTooLong(f"upstream sent a stream line longer than {self._max_line} bytes")
         return events
 
     def flush(self) -> list[SSEEvent]:
         """The stream ended: a last event not followed by a blank line still counts."""
-        events: list[SSEEvent] = []
         if self._pending:
             line, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        event = self._line(b"")
-        if event is not None:
-            events.append(event)
-        return events
+            self._field(line)
+        if not self._data and self._event is None:
+            return []
+        event = SSEEvent(self._event, "\n".join(self._data))
+        self._event, self._data, self._data_bytes = None, [], 0
+        return [event]
 
-    def _line(self, line: bytes) -> SSEEvent | None:
-        if not line:
-            if not self._data and self._event is None:
-                return None
-            event = SSEEvent(self._event, "\n".join(self._data))
-            self._event, self._data, self._data_bytes = None, [], 0
-            return event
-        if line[:1] == b":":
-            return None  # comment / keep-alive
+    def _add_data(self, value: bytes) -> None:
+        self._data.append(value.decode("utf-8", "replace"))
+        self._data_bytes += len(value)
+        if self._data_bytes > self._max_line:
+            raise SSELineTooLong(f"upstream sent a stream event longer than {self._max_line} bytes")
+
+    def _field(self, line: bytes) -> None:
+        """A line that is not blank: a field of the event being read, or a comment."""
+        if not line or line[:1] == b":":
+            return  # comment / keep-alive
         name, sep, value = line.partition(b":")
         if sep and value[:1] == b" ":
             value = value[1:]
-        text = value.decode("utf-8", "replace")
         if name == b"data":
-            self._data.append(text)
-            self._data_bytes += len(value)
-            if self._data_bytes > self._max_line:
-                raise SSELineTooLong(f"upstream sent a stream event longer than {self._max_line} bytes")
+            self._add_data(value)
         elif name == b"event":
-            self._event = text
-        return None
+            self._event = value.decode("utf-8", "replace")
 
 
 DONE_FRAME = b"data: [DONE]\n\n"

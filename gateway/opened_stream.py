@@ -9,21 +9,18 @@ upstream piece decoded and translated here, in one place.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from adapters.base import JSON, SSEEvent, StreamTranslator
 from adapters.sse import SSEDecoder
 from gateway.upstream import UpstreamResponse
 
 
 class OpenedStream:
-    __slots__ = ("_decoder", "_pieces", "ended", "pending", "response", "translator")
+    __slots__ = ("_decoder", "ended", "pending", "response", "translator")
 
     def __init__(self, response: UpstreamResponse, translator: StreamTranslator) -> None:
         self.response = response
         self.translator = translator
         self._decoder = SSEDecoder()
-        self._pieces: AsyncIterator[bytes] = response.chunks()  # one iterator, from the read-ahead to the end
         self.pending: list[JSON] = []  # translated before the client's response started
         self.ended = False  # the upstream body has ended
 
@@ -47,9 +44,8 @@ class OpenedStream:
     async def read(self) -> list[JSON] | None:
         """The chunks of the next upstream piece (up to an error or the end of the answer, where the translator
         takes nothing more); None when the body has ended."""
-        try:
-            piece = await anext(self._pieces)
-        except StopAsyncIteration:
+        piece = await self.response.read_piece()
+        if not piece:
             self.ended = True
             return None
         return self._translate(self._decoder.feed(piece))

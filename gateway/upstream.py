@@ -27,7 +27,7 @@ A whole answer (not a stream) is read up to a limit, after decompression: a brok
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -73,7 +73,7 @@ class UpstreamResponse(Protocol):
 
     def header(self, name: str) -> str | None: ...
     async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes: ...
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    async def read_piece(self) -> bytes: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
 
@@ -108,10 +108,11 @@ class _AiohttpResponse:
         except aiohttp.ClientError as exc:
             raise UpstreamCutOff(type(exc).__name__) from exc
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def read_piece(self) -> bytes:
+        """What the next network read brought (decompressed); b"" once the body has ended. (Not an async
+        generator: one a stream leaves unfinished costs the loop a thread-safe wake-up and an `aclose` task.)"""
         try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+            return await self._response.content.readany()
         except aiohttp.ClientError as exc:
             raise UpstreamCutOff(type(exc).__name__) from exc
 
@@ -130,10 +131,11 @@ class _AiohttpResponse:
 
 
 class LocalResponse:
-    __slots__ = ("_answer", "status")
+    __slots__ = ("_answer", "_frames_read", "status")
 
     def __init__(self, answer: LocalAnswer) -> None:
         self._answer = answer
+        self._frames_read = 0
         self.status = answer.status
 
     def header(self, name: str) -> str | None:
@@ -142,10 +144,15 @@ class LocalResponse:
     async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes:
         return self._answer.body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        for frame in self._answer.frames:
-            yield frame
+    async def read_piece(self) -> bytes:
+        frames = self._answer.frames
+        if self._frames_read:
             await asyncio.sleep(0)  # stream like a network would: one frame per turn of the loop
+        while self._frames_read < len(frames):
+            self._frames_read += 1
+            if frame := frames[self._frames_read - 1]:
+                return frame
+        return b""
 
     async def drain(self) -> None:
         return None

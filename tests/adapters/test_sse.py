@@ -16,13 +16,25 @@ LINES = [
     "data: first line",
     "data:second line",
     "",
+    "id: 7",
+    "retry: 100",
+    "data: h\u00e9llo \u2713",
+    "data",
+    "data:  spaced",
+    "",
+    "event:ping",
+    "",
     "data: [DONE]",
     "",
+    "data: no blank line after it",
 ]
 EXPECTED = [
     SSEEvent("message_start", '{"type":"message_start"}'),
     SSEEvent(None, "first line\nsecond line"),
+    SSEEvent(None, "h\u00e9llo \u2713\n\n spaced"),
+    SSEEvent("ping", ""),
     SSEEvent(None, "[DONE]"),
+    SSEEvent(None, "no blank line after it"),
 ]
 
 
