@@ -32,6 +32,7 @@ from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
+from policies.redis_store import StoreUnavailable
 
 
 def check_admin(scope: Scope, state: GatewayState) -> None:
@@ -124,7 +125,14 @@ class TenantsEndpoint(AdminEndpoint):
         tenant = tenants.get(name)
         if tenant is None:
             raise NotFound(f"No tenant '{name}'.")
-        states = await self.state.store.state(tenant.name, tenant.limits, time.time())
+        try:
+            states = await self.state.store.state(tenant.name, tenant.limits, time.time())
+        except StoreUnavailable:  # Redis away under fail_closed: said as the request path says it, not a bug's 500
+            raise ServiceUnavailable(
+                f"The live budget and rate-limit state of tenant '{name}' cannot be read: the shared state store "
+                "is unreachable.",
+                code="state_store_unavailable",
+            ) from None
         return _tenant_view(tenant, states)
 
 

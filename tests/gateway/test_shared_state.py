@@ -19,6 +19,7 @@ from gateway.state_store import REDIS_TIMEOUT_S
 from policies.budgets import LimitState
 from policies.redis_client import RedisClient
 from policies.redis_store import RedisStore
+from tests.conftest import ADMIN_TOKEN
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.redis_server import BlackHole, RedisServer
 from tests.support.serve import serve, shut_down, wait_ready
@@ -32,6 +33,7 @@ RACER_LIMITS = tenant_limits(TenantConfig.model_validate({"budgets": [{"tokens":
 def config(upstream: MockUpstream, redis_url: str, on_error: str = "fail_closed") -> str:
     return f"""
 state: {{redis_url: "{redis_url}", on_error: {on_error}}}
+admin: {{token_sha256: "{sha(ADMIN_TOKEN)}"}}
 providers:
   up: {{type: openai, base_url: "{upstream.url}/v1", api_key: "sk-upstream"}}
 models:
@@ -98,6 +100,33 @@ def test_unreachable_redis_answers_within_the_timeout(upstream: MockUpstream, on
     # (generous margins: this is a correctness test on a shared machine, not a benchmark)
     assert timings[0] < REDIS_TIMEOUT_S + 1.0, timings
     assert max(timings[1:]) < REDIS_TIMEOUT_S, timings
+
+
+@pytest.mark.parametrize(
+    ("outage", "on_error", "expected"),
+    [("hung", "fail_closed", 503), ("refused", "fail_closed", 503), ("refused", "fail_open", 200)],
+)
+def test_the_admin_tenant_view_during_a_redis_outage_is_a_503_not_an_internal_error(
+    upstream: MockUpstream, outage: str, on_error: str, expected: int
+) -> None:
+    """GET /admin/tenants/{id} reads the live budget state from Redis: while Redis is away, fail_closed says so as
+    the request path does (503 state_store_unavailable), fail_open shows what this gateway keeps meanwhile."""
+    with BlackHole() as hole:
+        port = hole.port if outage == "hung" else free_port()  # nothing listens on a fresh free port
+        gateway = RunningGateway(config(upstream, f"redis://127.0.0.1:{port}/0", on_error)).start()
+        try:
+            responses = [
+                httpx.get(gateway.url + "/admin/tenants/shared", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+                for _ in range(2)  # the first waits out the Redis timeout, the second knows Redis is down
+            ]
+        finally:
+            gateway.stop()
+    for response in responses:
+        assert response.status_code == expected, response.text
+        if expected == 503:
+            assert response.json()["error"]["code"] == "state_store_unavailable"
+        else:
+            assert [limit["spent"] for limit in response.json()["limits"]] == [0, 0]
 
 
 @pytest.fixture
