@@ -73,7 +73,7 @@ class ReadyEndpoint:
             if redis != "ok":
                 status = "degraded" if state.state_store.on_error == "fail_open" else "not_ready"
         if state.pipeline is not None:
-            checks["events"] = "ok" if state.pipeline.healthy else "spooling"
-            if not state.pipeline.healthy and status == "ready":
+            checks["events"] = "ok" if state.pipeline.writable else "spooling"
+            if not state.pipeline.writable and status == "ready":
                 status = "degraded"
         return status, checks

@@ -194,7 +194,7 @@ def event_metrics(pipeline: EventPipeline) -> Iterator[Metric]:
     yield gauge(
         "gateway_event_store_healthy",
         "1 while events go from memory to the store, 0 while it is unreachable or the spool is replayed",
-        1.0 if pipeline.healthy else 0.0,
+        1.0 if pipeline.writable else 0.0,
     )
     yield counter("gateway_events_written", "Usage event rows the store accepted (replays included)", stats.written)
     yield counter(

@@ -69,8 +69,9 @@ class EventPipeline:
         self.linger_s = linger_s
         self.retry_s = retry_s
         self.stats = PipelineStats()
-        self.healthy = False  # True once migrated and every old segment replayed
+        self.healthy = False  # new events are queued for the writer (else journaled only, and replayed from disk)
         self.migrated = False
+        self._recovering = False  # migrating or replaying the spool: the store has not shown yet that it takes writes
         self._queue: deque[tuple[Segment, Row]] = deque()
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
@@ -123,6 +124,13 @@ class EventPipeline:
                 log.exception("usage event writer failed while closing")
         self.journal.close()
         await self.store.close()
+
+    @property
+    def writable(self) -> bool:
+        """For readiness and the store-health gauge: events go from memory to the store. Not while it is unreachable,
+        nor while the spool is replayed (new events are queued from the start of the last replay pass on, but a
+        replay attempt on a server that hangs can wait out its deadline: the store is not known to take writes)."""
+        return self.healthy and not self._recovering
 
     @property
     def queue_depth(self) -> int:
@@ -207,6 +215,7 @@ class EventPipeline:
         """Migrates (once), then replays every segment that needs it, oldest first. True when done. Events that
         arrive while the last segments are replayed are queued, not journaled for a replay of their own: under a
         steady trickle, each pass would otherwise leave a few new rows for the next, and it would never end."""
+        self._recovering = True
         try:
             if not self.migrated:
                 applied = await self.store.migrate()
@@ -230,6 +239,8 @@ class EventPipeline:
             self._failed(exc)
             self._back_to_disk()
             return False
+        finally:
+            self._recovering = False
         return True
 
     async def _replay(self, segment: Segment) -> None:

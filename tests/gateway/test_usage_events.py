@@ -21,6 +21,7 @@ import pytest
 
 from adapters.base import JSON, SSEEvent
 from adapters.openai import OpenAIAdapter, OpenAIStreamTranslator
+from gateway.events import postgres_store
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, free_port, sha
 from tests.support.postgres_server import PostgresServer
@@ -217,6 +218,59 @@ def test_postgres_stopped_mid_run_loses_nothing_and_duplicates_nothing(
     counted = pg_rows(dsn, "SELECT count(*) AS n, count(DISTINCT request_id) AS d FROM usage_events")
     assert counted == [{"n": 1000, "d": 1000}]
     assert journal_rows(spool) == 0  # the spool was emptied
+
+
+def test_readyz_says_spooling_for_the_whole_of_a_hung_postgres_outage(
+    upstream: MockUpstream, postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres hangs (SIGSTOP): once the first write has missed its deadline, /readyz (and the store-health gauge)
+    say spooling until the spool has been replayed, also while a replay attempt waits on the hung server; and
+    every answered request still has its one row once the server wakes up."""
+    monkeypatch.setattr(postgres_store, "CALL_TIMEOUT_S", 0.5)  # each attempt waits this long on the hung server
+    monkeypatch.setattr(postgres_store, "CONNECT_TIMEOUT_S", 0.5)
+    gateway, dsn = postgres_gateway(upstream, postgres_server, tmp_path / "spool", "events_hung")
+    pipeline = gateway.state.pipeline
+    assert pipeline is not None
+    answered: list[str] = []
+
+    def ask(count: int) -> None:
+        for index in range(count):
+            response = httpx.post(
+                gateway.url + "/v1/chat/completions",
+                json={"model": "gpt", "messages": [{"role": "user", "content": f"hi {index}"}]},
+                headers={"authorization": f"Bearer {KEY}"},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            answered.append(response.headers["x-request-id"])
+
+    try:
+        ask(5)
+        assert len(wait_for(lambda: pg_rows(dsn), 5)) == 5
+        with postgres_server.hung():
+            ask(5)  # answered at once: their events are journaled
+            deadline = time.monotonic() + 10
+            while pipeline.stats.write_failures == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pipeline.stats.write_failures > 0
+            seen = set()
+            until = time.monotonic() + 2.5  # two retries at least, each waiting CALL_TIMEOUT_S on the server
+            while time.monotonic() < until:
+                readiness = httpx.get(gateway.url + "/readyz").json()
+                seen.add((readiness["status"], readiness["checks"]["events"]))
+                time.sleep(0.02)
+            metrics = httpx.get(gateway.url + "/metrics").text
+        rows = wait_for(lambda: pg_rows(dsn), 10)
+        deadline = time.monotonic() + 10
+        while httpx.get(gateway.url + "/readyz").json()["status"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = httpx.get(gateway.url + "/readyz").json()
+    finally:
+        gateway.stop()
+    assert seen == {("degraded", "spooling")}
+    assert 'gateway_event_store_healthy{store="postgres"} 0.0' in metrics
+    assert after == {"status": "ready", "checks": {"config": "ok", "events": "ok"}}
+    assert sorted(row["request_id"] for row in rows) == sorted(answered)
 
 
 def hammer(port: int, stop: threading.Event, answered: list[str]) -> None:

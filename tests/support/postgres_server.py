@@ -28,6 +28,7 @@ import stat
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -61,6 +62,18 @@ def find_bin_dir() -> Path:
         found = lookup()
     if found is None:
         raise RuntimeError(f"PostgreSQL 15 is not installed (looked in {', '.join(BIN_DIRS)} and PATH)")
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after its last ')'
+            fields = stat_file.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat_file.parent.name))
     return found
 
 
@@ -218,6 +231,20 @@ class PostgresServer(ScratchServer):
     def kill(self) -> None:
         """An abrupt outage: immediate shutdown, no checkpoint; `start()` then runs crash recovery."""
         self.stop(mode="immediate")
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """A server that hangs (SIGSTOP to the postmaster and every process it forked): connections are still
+        accepted (by the kernel) and queries still sent, but nothing answers until the block exits (SIGCONT)."""
+        assert self.process is not None
+        processes = [self.process.pid, *children(self.process.pid)]
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in processes:
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self, mode: ShutdownMode = "fast") -> None:
         self.stop(mode=mode)
