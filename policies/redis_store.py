@@ -25,8 +25,11 @@ single Redis (or a primary with replicas), not a sharded cluster.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -276,16 +279,23 @@ class _Held:
     limits: tuple[LimitSpec, ...]
     amounts: dict[Unit, float]  # asked while held, actual once owed
     now: float
+    sent: bool = False  # its reservation went to the primary and may have landed: owed under its own id
 
     def counts_in(self, key: str) -> bool:
         return any(counter_key(self.scope, s, window_span(s.window, self.now)) == key for s in self.limits)
+
+    def windows(self) -> tuple[str, tuple[LimitSpec, ...], tuple[float, ...]]:
+        """What spend booked at `now` adds to: the same counters for every request with the same key."""
+        return self.scope, self.limits, tuple(window_span(s.window, self.now).start for s in self.limits)
 
 
 class GuardedStore:
     """Puts a deadline on every call to `primary` and decides what happens when it is missed or fails.
 
     fail_closed: reserve/state raise `StoreUnavailable`. fail_open: reserve admits (`degraded=True`) and the
-    request is settled locally; its spend is owed to the primary and pushed on recovery. In both modes a
+    request is settled locally; its spend is owed to the primary and pushed on recovery, summed per tenant and
+    window (a long outage keeps one sum per tenant and minute, not a record per request), except for a request
+    whose reservation or push was sent and may have landed, owed under its own id. In both modes a
     settlement that cannot reach the primary is kept and replayed (settle is idempotent by request id), so
     settle never raises. While degraded, at most one call per `probe_interval_s` tries the primary; the
     others take the degraded path at once instead of each waiting out the deadline.
@@ -311,7 +321,10 @@ class GuardedStore:
         self._degraded = False
         self._next_probe = 0.0
         self._local: dict[str, _Held] = {}  # admitted without the primary, not settled yet
-        self._owed: dict[str, _Held] = {}  # settled locally, spend not yet in the primary
+        self._owed: dict[str, _Held] = {}  # settled locally, spend not yet in the primary, by the id it is pushed as
+        self._unsent: dict[tuple[str, tuple[LimitSpec, ...], tuple[float, ...]], _Held] = {}  # summed, never sent
+        self._sums = itertools.count(1)
+        self._sum_prefix = f"owed-{os.getpid()}-{secrets.token_hex(4)}-"  # the ids sums are pushed as
         self._retry: dict[str, dict[Unit, float]] = {}  # settlements to replay on the primary
         self._reconcile_lock = asyncio.Lock()
         self._reconciling = False
@@ -326,7 +339,7 @@ class GuardedStore:
     @property
     def pending(self) -> int:
         """Settlements (owed spend or replays) not yet applied to the primary."""
-        return len(self._owed) + len(self._retry)
+        return len(self._owed) + len(self._retry) + len(self._unsent)
 
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float
@@ -343,7 +356,7 @@ class GuardedStore:
             if attempted:  # the reservation may have landed before the deadline hit: release it later
                 self._retry.setdefault(request_id, {})
             raise self._unavailable()
-        self._local[request_id] = _Held(scope, tuple(limits), dict(asked), now)
+        self._local[request_id] = _Held(scope, tuple(limits), dict(asked), now, sent=attempted)
         return Admission(True, degraded=True)
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
@@ -355,8 +368,11 @@ class GuardedStore:
                     await self._call(self._push(request_id, owed))
                     return True
                 except _PrimaryDown:
-                    pass
-            self._owed[request_id] = owed
+                    owed.sent = True
+            if held.sent or owed.sent:  # it may have landed: pushed again under the same id, idempotently
+                self._owed[request_id] = owed
+            else:
+                self._add_unsent(owed)
             return True
         if request_id in self._owed or request_id in self._retry:
             return False
@@ -390,7 +406,12 @@ class GuardedStore:
             span = window_span(spec.window, now)
             key = counter_key(scope, spec, span)
             reserved = sum(h.amounts.get(spec.unit, 0.0) for h in self._local.values() if h.counts_in(key))
-            spent = sum(h.amounts.get(spec.unit, 0.0) for h in self._owed.values() if h.counts_in(key))
+            spent = sum(
+                h.amounts.get(spec.unit, 0.0)
+                for owed in (self._owed, self._unsent)
+                for h in owed.values()
+                if h.counts_in(key)
+            )
             states.append(LimitState(spec, span, reserved, spent))
         return states
 
@@ -409,8 +430,21 @@ class GuardedStore:
         if task is not None and not task.done():
             await task
 
+    def _add_unsent(self, owed: _Held) -> None:
+        """Spend never sent to the primary, added to its tenant's and windows' sum."""
+        windows = owed.windows()
+        total = self._unsent.get(windows)
+        if total is None:
+            self._unsent[windows] = owed
+            return
+        for unit, amount in owed.amounts.items():
+            total.amounts[unit] = total.amounts.get(unit, 0.0) + amount
+
     async def _reconcile(self) -> bool:
         batch = 64
+        for total in self._unsent.values():  # each sum is pushed under an id of its own from now on (spend settled
+            self._owed[f"{self._sum_prefix}{next(self._sums)}"] = total  # meanwhile starts new sums)
+        self._unsent.clear()
         owed = list(self._owed.items())
         for i in range(0, len(owed), batch):
             done = await asyncio.gather(*(self._apply_owed(rid, held) for rid, held in owed[i : i + batch]))

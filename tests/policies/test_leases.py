@@ -504,7 +504,9 @@ def test_fail_open_admits_and_owes_each_request_at_once() -> None:
 
         admissions, pending = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert all(a.admitted and a.degraded for a in admissions)
-    assert pending == 3  # one owed settlement per request, pushed to Redis when it answers again
+    # owed, pushed to Redis when it answers again: r0 under its own id (its reservation was sent and may have landed),
+    # r1 and r2 as one sum (they never tried Redis: the next try is a probe interval after r0's)
+    assert pending == 2
 
 
 def test_a_caller_whose_lease_others_filled_meanwhile_is_not_admitted_into_it(redis_url: str) -> None:

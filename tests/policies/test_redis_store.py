@@ -454,6 +454,43 @@ def test_fail_open_reconciles_owed_spend(caplog: pytest.LogCaptureFixture) -> No
     assert len(state_logs(caplog, logging.INFO)) == 1
 
 
+def test_a_long_fail_open_outage_owes_its_spend_per_tenant_and_window_not_per_request() -> None:
+    """Spend admitted while Redis is away (fail_open) waits in memory for Redis to return: summed per tenant and
+    window, so an hour of outage at hundreds of requests a second does not keep a record (~0.5 KB) per request;
+    only a request whose reservation was sent (it may have landed) is owed under its own id. All of it reaches
+    Redis once, when Redis returns."""
+    server = RedisServer().start()
+    limits = [TOKENS_DAY, TPM]
+
+    async def main() -> None:
+        client = RedisClient(server.url)
+        primary = RedisStore(client)
+        guarded = GuardedStore(primary, "fail_open", timeout_s=TIMEOUT_S, probe_interval_s=60)  # one probe only
+        server.stop()
+        spent: dict[tuple[str, float], float] = {}
+        for i in range(1000):  # two tenants, two minutes
+            scope, now = ("acme", "zeta")[i % 2], NOW + 60 * (i % 4 // 2)
+            assert (await guarded.reserve(scope, f"r{i}", limits, {"tokens": 50}, now)).degraded
+            assert await guarded.settle(f"r{i}", {"tokens": i % 7})
+            spent[scope, now] = spent.get((scope, now), 0) + i % 7
+        assert guarded.pending == 1 + 4  # r0 (its reservation was sent), and one sum per tenant and minute
+        assert await guarded.reconcile() is False  # still down: nothing lost
+        assert guarded.pending == 5
+        server.start()
+        assert await guarded.reconcile() is True
+        assert guarded.pending == 0
+        for (scope, now), tokens in spent.items():
+            day, minute = await primary.state(scope, limits, now)
+            assert (minute.reserved, minute.spent) == (0, tokens)
+            assert day.spent == spent[scope, NOW] + spent[scope, NOW + 60]
+        await client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
 def test_recovery_reconciles_in_the_background() -> None:
     """The first primary call that succeeds after an outage starts the reconciliation by itself."""
     server = RedisServer().start()
