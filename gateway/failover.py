@@ -8,7 +8,8 @@
     a failure caused by the request itself (a 4xx) ends everything at once; a deployment whose API cannot
     express the request (Unsupported) is passed over at once for another deployment of the model, or
     else for the next fallback, without drawing on the retry budget, and the answer is then the last
-    real failure, if any, rather than that "unsupported"
+    real failure, if any, rather than that "unsupported"; so is a model whose circuits are all open
+    (nothing was sent: its fallback is the request's first attempt, not a retry)
 
 The retry budget makes retries at most RETRY_RATIO (10%) of the client's requests plus a small burst,
 so a failing provider sees at most about 1.1-1.2× the traffic, not a storm. Fallback attempts draw on
@@ -250,7 +251,7 @@ class Failover:
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
     ) -> T:
         last: GatewayError | None = None
-        passed_over = False  # the route before could not express the request: the next one is no retry
+        passed_over = False  # nothing was sent on the route before (circuits open, API unable): the next is no retry
 
         def should_retry(exc: BaseException) -> bool:
             return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
@@ -281,7 +282,7 @@ class Failover:
                     with attempt_state:
                         return await self._attempt_able(current, tried, unable, record, attempt)
             except AttemptFailed as failed:
-                passed_over = failed.unsupported
+                passed_over = tried <= unable  # every deployment open, or unable to express the request
                 if not (failed.unsupported and last is not None):
                     last = failed.error
                 if not failed.fallback_may_help:

@@ -120,6 +120,11 @@ models:
   claude: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], retries: 0}}
   claude-then-demo: {{deployments: [{{provider: up-anthropic, model: claude-3-5-haiku-latest}}], fallbacks: [demo]}}
   demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+  guarded:
+    deployments: [{{provider: up, model: gpt-4o-mini}}]
+    retries: 0
+    circuit: {{failures: 2, cooldown_s: 60}}
+    fallbacks: [demo]
   mostly-claude:
     deployments:
       - {{provider: up-anthropic, model: claude-3-5-haiku-latest, weight: 99}}
@@ -192,3 +197,20 @@ def test_a_provider_that_refuses_the_gateway_s_account_hands_over_to_the_fallbac
         gateway.stop()
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "mock-1"
+
+
+def test_a_model_whose_circuit_is_open_hands_every_request_to_its_fallback(upstream: MockUpstream) -> None:
+    """Once the primary's circuit is open nothing is sent to it, so its fallback is each request's first attempt,
+    not a retry: it spends none of the retry budget (a burst of 5, then 10% of requests), whatever the traffic."""
+    upstream.reset()
+    upstream.behaviour.status = 500
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+    try:
+        responses = [ask(gateway, "guarded") for _ in range(30)]
+        circuit = gateway.state.failover.circuits.snapshot()["up/gpt-4o-mini"]["state"]
+    finally:
+        gateway.stop()
+    assert [r.status_code for r in responses] == [200] * 30, responses[-1].text
+    assert {r.json()["model"] for r in responses} == {"mock-1"}
+    assert circuit == "open"
+    assert len(upstream.received) == 2  # the two failures that opened it
