@@ -12,6 +12,11 @@ deleted by the step that settles it, and a second settlement finds nothing to do
 Limits are `LimitSpec`s: a unit (tokens, usd, requests), a calendar window in UTC (minute, hour, day,
 month) and a ceiling. Rate limits are the same thing: rpm = requests per minute, tpm = tokens per
 minute. `ReservationStore` is the interface; `MemoryStore` is the embedded one (one process only).
+
+A counter is the tenant's use of one unit in one window: it is named by them, never by the limit's name
+or place in the config, so a reload that reorders, adds or removes budgets (or changes a ceiling) keeps
+the window's spend. Limits of the same unit and window (tpm and a tokens-per-minute budget) share one
+counter, and each holds it to its own ceiling.
 """
 
 from __future__ import annotations
@@ -70,7 +75,20 @@ def _month_span(day_start: int) -> WindowSpan:
 
 
 def counter_key(scope: str, spec: LimitSpec, span: WindowSpan) -> str:
-    return f"{scope}:{spec.name}:{spec.unit}:{spec.window}:{span.start}"
+    """The counter `spec` is held to: the scope's use of its unit in the window `span` (see the module)."""
+    return f"{scope}:{spec.unit}:{spec.window}:{span.start}"
+
+
+def held_to(scope: str, limits: Sequence[LimitSpec], now: float) -> dict[str, tuple[LimitSpec, WindowSpan]]:
+    """Each counter `limits` use (in their order), with the limit of the lowest ceiling among those sharing it."""
+    counters: dict[str, tuple[LimitSpec, WindowSpan]] = {}
+    for spec in limits:
+        span = window_span(spec.window, now)
+        key = counter_key(scope, spec, span)
+        shared = counters.get(key)
+        if shared is None or spec.limit < shared[0].limit:
+            counters[key] = (spec, span)
+    return counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +159,19 @@ class MemoryStore:
     ) -> Admission:
         if request_id in self.reservations:
             return Admission(True)  # the same request asking twice holds one reservation
-        planned: list[tuple[str, Unit, float, WindowSpan]] = []
-        for spec in limits:
+        planned = held_to(scope, limits, now)  # a counter two limits share is reserved once
+        for key, (spec, span) in planned.items():
             amount = asked.get(spec.unit, 0.0)
-            span = window_span(spec.window, now)
-            key = counter_key(scope, spec, span)
             counter = self.counters.get(key)
             used = counter.reserved + counter.spent if counter else 0.0
             if amount > 0 and used + amount > spec.limit:
                 return denial(spec, span, now)
-            planned.append((key, spec.unit, amount, span))
-        for key, _, amount, span in planned:
+        for key, (spec, span) in planned.items():
             counter = self.counters.setdefault(key, _Counter(expires=span.end))
-            counter.reserved += amount
-        self.reservations[request_id] = [(key, unit, amount) for key, unit, amount, _ in planned]
+            counter.reserved += asked.get(spec.unit, 0.0)
+        self.reservations[request_id] = [
+            (key, spec.unit, asked.get(spec.unit, 0.0)) for key, (spec, _) in planned.items()
+        ]
         self._expire(now)
         return Admission(True)
 
@@ -198,9 +215,8 @@ class MemoryStore:
         self.recorded.add(request_id)
         if await self.settle(request_id, actual):
             return True
-        for spec in limits:
-            span = window_span(spec.window, now)
-            counter = self.counters.setdefault(counter_key(scope, spec, span), _Counter(expires=span.end))
+        for key, (spec, span) in held_to(scope, limits, now).items():
+            counter = self.counters.setdefault(key, _Counter(expires=span.end))
             counter.spent += actual.get(spec.unit, 0.0)
         return True
 

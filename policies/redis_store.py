@@ -46,6 +46,7 @@ from policies.budgets import (
     Unit,
     counter_key,
     denial,
+    held_to,
     window_span,
 )
 from policies.redis_client import RedisClient
@@ -182,11 +183,6 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
 
-    def _counter(self, scope: str, spec: LimitSpec, now: float) -> tuple[str, int]:
-        """The counter's key and its TTL: until the window's end (by `now`) plus the margin."""
-        span = window_span(spec.window, now)
-        return self.prefix + counter_key(scope, spec, span), math.ceil(span.end - now) + COUNTER_MARGIN_S
-
     def _record_key(self, request_id: str) -> str:
         return f"{self.prefix}resv:{request_id}"
 
@@ -196,18 +192,18 @@ class RedisStore:
         keys = [self._record_key(request_id)]
         args: list[bytes | str | int] = []
         record: list[list[str]] = []
-        for spec in limits:
-            key, ttl = self._counter(scope, spec, now)
+        counters = held_to(scope, limits, now)  # a counter two limits share is reserved once
+        for key, (spec, span) in counters.items():
             amount = float(asked.get(spec.unit, 0.0))
-            keys.append(key)
-            args += [_num(amount), _num(spec.limit), ttl]
-            record.append([key, spec.unit, _num(-amount)])
+            keys.append(self.prefix + key)
+            args += [_num(amount), _num(spec.limit), math.ceil(span.end - now) + COUNTER_MARGIN_S]
+            record.append([self.prefix + key, spec.unit, _num(-amount)])
         args[0:0] = [orjson.dumps(record), RESERVATION_TTL_S]  # compact UTF-8 JSON, for cjson.decode
         denied = int(await self.client.run(_RESERVE_SCRIPT, keys, args))
         if denied == 0:
             return Admission(True)
-        spec = limits[denied - 1]
-        return denial(spec, window_span(spec.window, now), now)
+        spec, span = list(counters.values())[denied - 1]
+        return denial(spec, span, now)
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         return int(await self.client.run(_SETTLE_SCRIPT, [self._record_key(request_id)], _actual_args(actual))) == 1
@@ -223,10 +219,9 @@ class RedisStore:
         that id, if one landed after all, is settled instead of adding the spend beside it."""
         keys = [self._record_key(request_id), f"{self.prefix}owed:{request_id}"]
         args: list[str | int] = [*_actual_args(actual), RESERVATION_TTL_S]
-        for spec in limits:
-            key, ttl = self._counter(scope, spec, now)
-            keys.append(key)
-            args += [spec.unit, ttl]
+        for key, (spec, span) in held_to(scope, limits, now).items():  # a counter two limits share is charged once
+            keys.append(self.prefix + key)
+            args += [spec.unit, math.ceil(span.end - now) + COUNTER_MARGIN_S]
         return int(await self.client.run(_RECORD_SPEND_SCRIPT, keys, args)) == 1
 
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:

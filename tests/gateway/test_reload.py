@@ -3,6 +3,7 @@ read but cannot apply until a restart, and a file that changes under the load is
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from gateway.config.loader import ConfigError, load_text
 from gateway.runtime import build_runtime
-from tests.support.gateway import RunningGateway, sha
+from tests.support.gateway import RunningGateway, settled_limits, sha
 
 ADMIN = "admin-reload-tests"
 
@@ -85,3 +86,43 @@ tenants: {{t: {{keys: [{{id: k, sha256: "{sha("k")}"}}], models: ["*"]}}}}
     with pytest.raises(ConfigError) as caught:
         build_runtime(loaded)
     assert caught.value.problems == ["providers.up.ca_bundle: cannot be read (FileNotFoundError)"]
+
+
+def budgeted_config(events: str, budgets: str) -> str:
+    return f"""{events}
+admin: {{token_sha256: "{sha(ADMIN)}"}}
+providers: {{demo: {{type: mock}}}}
+models: {{demo: {{deployments: [{{provider: demo, model: m}}]}}}}
+pricing: {{demo: {{input: 1.0, output: 1.0}}}}
+tenants:
+  spender: {{keys: [{{id: ks, sha256: "{sha("spender")}"}}], models: ["*"], budgets: {budgets}}}
+"""
+
+
+def test_a_reload_that_moves_a_budget_in_the_list_keeps_its_spend(tmp_path: Path) -> None:
+    """Counters belong to a unit and a window, not to a budget's place in the list: removing the budget before it
+    (or adding one) must not hand the tenant a fresh day."""
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    worst = len(json.dumps(body, separators=(",", ":"))) + 10
+    path = tmp_path / "config.yaml"
+    events = f"events: {{sqlite_path: '{tmp_path}/usage.sqlite', spool_dir: '{tmp_path}/spool'}}"
+    path.write_text(budgeted_config(events, f"[{{usd: 100, per: month}}, {{tokens: {worst + 5}, per: day}}]"))
+    gateway = RunningGateway(path.read_text(), config_path=path).start()
+
+    def ask() -> int:
+        headers = {"authorization": "Bearer spender", "content-type": "application/json"}
+        content = json.dumps(body, separators=(",", ":"))
+        return httpx.post(gateway.url + "/v1/chat/completions", content=content, headers=headers).status_code
+
+    try:
+        first, second = ask(), ask()  # the first spends 11 tokens: the worst case no longer fits
+        path.write_text(budgeted_config(events, f"[{{tokens: {worst + 5}, per: day}}]"))
+        reloaded = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
+        assert reloaded.json()["status"] == "reloaded"
+        after = ask()
+        [day] = settled_limits(gateway, "spender")
+    finally:
+        gateway.stop()
+    assert (first, second) == (200, 429)
+    assert after == 429, "the day's spend was lost with the budget's place in the list"
+    assert (day.spec.name, day.spent) == ("budget[0]", 11)

@@ -174,6 +174,25 @@ async def odd_scopes_and_ids(store: ReservationStore) -> None:
     assert await store.settle("empty", {"tokens": 10}) is True
 
 
+async def counters_follow_unit_and_window_not_the_limit_s_place(store: ReservationStore) -> None:
+    """A reload that moves a budget in the list (one removed or added before it) keeps its window's spend; limits
+    of one unit and window share one counter, reserved once and each held to its own ceiling."""
+    assert (await store.reserve("acme", "r1", [TOKENS_DAY, USD_MONTH], {"tokens": 700, "usd": 0.5}, NOW)).admitted
+    assert await store.settle("r1", {"tokens": 700, "usd": 0.5})
+    moved = [LimitSpec("budget[0]", "usd", "month", 1.0), LimitSpec("budget[1]", "tokens", "day", 1000)]
+    denied = await store.reserve("acme", "r2", moved, {"tokens": 301, "usd": 0.1}, NOW)
+    assert denied == Admission(False, moved[1], math.ceil(window_span("day", NOW).end - NOW))
+    assert [s.spent for s in await store.state("acme", moved, NOW)] == [0.5, 700]
+    tight = LimitSpec("budget[0]", "tokens", "minute", 500)
+    assert (await store.reserve("acme", "r3", [tight, TPM], {"tokens": 300}, NOW)).admitted
+    assert [s.reserved for s in await store.state("acme", [tight, TPM], NOW)] == [300, 300]
+    assert (await store.reserve("acme", "r4", [TPM, tight], {"tokens": 201}, NOW)).denied == tight
+    assert (await store.reserve("acme", "r5", [TPM, tight], {"tokens": 200}, NOW)).admitted
+    assert await store.settle("r3", {"tokens": 250})
+    assert await store.settle("r5", {"tokens": 150})
+    assert [(s.reserved, s.spent) for s in await store.state("acme", [tight, TPM], NOW)] == [(0, 400), (0, 400)]
+
+
 CASES: list[Case] = [
     odd_scopes_and_ids,
     admit_within_limit,
@@ -185,6 +204,7 @@ CASES: list[Case] = [
     reserve_twice_counts_once,
     windows_roll_over,
     usd_decimals,
+    counters_follow_unit_and_window_not_the_limit_s_place,
 ]
 
 
@@ -543,8 +563,8 @@ def test_counters_and_records_expire(redis_client: aredis.Redis, client: RedisCl
         assert (await store.reserve("acme", "r1", [RPM, USD_MONTH], {"requests": 1, "usd": 0.5}, now)).admitted
         record_ttl = await redis_client.ttl("x:resv:r1")
         assert 2 * 86400 - 5 <= record_ttl <= 2 * 86400
-        rpm_key = f"x:acme:rpm:requests:minute:{window_span('minute', now).start}"
-        usd_key = f"x:acme:budget[1]:usd:month:{window_span('month', now).start}"
+        rpm_key = f"x:acme:requests:minute:{window_span('minute', now).start}"
+        usd_key = f"x:acme:usd:month:{window_span('month', now).start}"
         assert sorted(k.decode() for k in await redis_client.keys("x:acme:*")) == sorted([rpm_key, usd_key])
         assert abs(await redis_client.ttl(usd_key) - (window_span("month", now).end + 3600 - now)) <= 2
         assert abs(await redis_client.ttl(rpm_key) - (window_span("minute", now).end + 3600 - now)) <= 2
