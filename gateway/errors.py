@@ -45,6 +45,7 @@ class GatewayError(Exception):
         status: int | None = None,
         error_type: str | None = None,
         retry_after: float | None = None,
+        should_retry: bool | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
@@ -58,11 +59,15 @@ class GatewayError(Exception):
         if error_type is not None:
             self.type = error_type
         self.retry_after = retry_after
+        self.should_retry = should_retry  # x-should-retry, which the OpenAI and Anthropic SDKs obey over the status
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        if self.retry_after is None:
-            return []
-        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+        headers = []
+        if self.retry_after is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+        if self.should_retry is not None:
+            headers.append((b"x-should-retry", b"true" if self.should_retry else b"false"))
+        return headers
 
 
 class InvalidRequest(GatewayError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from gateway.errors import BudgetExceeded, PermissionDenied, RateLimited, Servic
 from gateway.events import RequestRecord
 from gateway.pricing import Price
 from gateway.runtime import Deployment, Tenant
-from policies.budgets import Admission, ReservationStore, Unit
+from policies.budgets import Admission, LimitSpec, ReservationStore, Unit
 from policies.redis_store import StoreUnavailable
 
 log = logging.getLogger("gateway.spend")
@@ -69,12 +70,35 @@ def _denied(admission: Admission) -> Exception:
         return RateLimited(
             f"Rate limit reached: {spec.limit:g} {what} {window}. Retry after {admission.retry_after_s:g} s.",
             retry_after=admission.retry_after_s,
+            error_type=what,  # as OpenAI types its own: "requests" for rpm, "tokens" for tpm
         )
     amount = f"${spec.limit:g}" if spec.unit == "usd" else f"{spec.limit:g} tokens"
     return BudgetExceeded(
         f"This key's budget of {amount} {window} does not cover this request; it resets in "
         f"{admission.retry_after_s:g} s.",
         retry_after=admission.retry_after_s,
+    )
+
+
+def _never_fits(spec: LimitSpec, asked: Mapping[Unit, float], prompt_tokens: int, output_tokens: int) -> Exception:
+    """The request's worst case is above the limit itself: no wait lets it in, so no Retry-After (which SDKs would
+    wait out, twice, for nothing) and x-should-retry: false; the numbers say what to lower."""
+    bound = f"a bound of {prompt_tokens:,} tokens for the input and {output_tokens:,} of output"
+    if spec.unit == "usd":
+        need, limit = f"${asked['usd']:.6g} ({bound}, at the model's highest price)", f"${spec.limit:g}"
+    else:
+        need, limit = f"{asked['tokens']:,.0f} tokens ({bound})", f"{spec.limit:,.0f} tokens"
+    advice = "set a lower max_tokens (or max_completion_tokens), or send less" if output_tokens else "send less"
+    if spec.name in RATE_LIMIT_NAMES:
+        return RateLimited(
+            f"Request too large: it may use up to {need}, more than this key's limit of {limit} per {spec.window} "
+            f"allows; {advice}.",
+            error_type="tokens",
+            should_retry=False,
+        )
+    return BudgetExceeded(
+        f"This request may use up to {need}, more than this key's whole budget of {limit} per {spec.window}; {advice}.",
+        should_retry=False,
     )
 
 
@@ -98,6 +122,9 @@ async def admit(
                 code="price_unknown",
             )
         asked["usd"] = worst_price.worst_case(prompt_tokens, output_tokens)
+    for spec in tenant.limits:
+        if asked.get(spec.unit, 0.0) > spec.limit:
+            raise _never_fits(spec, asked, prompt_tokens, output_tokens)
     try:
         admission = await store.reserve(tenant.name, request_id, tenant.limits, asked, time.time())
     except StoreUnavailable:

@@ -242,3 +242,72 @@ def test_the_prompt_bound_covers_what_the_body_does_not_hold(extra: dict[str, ob
     payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
     body = json.dumps(payload).encode()
     assert prompt_upper_bound(body, payload) == len(body) + allowance
+
+
+NEVER_FITS_CONFIG = """
+providers: {{demo: {{type: mock}}}}
+models:
+  demo: {{deployments: [{{provider: demo, model: mock-1}}]}}
+  demo-embed: {{deployments: [{{provider: demo, model: mock-embedding}}]}}
+pricing: {{demo: {{input: 1.0, output: 1.0}}}}
+defaults: {{max_tokens_per_request: 4096}}
+tenants:
+  tpm: {{keys: [{{id: t, sha256: "{tpm}"}}], models: ["*"], rate_limits: {{tpm: 2000}}}}
+  daily: {{keys: [{{id: d, sha256: "{daily}"}}], models: ["*"], budgets: [{{tokens: 2000, per: day}}]}}
+  cents: {{keys: [{{id: c, sha256: "{cents}"}}], models: [demo], budgets: [{{usd: 0.001, per: day}}]}}
+"""
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "body", "code", "kind", "said"),
+    [
+        ("tpm", "chat/completions", {"model": "demo", "messages": HI}, "rate_limit_exceeded", "tokens", "4,096 of out"),
+        (
+            "daily",
+            "chat/completions",
+            {"model": "demo", "messages": HI},
+            "budget_exceeded",
+            "insufficient_quota",
+            "2,000",
+        ),
+        (
+            "cents",
+            "chat/completions",
+            {"model": "demo", "messages": HI},
+            "budget_exceeded",
+            "insufficient_quota",
+            "$0.001",
+        ),
+        (
+            "daily",
+            "embeddings",
+            {"model": "demo-embed", "input": "x" * 2000},
+            "budget_exceeded",
+            "insufficient_quota",
+            "less",
+        ),
+    ],
+)
+def test_a_request_larger_than_the_limit_itself_is_not_told_to_retry(
+    key: str, path: str, body: dict[str, object], code: str, kind: str, said: str
+) -> None:
+    """Its worst case (no max_tokens: the key's cap of 4,096 output tokens) is above the limit itself, so no wait
+    can let it in: no Retry-After for a client to wait out (the SDKs would, twice), x-should-retry: false (which
+    they obey), and a message with the numbers to lower. With max_tokens set, the same request passes."""
+    keys = {name: f"sk-test-never-fits-{name}" for name in ("tpm", "daily", "cents")}
+    gateway = RunningGateway(NEVER_FITS_CONFIG.format(**{name: sha(k) for name, k in keys.items()})).start()
+    headers = {"authorization": f"Bearer {keys[key]}"}
+    try:
+        refused = httpx.post(f"{gateway.url}/v1/{path}", json=body, headers=headers)
+        bounded = httpx.post(f"{gateway.url}/v1/{path}", json={**body, "max_tokens": 100}, headers=headers)
+    finally:
+        gateway.stop()
+    assert refused.status_code == 429
+    validate("ErrorResponse", refused.json())
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == (code, kind)
+    assert "retry-after" not in refused.headers and refused.headers["x-should-retry"] == "false"
+    assert said in error["message"], error["message"]
+    if path == "chat/completions":
+        assert bounded.status_code == 200, bounded.text
