@@ -65,14 +65,22 @@ def _denied(admission: Admission) -> Exception:
     spec = admission.denied
     assert spec is not None
     window = f"per {spec.window}"
+    # held: what is left is reserved by requests in flight (at their worst case), which mostly spend far less
+    held = " The rest is held by requests in flight; some is likely to come back soon." if admission.held else ""
     if spec.name in RATE_LIMIT_NAMES:
         what = "requests" if spec.unit == "requests" else "tokens"
         return RateLimited(
-            f"Rate limit reached: {spec.limit:g} {what} {window}. Retry after {admission.retry_after_s:g} s.",
+            f"Rate limit reached: {spec.limit:g} {what} {window}.{held} Retry after {admission.retry_after_s:g} s.",
             retry_after=admission.retry_after_s,
             error_type=what,  # as OpenAI types its own: "requests" for rpm, "tokens" for tpm
         )
     amount = f"${spec.limit:g}" if spec.unit == "usd" else f"{spec.limit:g} tokens"
+    if admission.held:
+        return BudgetExceeded(
+            f"This key's budget of {amount} {window} has no room left for this request now.{held} Retry after "
+            f"{admission.retry_after_s:g} s.",
+            retry_after=admission.retry_after_s,
+        )
     return BudgetExceeded(
         f"This key's budget of {amount} {window} does not cover this request; it resets in "
         f"{admission.retry_after_s:g} s.",

@@ -95,8 +95,9 @@ def held_to(scope: str, limits: Sequence[LimitSpec], now: float) -> dict[str, tu
 class Admission:
     admitted: bool
     denied: LimitSpec | None = None  # the first limit that did not fit
-    retry_after_s: float | None = None  # until the denied limit's window ends
+    retry_after_s: float | None = None  # until the denied limit's window ends, or HELD_RETRY_S when `held`
     degraded: bool = False  # admitted without the shared store (fail_open)
+    held: bool = False  # denied for room reserved by requests in flight, not spent: it may come back any moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,15 @@ class ReservationStore(Protocol):
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]: ...
 
 
-def denial(spec: LimitSpec, span: WindowSpan, now: float) -> Admission:
+HELD_RETRY_S = 1.0  # a denial for room requests in flight hold: they settle at what they spent, mostly far less
+
+
+def denial(spec: LimitSpec, span: WindowSpan, now: float, held: bool = False) -> Admission:
+    """Refused until the window ends, unless what was spent leaves room for the request and the rest is `held` by
+    reservations in flight (worst cases, leases), which settle at what they spent: then worth asking again in a
+    moment. Requests in flight are each spent as one, so an rpm's held room is as good as spent."""
+    if held and spec.unit != "requests":
+        return Admission(False, spec, min(HELD_RETRY_S, max(1.0, math.ceil(span.end - now))), held=True)
     return Admission(False, spec, max(1.0, math.ceil(span.end - now)))
 
 
@@ -162,10 +171,9 @@ class MemoryStore:
         planned = held_to(scope, limits, now)  # a counter two limits share is reserved once
         for key, (spec, span) in planned.items():
             amount = asked.get(spec.unit, 0.0)
-            counter = self.counters.get(key)
-            used = counter.reserved + counter.spent if counter else 0.0
-            if amount > 0 and used + amount > spec.limit:
-                return denial(spec, span, now)
+            counter = self.counters.get(key) or _Counter()
+            if amount > 0 and counter.reserved + counter.spent + amount > spec.limit:
+                return denial(spec, span, now, held=counter.spent + amount <= spec.limit)
         for key, (spec, span) in planned.items():
             counter = self.counters.setdefault(key, _Counter(expires=span.end))
             counter.reserved += asked.get(spec.unit, 0.0)

@@ -81,7 +81,8 @@ end
 # KEYS[1] reservation record, KEYS[2..n+1] counters in limit order.
 # ARGV[1] record JSON, ARGV[2] record TTL; for counter i: ARGV[3i] asked, ARGV[3i+1] limit, ARGV[3i+2] counter TTL.
 # Returns 0 when admitted (or already holding a reservation), else the 1-based index of the first limit that
-# does not fit; a denial writes nothing.
+# does not fit, negated when what is spent would leave room for it (the rest is reserved: `held`); a denial
+# writes nothing.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = #KEYS - 1
@@ -89,8 +90,12 @@ for i = 1, n do
   local amount = tonumber(ARGV[3 * i])
   if amount > 0 then
     local v = redis.call('HMGET', KEYS[i + 1], 'reserved', 'spent')
-    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
-    if used + amount > tonumber(ARGV[3 * i + 1]) then return i end
+    local spent = tonumber(v[2]) or 0
+    local limit = tonumber(ARGV[3 * i + 1])
+    if (tonumber(v[1]) or 0) + spent + amount > limit then
+      if spent + amount <= limit then return -i end
+      return i
+    end
   end
 end
 for i = 1, n do
@@ -202,8 +207,8 @@ class RedisStore:
         denied = int(await self.client.run(_RESERVE_SCRIPT, keys, args))
         if denied == 0:
             return Admission(True)
-        spec, span = list(counters.values())[denied - 1]
-        return denial(spec, span, now)
+        spec, span = list(counters.values())[abs(denied) - 1]
+        return denial(spec, span, now, held=denied < 0)
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         return int(await self.client.run(_SETTLE_SCRIPT, [self._record_key(request_id)], _actual_args(actual))) == 1

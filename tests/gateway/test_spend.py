@@ -311,3 +311,51 @@ def test_a_request_larger_than_the_limit_itself_is_not_told_to_retry(
     assert said in error["message"], error["message"]
     if path == "chat/completions":
         assert bounded.status_code == 200, bounded.text
+
+
+HELD_CONFIG = """
+providers: {{up: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-held"}}}}
+models: {{gpt: {{deployments: [{{provider: up, model: gpt-4o-mini}}]}}}}
+tenants:
+  daily: {{keys: [{{id: d, sha256: "{key_sha}"}}], models: ["*"], budgets: [{{tokens: 1000, per: day}}]}}
+"""
+HELD_KEY = "sk-test-held-0001"
+
+
+def test_a_refusal_for_room_that_requests_in_flight_hold_says_retry_in_a_second(upstream: MockUpstream) -> None:
+    """Three requests at once against a day's 1,000 tokens, each reserving ~470 (its worst case): the third is
+    refused while the first two are in flight, told to retry in 1 s (they spend 18 tokens each), not at midnight;
+    and it is admitted once they are done. Only a budget whose spend leaves no room waits for its window's end."""
+    upstream.reset()
+    upstream.behaviour.delay_s = 0.5
+    gateway = RunningGateway(HELD_CONFIG.format(url=upstream.url, key_sha=sha(HELD_KEY))).start()
+    body = {**BODY, "max_tokens": 400}
+
+    async def at_once(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            headers = {"authorization": f"Bearer {HELD_KEY}"}
+            return await asyncio.gather(
+                *(client.post("/v1/chat/completions", json=body, headers=headers) for _ in range(n))
+            )
+
+    try:
+        first = asyncio.run(at_once(3))
+        settled_limits(gateway, "daily")
+        again = asyncio.run(at_once(1))
+        upstream.behaviour = Behaviour(usage={"prompt_tokens": 900, "completion_tokens": 0, "total_tokens": 900})
+        spender = asyncio.run(at_once(1))
+        settled_limits(gateway, "daily")
+        midnight = 86400 - time.time() % 86400
+        spent_out = asyncio.run(at_once(1))
+    finally:
+        gateway.stop()
+    statuses = sorted(r.status_code for r in first)
+    assert statuses == [200, 200, 429]
+    [held] = [r for r in first if r.status_code == 429]
+    assert held.headers["retry-after"] == "1", held.headers
+    assert "held by requests in flight" in held.json()["error"]["message"]
+    assert [again[0].status_code, spender[0].status_code] == [200, 200]
+    [refused] = spent_out
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert abs(int(refused.headers["retry-after"]) - midnight) <= 2
+    assert "resets in" in refused.json()["error"]["message"]

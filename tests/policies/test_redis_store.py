@@ -64,14 +64,22 @@ async def admit_within_limit(store: ReservationStore) -> None:
 
 
 async def deny_when_exceeding(store: ReservationStore) -> None:
+    """Denied until the window's end when what was spent leaves no room; in a second (`held`) when the room is
+    only reserved by requests in flight, which settle at what they spent."""
     assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 700}, NOW)).admitted
     denied = await store.reserve("acme", "r2", [TOKENS_DAY], {"tokens": 301}, NOW)
     day_end = window_span("day", NOW).end
-    assert denied == Admission(False, TOKENS_DAY, math.ceil(day_end - NOW))
+    assert denied == Admission(False, TOKENS_DAY, 1.0, held=True)
     assert (await one(store, TOKENS_DAY)).reserved == 700  # the denial reserved nothing
     assert (await store.reserve("acme", "r3", [TOKENS_DAY], {"tokens": 300}, NOW)).admitted  # exactly full fits
     assert (await store.reserve("acme", "r4", [TOKENS_DAY], {"usd": 5.0}, NOW)).admitted  # asks no tokens
-    late = await store.reserve("acme", "r5", [TOKENS_DAY], {"tokens": 1}, day_end - 0.5)
+    assert await store.settle("r1", {"tokens": 650})
+    exhausted = await store.reserve("acme", "r5", [TOKENS_DAY], {"tokens": 351}, NOW)
+    assert exhausted == Admission(False, TOKENS_DAY, math.ceil(day_end - NOW))  # 650 spent: no room before then
+    assert await store.reserve("acme", "r6", [TOKENS_DAY], {"tokens": 350}, NOW) == Admission(
+        False, TOKENS_DAY, 1.0, held=True
+    )
+    late = await store.reserve("acme", "r7", [TOKENS_DAY], {"tokens": 351}, day_end - 0.5)
     assert late == Admission(False, TOKENS_DAY, 1.0)  # at least a second
 
 
