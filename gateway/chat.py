@@ -39,6 +39,7 @@ from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import (
     answer_bytes,
+    client_timeout,
     connect_failure,
     failed_attempt,
     incomplete_stream,
@@ -62,6 +63,21 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+# The most a stream's last frame ([DONE], or the error event) waits for a client to take it (nginx's default
+# send_timeout). A client that stopped reading (its TCP window full) is given up then: its connection is closed
+# and its request settled, instead of a task, a connection and a budget reservation held for as long as it keeps
+# the socket open. (Every frame before the last waits within the model's timeout_s.)
+LAST_FRAME_S = 60.0
+
+
+class ClientPace:
+    """Whether a stream's relay is waiting for its client to take a frame (a client that stopped reading holds
+    the provider back): time running out then is the client's failure, not the provider's."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = False
 
 
 def choice_texts(body: JSON, part: str) -> list[str]:
@@ -200,6 +216,7 @@ class ChatEndpoint(ModelEndpoint):
             return out
 
         started = False
+        pace = ClientPace()
         failure: GatewayError | None = None
         handed_on = False  # the response, complete, is the client's to read to its end
         translator: StreamTranslator | None = None
@@ -212,7 +229,7 @@ class ChatEndpoint(ModelEndpoint):
                 try:
                     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + reply_headers})
                     started = True
-                    await self._relay(opened, frames, record, send)
+                    await self._relay(opened, frames, record, send, pace)
                     if translator.done:  # the body's last bytes are read off the request's path, for the pool
                         self.state.client.drain_later(opened.response)
                         handed_on = True
@@ -222,7 +239,8 @@ class ChatEndpoint(ModelEndpoint):
         except TimeoutError:
             if deployment is None:
                 raise UpstreamTimeout("No provider answered in time.") from None
-            failure = timeout_failure(deployment)
+            # the time ran out while the client was not taking what the provider had sent: not the provider's fault
+            failure = client_timeout(route.timeouts.total_s) if pace.waiting else timeout_failure(deployment)
         except UpstreamConnectError as exc:
             assert deployment is not None
             failure = connect_failure(deployment, exc)
@@ -258,7 +276,11 @@ class ChatEndpoint(ModelEndpoint):
             record.status, record.http_status = "completed", 200
             last = DONE_FRAME
         call.finish()
-        await send({"type": "http.response.body", "body": last, "more_body": False})
+        try:  # (a client that stopped reading is given up, not waited on for as long as it keeps its socket)
+            async with self.state.deadlines.timeout(LAST_FRAME_S):
+                await send({"type": "http.response.body", "body": last, "more_body": False})
+        except TimeoutError:
+            log.warning("the client of request %s stopped reading its stream; it is given up", record.request_id)
 
     @staticmethod
     async def _relay(
@@ -266,6 +288,7 @@ class ChatEndpoint(ModelEndpoint):
         frames: Callable[[list[JSON]], list[bytes]],
         record: RequestRecord,
         send: Send,
+        pace: ClientPace,
     ) -> None:
         """Upstream events ─► client frames, one send per upstream read (never batched further), starting with
         what the attempt read ahead."""
@@ -275,7 +298,9 @@ class ChatEndpoint(ModelEndpoint):
             if out:
                 if record.first_token_s is None:
                     record.first_token_s = time.perf_counter() - record.started_clock
+                pace.waiting = True
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                pace.waiting = False
 
         await forward(frames(opened.pending))
         while not (translator.error is not None or translator.done or opened.ended):
@@ -287,6 +312,4 @@ class ChatEndpoint(ModelEndpoint):
             return
         if translator.done:
             return  # (the caller reads the body to its end once the client has its last frame)
-        tail_frames = frames(opened.flush() + translator.finish())
-        if tail_frames:
-            await send({"type": "http.response.body", "body": b"".join(tail_frames), "more_body": True})
+        await forward(frames(opened.flush() + translator.finish()))

@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 
 from adapters.base import ERROR_TYPES_BY_STATUS, JSON, ProviderError, Unsupported
-from gateway.errors import GatewayError, UnsupportedParameter, UpstreamError, UpstreamRejected, UpstreamTimeout
+from gateway.errors import (
+    GatewayError,
+    RequestTimeout,
+    UnsupportedParameter,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
 from gateway.upstream import UpstreamConnectError, UpstreamCutOff, UpstreamDropped, UpstreamInvalidHTTP
@@ -180,6 +187,14 @@ def unsupported_attempt(exc: Unsupported) -> AttemptFailed:
 
 def timeout_failure(deployment: Deployment) -> GatewayError:
     return UpstreamTimeout(f"The provider '{deployment.target.provider}' did not answer in time.")
+
+
+def client_timeout(timeout_s: float) -> GatewayError:
+    """The request's time ran out while its client was not reading the stream the provider was sending."""
+    return RequestTimeout(
+        f"The stream was not read in time: {timeout_s:g} s ran out while the client took none of it.",
+        code="client_timeout",
+    )
 
 
 def incomplete_stream(deployment: Deployment) -> GatewayError:
