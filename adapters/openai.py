@@ -78,13 +78,17 @@ def openai_error(status: int, body: bytes) -> ProviderError:
     return ProviderError(status=status, message=f"upstream returned HTTP {status}", type=default_type)
 
 
+CHUNK_OBJECT = "chat.completion.chunk"
+
+
 class OpenAIStreamTranslator(StreamTranslator):
-    __slots__ = ("_strip_usage_field",)
+    __slots__ = ("_last", "_strip_usage_field")
 
     def __init__(self, req: ChatRequest) -> None:
         # We force include_usage upstream; OpenAI then adds `"usage": null` to every chunk, which a
         # client that did not ask for usage must not see.
         self._strip_usage_field = not req.include_usage
+        self._last: JSON | None = None  # the last chunk that named itself (object, id, created, model)
 
     def feed(self, event: SSEEvent) -> list[JSON]:
         data = event.data
@@ -116,11 +120,24 @@ class OpenAIStreamTranslator(StreamTranslator):
             return []
         elif self._strip_usage_field and "usage" in chunk:
             del chunk["usage"]
+        if chunk.get("object") == CHUNK_OBJECT:
+            self._last = chunk
+        else:  # Azure's asynchronous content-filter notes: id, object and model "", created 0
+            self._name(chunk)
         if isinstance(choices, list):
             for choice in choices:
-                if isinstance(choice, dict) and "delta" not in choice:  # Azure's async content-filter notes
+                if isinstance(choice, dict) and "delta" not in choice:  # (those notes, too)
                     choice["delta"] = {}
         return [chunk]
+
+    def _name(self, chunk: JSON) -> None:
+        """A chunk of this stream as OpenAI names every one: its object, and the stream's id, created, model."""
+        chunk["object"] = CHUNK_OBJECT
+        last = self._last
+        if last is not None:
+            for key in ("id", "created", "model"):
+                if key in last:
+                    chunk[key] = last[key]
 
 
 class OpenAIAdapter(Adapter):

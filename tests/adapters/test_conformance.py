@@ -402,7 +402,9 @@ class AzureKit(OpenAIKit):
 
     def with_annotations(self, frames: tuple[bytes, ...]) -> tuple[bytes, ...]:
         # With content filtering on (Azure's default), the first frame carries only the prompt's
-        # filter results, with empty id/object/model and no choices.
+        # filter results, with empty id/object/model and no choices. With the asynchronous filter, notes on
+        # text already streamed follow it, also with empty id/object/model: a choice with no delta (before
+        # the usage frame and [DONE]).
         preamble = {
             "choices": [],
             "created": 0,
@@ -411,7 +413,21 @@ class AzureKit(OpenAIKit):
             "object": "",
             "prompt_filter_results": AZURE_PROMPT_FILTER,
         }
-        return (sse(preamble), *frames)
+        note = {
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": None,
+                    "content_filter_results": AZURE_CONTENT_FILTER,
+                    "content_filter_offsets": {"check_offset": 35, "start_offset": 0, "end_offset": 35},
+                }
+            ],
+            "created": 0,
+            "id": "",
+            "model": "",
+            "object": "",
+        }
+        return (sse(preamble), *frames[:-2], sse(note), *frames[-2:])
 
 
 # Anthropic ──────────────────────────────────────────────────────────────────────────────────────
