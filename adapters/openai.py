@@ -82,13 +82,15 @@ CHUNK_OBJECT = "chat.completion.chunk"
 
 
 class OpenAIStreamTranslator(StreamTranslator):
-    __slots__ = ("_last", "_strip_usage_field")
+    __slots__ = ("_finished", "_last", "_seen", "_strip_usage_field")
 
     def __init__(self, req: ChatRequest) -> None:
         # We force include_usage upstream; OpenAI then adds `"usage": null` to every chunk, which a
         # client that did not ask for usage must not see.
         self._strip_usage_field = not req.include_usage
         self._last: JSON | None = None  # the last chunk that named itself (object, id, created, model)
+        self._seen: set[int] = set()  # the indexes of the choices streamed so far
+        self._finished: set[int] = set()  # those of them that came with their finish_reason
 
     def feed(self, event: SSEEvent) -> list[JSON]:
         data = event.data
@@ -126,9 +128,24 @@ class OpenAIStreamTranslator(StreamTranslator):
             self._name(chunk)
         if isinstance(choices, list):
             for choice in choices:
-                if isinstance(choice, dict) and "delta" not in choice:  # (those notes, too)
+                if not isinstance(choice, dict):
+                    continue
+                if "delta" not in choice:  # (those notes, too)
                     choice["delta"] = {}
+                index = choice.get("index")
+                if type(index) is int:
+                    self._seen.add(index)
+                    if choice.get("finish_reason") is not None:
+                        self._finished.add(index)
         return [chunk]
+
+    def finish(self) -> list[JSON]:
+        """The body ended without [DONE], which some OpenAI-compatible servers never send (older TGI releases,
+        ik_llama.cpp): the answer is still complete when every choice it streamed came with its finish_reason
+        (and a usage chunk, when there is one, comes after those)."""
+        if self.error is None and self._seen and self._seen <= self._finished:
+            self.done = True
+        return []
 
     def _name(self, chunk: JSON) -> None:
         """A chunk of this stream as OpenAI names every one: its object, and the stream's id, created, model."""
