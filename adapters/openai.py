@@ -199,7 +199,9 @@ class OpenAIAdapter(Adapter):
             body.pop("max_tokens", None)
             body.pop("max_completion_tokens", None)
             body[self.output_limit_field(target)] = req.default_max_tokens
-        if req.stream and self.asks_stream_usage(target):
+        if not self.asks_stream_usage(target):
+            body.pop("stream_options", None)  # the API refuses it (a 400), even as the client's own
+        elif req.stream:
             options = body.get("stream_options")
             body["stream_options"] = (
                 {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
