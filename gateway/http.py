@@ -61,6 +61,8 @@ async def read_body(receive: Receive, limit: int, declared_length: bytes | None)
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A whole answer, with its length (not chunked: the client knows the size up front)."""
+    headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

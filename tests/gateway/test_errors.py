@@ -809,3 +809,24 @@ def test_a_streamed_chunk_nested_deeper_than_can_be_passed_on_ends_the_stream_as
     last = json.loads([line[6:] for line in response.text.splitlines() if line.startswith("data: ")][-1])
     validate("ErrorResponse", last)
     assert (last["error"]["type"], last["error"]["code"]) == ("api_error", "upstream_error")  # not a bug of ours
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers"),
+    [
+        ("POST", "/v1/chat/completions", body_of(), AUTH),  # an answer (the in-process mock provider)
+        ("POST", "/v1/chat/completions", body_of(model="gpt"), AUTH),  # an answer from a provider on a socket
+        ("POST", "/v1/chat/completions", body_of(), {"authorization": "Bearer sk-nobody"}),  # an error
+        ("GET", "/v1/models", "", AUTH),
+        ("GET", "/healthz", "", {}),
+    ],
+    ids=["mock-answer", "provider-answer", "error", "models", "healthz"],
+)
+def test_a_whole_answer_says_its_length_and_is_not_chunked(
+    gateway: RunningGateway, method: str, path: str, content: str, headers: dict[str, str]
+) -> None:
+    response = httpx.request(
+        method, gateway.url + path, content=content, headers={"content-type": "application/json", **headers}
+    )
+    assert "transfer-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content)) and response.content
