@@ -775,6 +775,7 @@ class AnthropicStreamTranslator(StreamTranslator):
     def _message_delta(self, payload: JSON) -> list[JSON]:
         self._counts.update(payload.get("usage"))
         self.usage = self._counts.to_usage()
+        self.usage_final = True  # (the message's one message_delta comes last, its counts are the final ones)
         delta = payload.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop_reason is None or self._finish_sent:

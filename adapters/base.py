@@ -179,6 +179,7 @@ class StreamTranslator(ABC):
     """
 
     usage: Usage | None = None
+    usage_final: bool = False  # the provider's last usage report came: a client leaving now owes what it says
     error: ProviderError | None = None
     done: bool = False  # the provider said the stream is complete
 

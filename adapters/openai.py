@@ -116,6 +116,7 @@ class OpenAIStreamTranslator(StreamTranslator):
             return []
         if usage is not None:
             self.usage = usage_from_openai(usage)
+            self.usage_final = not choices  # the usage chunk (some servers also report usage on every chunk)
         elif not choices:
             # Annotation-only frames (Azure's prompt_filter_results preamble, with empty id and object)
             # carry nothing a client can use and are not valid chat.completion.chunk objects.

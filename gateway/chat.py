@@ -258,7 +258,8 @@ class ChatEndpoint(ModelEndpoint):
             failure = internal_error()  # the client still gets a last error event, not a cut connection
         finally:
             if translator is not None:  # what was reported so far is kept, even if the client left
-                record.usage, record.usage_partial = translator.usage, not translator.done
+                record.usage = translator.usage
+                record.usage_partial = not (translator.done or translator.usage_final)
         assert translator is not None and deployment is not None
         if failure is None and translator.error is not None:
             failure = provider_failure(translator.error, deployment)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -102,3 +103,63 @@ def test_a_stream_without_done_is_complete_when_every_choice_finished(ending: st
         assert record.cost_usd is not None
     else:  # no usage reported: the worst case, as for any stream that reports none
         assert final.usage is None and record.usage is None and record.cost_usd is None
+
+
+ANTHROPIC_UNTIL_USAGE = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":'
+    b'"assistant","model":"claude-x","content":[],"usage":{"input_tokens":7,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text",'
+    b'"text":""}}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta",'
+    b'"text":"Hello"}}\n\n'
+    b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+    b'"usage":{"output_tokens":9}}\n\n'
+)
+UNTIL_USAGE = {  # provider: (its config, its stream to its last usage report, the line the client leaves after)
+    "openai": ('type: openai, base_url: "{url}/v1"', b"".join([*ONE, chunk([], USAGE)]), b'"choices":[]'),
+    "anthropic": ('type: anthropic, base_url: "{url}"', ANTHROPIC_UNTIL_USAGE, b'"finish_reason":"stop"'),
+}
+
+
+def holding(body: bytes):  # type: ignore[no-untyped-def]
+    """Streams `body`, then holds the stream open (no [DONE], no message_stop) until the gateway hangs up."""
+
+    async def handler(conn: Conn) -> None:
+        await conn.request()
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        await conn.write(head + f"{len(body):x}\r\n".encode() + body + b"\r\n")
+        await conn.reader.read()  # until the gateway closes the connection
+
+    return handler
+
+
+@pytest.mark.parametrize("provider", list(UNTIL_USAGE))
+def test_a_client_that_leaves_after_the_last_usage_report_owes_what_it_says(provider: str) -> None:
+    """The provider's usage is final once its last report came (OpenAI's usage chunk, Anthropic's message_delta):
+    a client leaving before the stream's end marker is charged that, not the worst case."""
+    config, body, last_line = UNTIL_USAGE[provider]
+    upstream = RawUpstream(holding(body)).start()
+    gateway = RunningGateway(
+        CONFIG.replace('type: openai, base_url: "{url}/v1"', config).format(url=upstream.url, key_sha=sha(ACME_KEY))
+    ).start()
+    events: list[RequestRecord] = []
+    emit = gateway.state.events.emit
+    gateway.state.events.emit = lambda record: (events.append(record), emit(record))  # type: ignore[method-assign]
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 100}
+    request["stream_options"] = {"include_usage": True}
+    try:
+        with httpx.stream(
+            "POST", gateway.url + "/v1/chat/completions", json=request, headers={"authorization": f"Bearer {ACME_KEY}"}
+        ) as response:
+            for line in response.iter_lines():
+                if last_line.decode() in line:
+                    break  # and leaves, before the end of the stream
+        [limits] = settled_limits(gateway, "acme")
+    finally:
+        gateway.stop()
+        upstream.stop()
+    [record] = events
+    assert (record.status, record.http_status) == ("cancelled", 499)
+    assert record.usage is not None and record.usage.total_tokens == 16 == limits.spent
+    assert record.cost_usd is not None and not record.usage_partial
