@@ -66,6 +66,32 @@ class BoundedValues:
         return value
 
 
+class Totals:
+    """Counts a worker keeps as plain numbers outside the request path (the rows its event writer wrote, its
+    Redis errors, the leases it took), copied into prometheus_client counters by their increase since the last
+    copy. With several workers those counters live in the multiprocess files and a scrape sums them over every
+    worker, whichever answers, as it does the request counters; read from the answering worker alone, such a
+    counter went back and forth between the workers' own counts, a reset at every turn for Prometheus."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._counters: dict[str, Counter] = {}
+        self._copied: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def copy(self, name: str, documentation: str, total: float, **labels: str) -> None:
+        """The counter `name` (its series `labels`) is brought up to `total`, this worker's count so far."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Counter(name, documentation, list(labels), registry=self.registry)
+        values = tuple(labels.values())
+        series = counter.labels(*values) if values else counter
+        key = (name, values)
+        increase = total - self._copied.get(key, 0.0)
+        if increase > 0:
+            series.inc(increase)
+            self._copied[key] = total
+
+
 class RequestMetrics:
     """Each request is counted in a `Tally` of its label set; every FLUSH_S, and before a scrape, the tallies go
     to the instruments. prometheus_client takes a lock and does its own checks for every `inc` and `observe`:
@@ -73,6 +99,7 @@ class RequestMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.codes = BoundedValues(MAX_CODES)
+        self.totals = Totals(registry)
         self._tallies: dict[tuple[str, str, str, str, str, bool, str | None], Tally] = {}
         self._attempts: dict[tuple[str, str, str], Buckets] = {}
         self._flush: asyncio.TimerHandle | None = None

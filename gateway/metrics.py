@@ -9,7 +9,8 @@ are async while collectors are not, so the endpoint refreshes it, within a deadl
 
 With several workers (`gateway serve --workers N` sets PROMETHEUS_MULTIPROC_DIR for all of them), the
 request path's counters and histograms are kept in prometheus-client's per-process files and every
-scrape sums them over the workers, whichever worker answers; the live-state gauges are the answering
+scrape sums them over the workers, whichever worker answers; so are the counters a worker keeps itself
+(its event writer's rows, Redis errors, leases: `copy_totals`). The live-state gauges are the answering
 worker's own (budgets come from Redis, the same for all).
 """
 
@@ -23,12 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.events.pipeline import EventPipeline
 from gateway.http import Receive, Scope, Send, send_bytes
+from gateway.instruments import FLUSH_S
 from gateway.runtime import Tenant
 from gateway.state import GatewayState
 from policies.budgets import LimitState
@@ -106,11 +108,6 @@ def budget_metrics(readings: BudgetReadings) -> Iterator[Metric]:
         reserved.add_metric(labels, state.reserved)
         ratio.add_metric(labels, state.remaining / spec.limit if spec.limit > 0 else 0.0)
     yield from (limit, spent, reserved, ratio)
-    yield CounterMetricFamily(
-        "gateway_budget_read_failures",
-        "Tenants whose budget state could not be read (in time) for a scrape",
-        value=readings.failures,
-    )
 
 
 def circuit_metrics(state: GatewayState) -> Iterator[Metric]:
@@ -149,20 +146,10 @@ def store_metrics(state: GatewayState) -> Iterator[Metric]:
     yield modes
     guarded = shared.guarded if shared is not None else None
     if guarded is not None:  # Redis is configured
-        yield CounterMetricFamily(
-            "gateway_redis_errors", "Redis calls that failed or missed their deadline", value=guarded.errors
-        )
         yield GaugeMetricFamily(
             "gateway_state_store_pending_settlements",
             "Settlements made without Redis, to be pushed to it when it answers again",
             value=guarded.pending,
-        )
-    leased = shared.leased if shared is not None else None
-    if leased is not None:
-        yield CounterMetricFamily(
-            "gateway_budget_leases",
-            "Budget leases reserved in Redis, each admitting one or more requests without a Redis round trip",
-            value=leased.leases_opened,
         )
 
 
@@ -174,12 +161,6 @@ def event_metrics(pipeline: EventPipeline) -> Iterator[Metric]:
         family.add_metric(labels, value)
         return family
 
-    def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-        family = CounterMetricFamily(name, documentation, labels=["store"])
-        family.add_metric(labels, value)
-        return family
-
-    stats = pipeline.stats
     yield gauge("gateway_event_queue_depth", "Usage events queued in memory for the writer", pipeline.queue_depth)
     yield gauge(
         "gateway_event_spool_bytes",
@@ -196,21 +177,78 @@ def event_metrics(pipeline: EventPipeline) -> Iterator[Metric]:
         "1 while events go from memory to the store, 0 while it is unreachable or the spool is replayed",
         1.0 if pipeline.writable else 0.0,
     )
-    yield counter("gateway_events_written", "Usage event rows the store accepted (replays included)", stats.written)
-    yield counter(
-        "gateway_event_write_failures",
-        "Batches the store refused or could not take (database errors)",
-        stats.write_failures,
-    )
-    yield counter("gateway_events_replayed", "Usage event rows written from the on-disk spool", stats.replayed)
-    yield counter(
-        "gateway_events_rejected",
-        "Usage event rows the store refused for what they hold, set aside in the spool's rejected.jsonl",
-        stats.rejected,
-    )
-    yield counter(
-        "gateway_event_journal_failures", "Usage events that could not be journaled on disk", stats.journal_failures
-    )
+
+
+def copy_totals(state: GatewayState) -> None:
+    """This worker's own counts (its event writer's, its Redis client's) into the counters every worker adds
+    to (`instruments.Totals`): at each scrape, and every FLUSH_S with several workers (`TotalsCopier`)."""
+    totals = state.metrics.totals
+    pipeline = state.pipeline
+    if pipeline is not None:
+        store, stats = pipeline.store.name, pipeline.stats  # postgres | sqlite
+        totals.copy(
+            "gateway_events_written",
+            "Usage event rows the store accepted (replays included)",
+            stats.written,
+            store=store,
+        )
+        totals.copy(
+            "gateway_event_write_failures",
+            "Batches the store refused or could not take (database errors)",
+            stats.write_failures,
+            store=store,
+        )
+        totals.copy(
+            "gateway_events_replayed", "Usage event rows written from the on-disk spool", stats.replayed, store=store
+        )
+        totals.copy(
+            "gateway_events_rejected",
+            "Usage event rows the store refused for what they hold, set aside in the spool's rejected.jsonl",
+            stats.rejected,
+            store=store,
+        )
+        totals.copy(
+            "gateway_event_journal_failures",
+            "Usage events that could not be journaled on disk",
+            stats.journal_failures,
+            store=store,
+        )
+    shared = state.state_store
+    guarded = shared.guarded if shared is not None else None
+    if guarded is not None:  # Redis is configured
+        totals.copy("gateway_redis_errors", "Redis calls that failed or missed their deadline", guarded.errors)
+    leased = shared.leased if shared is not None else None
+    if leased is not None:
+        totals.copy(
+            "gateway_budget_leases",
+            "Budget leases reserved in Redis, each admitting one or more requests without a Redis round trip",
+            leased.leases_opened,
+        )
+
+
+class TotalsCopier:
+    """With several workers, another worker's scrape sees this one's counts (`copy_totals`) within FLUSH_S."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if os.environ.get(MULTIPROCESS_ENV) and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            copy_totals(self.state)
+
+    async def stop(self) -> None:
+        """After the last events were written: the final counts stay in the files once the worker is gone."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        copy_totals(self.state)
 
 
 def task_metrics() -> Iterator[Metric]:
@@ -251,5 +289,11 @@ class MetricsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.budgets.refresh(self.state)
+        copy_totals(self.state)
+        self.state.metrics.totals.copy(
+            "gateway_budget_read_failures",
+            "Tenants whose budget state could not be read (in time) for a scrape",
+            self.budgets.failures,
+        )
         self.state.metrics.flush()  # this process's requests up to now, whichever registry renders them
         await send_bytes(send, 200, generate_latest(self.registry), [(b"content-type", CONTENT_TYPE)])

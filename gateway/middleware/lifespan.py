@@ -9,6 +9,7 @@ import signal
 
 from gateway.drain import DrainOnSignal
 from gateway.http import ASGIApp, Receive, Scope, Send
+from gateway.metrics import TotalsCopier
 from gateway.state import GatewayState
 
 log = logging.getLogger("gateway")
@@ -19,6 +20,7 @@ class Lifespan:
         self.app = app
         self.state = state
         self.handle_signals = handle_signals
+        self.totals = TotalsCopier(state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -43,6 +45,7 @@ class Lifespan:
         await self.state.client.start()
         self.state.open_state_store()
         await self.state.open_events()
+        self.totals.start()
         if not self.handle_signals:
             return
         DrainOnSignal(self.state).install()
@@ -61,3 +64,4 @@ class Lifespan:
         await self.state.client.close()
         await self.state.close_state_store()
         await self.state.close_events()
+        await self.totals.stop()

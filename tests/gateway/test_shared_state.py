@@ -183,11 +183,25 @@ def test_concurrent_requests_on_two_gateway_processes_cannot_overrun_a_redis_bud
     assert len(upstream.received) == statuses.count(200)
 
 
+def scrape_sums(exposition: str) -> dict[str, float]:
+    """The racer's requests, and each counter a worker keeps itself (rows written, leases), summed over labels."""
+    sums = dict.fromkeys(("requests", "gateway_events_written_total", "gateway_budget_leases_total"), 0.0)
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "gateway_requests_total" and sample.labels.get("tenant") == "racer":
+                sums["requests"] += sample.value
+            elif sample.name in sums:
+                sums[sample.name] += sample.value
+    return sums
+
+
 def test_metrics_of_two_workers_add_up_whichever_worker_answers(
     redis_server: RedisServer, upstream: MockUpstream, tmp_path: Path
 ) -> None:
     """`workers: 2` shares one port: each scrape lands on either worker and must count every request (a worker's
-    own requests at once, the other's within FLUSH_S)."""
+    own requests at once, the other's within FLUSH_S). So must the counters a worker keeps outside the request
+    path (the rows its event writer wrote, the leases it took): read from the answering worker alone they went
+    back and forth between the two workers' counts (30, 10, 30...), a reset at every turn for Prometheus."""
     redis_server.flush()
     upstream.reset()
     config_path = tmp_path / "config.yaml"
@@ -206,18 +220,17 @@ def test_metrics_of_two_workers_add_up_whichever_worker_answers(
                     timeout=10,
                 )
                 assert response.status_code == 200, response.text
-            time.sleep(FLUSH_S + 0.2)  # each worker hands its tallies to the shared files within FLUSH_S
-            totals = []
-            for _ in range(8):
-                exposition = client.get(url + "/metrics", headers={"connection": "close"}).text
-                totals.append(
-                    sum(
-                        sample.value
-                        for family in text_string_to_metric_families(exposition)
-                        for sample in family.samples
-                        if sample.name == "gateway_requests_total" and sample.labels.get("tenant") == "racer"
-                    )
-                )
+            deadline = time.monotonic() + 10  # each worker's writer takes its rows to the store within a second
+            while True:
+                time.sleep(FLUSH_S + 0.2)  # each worker hands its counts to the shared files within FLUSH_S
+                first = scrape_sums(client.get(url + "/metrics", headers={"connection": "close"}).text)
+                if first["gateway_events_written_total"] >= 40 or time.monotonic() > deadline:
+                    break
+            close = {"connection": "close"}
+            scrapes = [scrape_sums(client.get(url + "/metrics", headers=close).text) for _ in range(8)]
     finally:
         shut_down(process)
-    assert totals == [40.0] * 8, totals
+    assert [s["requests"] for s in scrapes] == [40.0] * 8, scrapes
+    assert [s["gateway_events_written_total"] for s in scrapes] == [40.0] * 8, scrapes
+    leases = [s["gateway_budget_leases_total"] for s in scrapes]
+    assert leases[0] > 0 and leases == [leases[0]] * 8, scrapes
