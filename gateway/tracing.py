@@ -228,7 +228,9 @@ class Tracing:
         if record.attempts:
             attributes["gateway.attempts"] = len(record.attempts)
         span.set_attributes(attributes)
-        if record.status == "failed" or record.http_status >= 500:
+        if record.http_status >= 500 or (record.status == "failed" and record.http_status < 400):
+            # a 4xx is the client's error, not the server's (OpenTelemetry's HTTP conventions leave a SERVER span's
+            # status unset then; error.type says what it was); a failure after a 200 went out (a stream's) is ours
             span.set_status(Status(StatusCode.ERROR, record.error_code or record.error_type or "failed"))
 
     def shutdown(self) -> None:

@@ -250,6 +250,49 @@ def test_upstream_rejecting_our_credentials(traced: Traced, upstream: MockUpstre
 
 
 @pytest.mark.parametrize(
+    ("body", "provider_status", "status", "code"),
+    [
+        pytest.param({"model": "no-such-model"}, None, 404, "model_not_found", id="unknown model"),
+        pytest.param({"model": "gpt", "max_tokens": 5000}, None, 400, "invalid_value", id="over the tenant's cap"),
+        pytest.param({"model": "flaky"}, 400, 400, None, id="the provider refuses the request"),
+        pytest.param({"model": "flaky"}, 422, 422, None, id="the provider cannot process it"),
+    ],
+)
+def test_a_request_refused_for_what_the_client_sent_is_no_server_error(
+    traced: Traced, upstream: MockUpstream, body: dict[str, Any], provider_status: int | None, status: int, code: str
+) -> None:
+    """A 4xx answer is the client's error, not the gateway's: the request's (SERVER) span keeps an unset status, as
+    OpenTelemetry's HTTP conventions ask and as a policy's refusal already did; its error.type still says what
+    happened, and an attempt the provider refused is an error on its own (CLIENT) span. It was ERROR, so every
+    typo in a model name counted in the service's error rate of a tracing backend."""
+    if provider_status is not None:
+        upstream.behaviour.status = provider_status
+        upstream.behaviour.error_body = {"error": {"message": "no", "type": "invalid_request_error", "code": code}}
+    response = traced.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], **body})
+    assert response.status_code == status
+    spans = traced.spans()
+    root = root_of(spans)
+    assert attrs(root)["http.response.status_code"] == status
+    assert attrs(root)["gateway.status"] == "failed"
+    assert attrs(root).get("error.type") == (response.json()["error"]["code"] or "invalid_request_error")
+    assert root.status.status_code is StatusCode.UNSET
+    assert [a.status.status_code for a in attempts(spans)] == [StatusCode.ERROR] * (provider_status is not None)
+
+
+def test_a_request_body_that_is_not_json_is_no_server_error(traced: Traced) -> None:
+    response = httpx.post(
+        traced.gateway.url + "/v1/chat/completions",
+        content=b"{not json",
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+        timeout=20,
+    )
+    assert response.status_code == 400
+    root = root_of(traced.spans())
+    assert attrs(root)["error.type"] == response.json()["error"]["code"]
+    assert root.status.status_code is StatusCode.UNSET
+
+
+@pytest.mark.parametrize(
     ("model", "system", "upstream_model"),
     [
         ("gpt", "openai", "gpt-4o-mini"),
