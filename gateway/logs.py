@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -23,6 +24,16 @@ FORMAT_ENV = "GATEWAY_LOG_FORMAT"  # set by `gateway serve` for itself and its w
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REQUEST_LOGGER = "gateway.requests"
 REQUEST_LOG_FLUSH_S = 0.05
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/@+-]+")  # a text line's value written as it is; anything else is quoted
+
+
+def text_value(value: Any) -> str:
+    """A value of a text line's key=value pairs. A string is the client's as often as not (the model it asked
+    for): unless it is a plain word it is quoted and escaped as JSON writes it, so that no newline or space in
+    it can make a line or a pair of its own."""
+    if isinstance(value, str) and not _PLAIN.fullmatch(value):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 def json_line(at: dt.datetime, level: str, logger: str, pid: int, message: str, fields: Any = None) -> dict[str, Any]:
@@ -114,7 +125,7 @@ class RequestLog:
             self._lines.append(self._json_line(fields))
         else:
             now = dt.datetime.now(dt.UTC)
-            pairs = " ".join(f"{name}={value}" for name, value in fields.items())
+            pairs = " ".join(f"{name}={text_value(value)}" for name, value in fields.items())
             stamp = f"{now.astimezone():%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}"
             self._lines.append(f"{stamp} INFO {REQUEST_LOGGER}: request {pairs}".encode())
         if self._flush is None:

@@ -81,3 +81,32 @@ def test_text_format_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO gateway.requests: request request_id=r-2 status=200", line
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "shown"),
+    [
+        pytest.param("gpt-4o-mini", "model=gpt-4o-mini", id="plain"),
+        pytest.param("a/b:c@d+e_f.g", "model=a/b:c@d+e_f.g", id="url-ish characters"),
+        pytest.param(
+            "x\n2026-01-01 00:00:00,000 ERROR gateway: forged",
+            'model="x\\n2026-01-01 00:00:00,000 ERROR gateway: forged"',
+            id="a newline forging a line",
+        ),
+        pytest.param("x\rforged", 'model="x\\rforged"', id="a carriage return"),
+        pytest.param("gpt tenant=admin", 'model="gpt tenant=admin"', id="a space forging a field"),
+        pytest.param('say "hi"', 'model="say \\"hi\\""', id="quotes"),
+        pytest.param("", 'model=""', id="empty"),
+    ],
+)
+def test_a_text_line_cannot_be_forged_by_what_a_client_sent(
+    model: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model name is the client's: in the text format a newline in it wrote a second line of its choosing
+    (an ERROR of the gateway's, say), and a space a key=value pair of its choosing. A string value that is not a
+    plain word is written quoted and escaped, as JSON writes it."""
+    out = TextOnly()
+    monkeypatch.setattr("sys.stderr", out)
+    RequestLog("text").write({"request_id": "r-5", "tenant": "acme", "model": model, "status": 404, "cost_usd": None})
+    [line] = out.getvalue().splitlines()
+    assert line.endswith(f" request request_id=r-5 tenant=acme {shown} status=404 cost_usd=None")
