@@ -272,6 +272,7 @@ class ChatEndpoint(ModelEndpoint):
         if failure is not None:
             record.status, record.http_status = "failed", 200
             record.error_type, record.error_code = failure.type, failure.code
+            record.error_code_relayed = failure.relayed_code
             last = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
         else:
             record.status, record.http_status = "completed", 200

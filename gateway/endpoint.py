@@ -176,6 +176,7 @@ class ModelEndpoint(ABC):
                 record.status, record.http_status = "cancelled", 499
         except GatewayError as err:
             record.http_status, record.error_type, record.error_code = err.status, err.type, err.code
+            record.error_code_relayed = err.relayed_code
             if isinstance(err, (AuthError, PermissionDenied, RateLimited)):
                 record.status, record.blocked_by = "blocked", blocked_by(err)
             else:

@@ -35,6 +35,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    relayed_code: bool = False  # `code` is a provider's, passed on (the metrics bound those: any value may come)
 
     def __init__(
         self,

@@ -100,6 +100,12 @@ def _small(details: Any) -> Any:
     return details if len(orjson.dumps(details)) <= MAX_DETAILS_BYTES else None
 
 
+def relaying(err: ProviderError, error: GatewayError) -> GatewayError:
+    """`error`, marked as carrying the provider's own code when it does (not one of the gateway's)."""
+    error.relayed_code = err.code is not None and error.code == err.code
+    return error
+
+
 def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:
     err = cleaned(err, deployment)
     name = deployment.target.provider
@@ -117,21 +123,29 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             code="upstream_payment_required",
         )
     if status == 429:
-        return UpstreamRejected(
-            f"The provider '{name}' is rate limiting requests: {err.message}",
-            status=429,
-            error_type="requests",
-            code=err.code or "rate_limit_exceeded",
-            retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
+        return relaying(
+            err,
+            UpstreamRejected(
+                f"The provider '{name}' is rate limiting requests: {err.message}",
+                status=429,
+                error_type="requests",
+                code=err.code or "rate_limit_exceeded",
+                retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
+            ),
         )
     if status == 404:
         return UpstreamError(f"The provider '{name}' does not know model '{deployment.target.model}': {err.message}")
     if 400 <= status < 500:
-        return UpstreamRejected(
-            err.message, status=status, error_type=err.type, code=err.code, param=err.param, details=err.details
+        return relaying(
+            err,
+            UpstreamRejected(
+                err.message, status=status, error_type=err.type, code=err.code, param=err.param, details=err.details
+            ),
         )
     if status == 0:
-        return UpstreamError(f"The provider '{name}' failed: {err.message}", code=err.code or "upstream_error")
+        return relaying(
+            err, UpstreamError(f"The provider '{name}' failed: {err.message}", code=err.code or "upstream_error")
+        )
     return UpstreamError(f"The provider '{name}' failed (HTTP {status}): {err.message}")
 
 

@@ -2,9 +2,9 @@
 and once per upstream attempt.
 
 Label values are bounded: tenants, model aliases, providers and deployments come from the config
-(a model the client made up is counted as "unknown"), statuses and policies from fixed sets; error
-codes, which a provider's answer may carry, are capped at MAX_CODES distinct values. Never a request id,
-a key or a key id.
+(a model the client made up is counted as "unknown"), statuses and policies from fixed sets, error codes
+from the gateway's own fixed set; a provider's own codes, which may be anything, are capped at MAX_CODES
+distinct values (so that they cannot crowd out the gateway's). Never a request id, a key or a key id.
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ class RequestMetrics:
         tenant = record.tenant or NONE
         model = record.model_alias or (record.model_requested if record.model_requested in known_models else UNKNOWN)
         code = record.error_code or (str(record.http_status) if record.status != "completed" else "ok")
+        if record.error_code_relayed:
+            code = self.codes(code)
         key = (tenant, model, record.provider or NONE, record.status, code, record.streamed, record.blocked_by)
         tally = self._tallies.get(key)
         if tally is None:
@@ -231,7 +233,7 @@ class RequestMetrics:
 
     def _record(self, labels: tuple[str, str, str, str, str, bool, str | None], tally: Tally) -> None:
         tenant, model, provider, status, code, streamed, blocked_by = labels
-        self.requests(tenant, model, provider, status, self.codes(code)).inc(tally.requests)
+        self.requests(tenant, model, provider, status, code).inc(tally.requests)
         tally.duration.into(self.duration(tenant, model, "true" if streamed else "false"))
         if tally.ttft.count:
             tally.ttft.into(self.ttft(tenant, model))

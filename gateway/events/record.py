@@ -94,6 +94,7 @@ class RequestRecord:
     provider_at_work: bool = False  # not a column: an attempt's request went out, and it has not failed
     usage_partial: bool = False  # not a column: `usage` is what a stream reported before it stopped short
     response_model: str | None = None  # not a column: the model the provider says answered (traces)
+    error_code_relayed: bool = False  # not a column: error_code is a provider's own (GatewayError.relayed_code)
 
     def provider_reached(self) -> None:
         """The attempt's connection is established: its request goes out, and the provider may work on it."""

@@ -300,7 +300,10 @@ def test_nothing_identifying_a_key_or_a_request_is_exported(gateway: RunningGate
 
 
 def test_error_codes_from_providers_are_capped(upstream: MockUpstream) -> None:
-    """A provider's error code becomes the `code` label, but at most MAX_CODES distinct values per process."""
+    """A provider's error code becomes the `code` label, but at most MAX_CODES distinct values per process. The
+    gateway's own codes are a fixed set and never take part in the cap: once a provider had used it up, a
+    model_not_found or an upstream_auth_failed seen for the first time was counted as "other", and an alert on
+    its code never fired."""
     upstream.reset()
     gateway = RunningGateway(config(upstream)).start()
     try:
@@ -313,14 +316,21 @@ def test_error_codes_from_providers_are_capped(upstream: MockUpstream) -> None:
                 }
                 answer = client.post(gateway.url + "/v1/chat/completions", json={"model": "gpt", "messages": HI})
                 assert answer.status_code == 400 and answer.json()["error"]["code"] == code
+            missing = client.post(gateway.url + "/v1/chat/completions", json={"model": "nope", "messages": HI})
+            assert missing.json()["error"]["code"] == "model_not_found"
+            upstream.behaviour.status = 401
+            refused = client.post(gateway.url + "/v1/chat/completions", json={"model": "gpt", "messages": HI})
+            assert refused.json()["error"]["code"] == "upstream_auth_failed"
         after = scrape(gateway)
     finally:
         gateway.stop()
     values = after.label_values("gateway_requests_total", "code")
-    assert len(values) <= MAX_CODES + 1
+    assert len(values) <= MAX_CODES + 3
     assert OTHER in values and codes[-1] not in values
     assert after("gateway_requests_total", code=OTHER) == 10
-    assert after("gateway_requests_total", tenant="metered", status="failed") == len(codes)
+    assert after("gateway_requests_total", tenant="metered", model="gpt", status="failed") == len(codes) + 1
+    assert after("gateway_requests_total", model="unknown", code="model_not_found") == 1
+    assert after("gateway_requests_total", provider="up", code="upstream_auth_failed") == 1
 
 
 def test_redis_errors_and_budgets_from_redis(redis_server: RedisServer, upstream: MockUpstream) -> None:
