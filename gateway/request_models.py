@@ -18,6 +18,11 @@ from gateway.paths import format_path
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
+# Longer than any provider's model or deployment name (Azure's are at most 64 characters): a name is echoed in
+# errors, the request log, usage events and spans, so one of megabytes is refused, not copied everywhere.
+MAX_MODEL_NAME = 256
+
+
 class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -189,7 +194,7 @@ class StreamOptions(Open):
 
 
 class ChatCompletionRequest(Open):
-    model: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME)]
     messages: Annotated[list[Message], Field(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -221,7 +226,7 @@ EmbeddingInput = (
 
 
 class EmbeddingsRequestModel(Open):
-    model: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME)]
     input: EmbeddingInput
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None

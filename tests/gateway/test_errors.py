@@ -256,6 +256,16 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
         None,
     ),
     ("unknown path", "/v1/completions-ish", body_of(), AUTH, 404, "not_found", None),
+    ("model name too long", "/v1/chat/completions", body_of(model="m" * 257), AUTH, 400, "invalid_value", "model"),
+    (
+        "embeddings model name too long",
+        "/v1/embeddings",
+        json.dumps({"model": "m" * 257, "input": "x"}),
+        AUTH,
+        400,
+        "invalid_value",
+        "model",
+    ),
     (
         "embeddings no input",
         "/v1/embeddings",
