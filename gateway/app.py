@@ -21,7 +21,7 @@ from gateway.config.loader import load_file
 from gateway.embeddings import EmbeddingsEndpoint
 from gateway.gc_tuning import tune_garbage_collector
 from gateway.http import ASGIApp
-from gateway.info import MODEL_PREFIX, HealthEndpoint, ModelsEndpoint, ReadyEndpoint
+from gateway.info import MODEL_PREFIXES, HealthEndpoint, ModelsEndpoint, ReadyEndpoint
 from gateway.metrics import MetricsEndpoint
 from gateway.middleware.error_boundary import ErrorBoundary
 from gateway.middleware.lifespan import Lifespan
@@ -55,10 +55,9 @@ def build_app(state: GatewayState, handle_signals: bool = True) -> ASGIApp:
         routes[f"{prefix}/models"] = {"GET": models}
     prefixes: dict[str, ASGIApp] = {
         AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings}),
-        MODEL_PREFIX: models,
         TENANTS_PREFIX + "/": tenants,
         PROVIDERS_PREFIX + "/": ProviderPingEndpoint(state),
-        MODEL_PREFIX.removeprefix("/v1"): models,
+        **{prefix: models for prefix in MODEL_PREFIXES},
     }
     return Lifespan(ErrorBoundary(Router(routes, prefixes)), state, handle_signals=handle_signals)
 

@@ -12,11 +12,12 @@ from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, send_by
 from gateway.routing import model_not_found, new_request_id
 from gateway.state import GatewayState
 
-MODEL_PREFIX = "/v1/models/"
+MODEL_PREFIXES = ("/v1/models/", "/models/")  # SDKs are pointed at base URLs with and without /v1
 
 
 class ModelsEndpoint:
-    """GET /v1/models (the list) and GET /v1/models/{id} (one model, 404 unless the caller may use it)."""
+    """GET /v1/models (the list) and GET /v1/models/{id} (one model, 404 unless the caller may use it), with or
+    without /v1 and with or without a trailing slash."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
@@ -28,10 +29,11 @@ class ModelsEndpoint:
                 raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
             identity = authenticate(scope, self.state.runtime)
             path: str = scope["path"]
-            if not path.startswith(MODEL_PREFIX):
+            named = next((path_after(scope, prefix) for prefix in MODEL_PREFIXES if path.startswith(prefix)), "")
+            if not named:
                 await send_bytes(send, 200, identity.tenant.models_body, headers)
                 return
-            model = unquote(path_after(scope, MODEL_PREFIX))
+            model = unquote(named.removesuffix("/"))
             body = identity.tenant.model_bodies.get(model)
             if body is None:
                 raise model_not_found(model)

@@ -212,6 +212,28 @@ def test_models_list_shows_only_allowed_models(gateway: RunningGateway) -> None:
     assert [m.id for m in client(gateway, LIMITED_KEY).models.list()] == ["demo"]
 
 
+@pytest.mark.parametrize("base", ["/v1", ""])
+def test_models_retrieve_answers_one_model_with_or_without_v1(gateway: RunningGateway, base: str) -> None:
+    """The SDK pointed at the gateway's root calls GET /models/{id}: the model, not the list."""
+    sdk = openai.OpenAI(api_key=ACME_KEY, base_url=gateway.url + base, max_retries=0, timeout=10)
+    raw = sdk.models.with_raw_response.retrieve("claude")
+    validate("Model", json.loads(raw.text))
+    assert raw.parse().id == "claude"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("no-such-model")
+
+
+@pytest.mark.parametrize("path", ["/v1/models/", "/models/", "/v1/models/demo/", "/models/demo/"])
+def test_models_paths_with_a_trailing_slash(gateway: RunningGateway, path: str) -> None:
+    response = httpx.get(gateway.url + path, headers={"authorization": f"Bearer {ACME_KEY}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    if path.endswith("/models/"):
+        validate("ListModelsResponse", response.json())
+    else:
+        validate("Model", response.json())
+        assert response.json()["id"] == "demo"
+
+
 def test_api_key_header_authenticates_like_azure_clients(gateway: RunningGateway) -> None:
     response = httpx.post(
         gateway.url + "/v1/chat/completions",
