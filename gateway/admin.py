@@ -16,7 +16,7 @@ import orjson
 from adapters.base import Adapter, LocalAdapter, Target, Unsupported, ping_auth
 from adapters.registry import adapter_for
 from gateway.config.schema import Config
-from gateway.errors import AuthError, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, ServiceUnavailable
+from gateway.errors import AuthError, GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.events.store import StoreUnreachable, open_store
 from gateway.events.usage import (
     Dimension,
@@ -27,7 +27,7 @@ from gateway.events.usage import (
     report_json,
     usage_report,
 )
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, send_bytes, send_error
+from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, require_method, send_bytes, send_error
 from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamClient, UpstreamConnectError
@@ -116,8 +116,7 @@ class TenantsEndpoint(AdminEndpoint):
     budget and rate-limit state)."""
 
     async def answer(self, scope: Scope) -> Any:
-        if scope["method"] != "GET":
-            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
+        require_method(scope, "GET")
         tenants = self.state.runtime.tenants
         name = unquote(path_after(scope, TENANTS_PREFIX).strip("/"))
         if not name:
@@ -282,8 +281,7 @@ class ProviderPingEndpoint(AdminEndpoint):
 
     async def answer(self, scope: Scope) -> Any:
         name = _ping_provider_name(scope["path"])
-        if scope["method"] != "POST":
-            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use POST.")
+        require_method(scope, "POST")
         runtime = self.state.runtime
         provider = runtime.config.providers.get(name)
         if provider is None:

@@ -25,6 +25,6 @@ class AzureDeployments:
             await send_error(send, NotFound(f"Invalid URL ({scope['method']} {scope['path']})."))
             return
         if scope["method"] != "POST":
-            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use POST."))
+            await send_error(send, MethodNotAllowed(scope["method"], scope["path"], ("POST",)))
             return
         await app({**scope, MODEL_SCOPE_KEY: unquote(deployment)}, receive, send)

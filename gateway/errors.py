@@ -26,6 +26,7 @@ Messages are written for the caller and never carry credentials.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -120,9 +121,21 @@ class ModelNotFound(NotFound):
 
 
 class MethodNotAllowed(GatewayError):
+    """Answered with `Allow` (RFC 9110), which names HEAD wherever GET is served."""
+
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+    def __init__(self, method: str, path: str, allowed: Iterable[str]) -> None:
+        methods = set(allowed)
+        if "GET" in methods:
+            methods.add("HEAD")
+        self.allow = ", ".join(sorted(methods))
+        super().__init__(f"{method} is not allowed on {path}; use {self.allow}.")
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), (b"allow", self.allow.encode())]
 
 
 class RateLimited(GatewayError):

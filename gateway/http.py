@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from gateway.errors import GatewayError, PayloadTooLarge, render
+from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge, render
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +31,14 @@ def path_after(scope: Scope, prefix: str) -> str:
         if sent.startswith(prefix):
             return sent[len(prefix) :]
     return quote(scope["path"][len(prefix) :], safe="/")
+
+
+def require_method(scope: Scope, *allowed: str) -> None:
+    """405 unless the request's method is one of `allowed`; HEAD is served wherever GET is (it is GET without
+    the body, which the server leaves out)."""
+    method = scope["method"]
+    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+        raise MethodNotAllowed(method, scope["path"], allowed)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -7,8 +7,8 @@ from urllib.parse import unquote
 import orjson
 
 from gateway.auth import authenticate
-from gateway.errors import GatewayError, MethodNotAllowed
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, send_bytes, send_error
+from gateway.errors import GatewayError
+from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, require_method, send_bytes, send_error
 from gateway.routing import model_not_found, new_request_id
 from gateway.state import GatewayState
 
@@ -25,8 +25,7 @@ class ModelsEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [*JSON_HEADERS, (b"x-request-id", new_request_id().encode())]
         try:
-            if scope["method"] != "GET":
-                raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET.")
+            require_method(scope, "GET")
             identity = authenticate(scope, self.state.runtime)
             path: str = scope["path"]
             named = next((path_after(scope, prefix) for prefix in MODEL_PREFIXES if path.startswith(prefix)), "")

@@ -32,13 +32,9 @@ class Router:
                     return
             await send_error(send, NotFound(f"Invalid URL ({scope['method']} {path})."))
             return
-        app = methods.get(scope["method"])
+        method = scope["method"]
+        app = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)  # HEAD: GET, body left out
         if app is None:
-            allowed = ", ".join(sorted(methods))
-            await send_error(
-                send,
-                MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {allowed}."),
-                [(b"allow", allowed.encode())],
-            )
+            await send_error(send, MethodNotAllowed(method, path, methods))
             return
         await app(scope, receive, send)

@@ -344,11 +344,49 @@ def test_a_body_of_many_shallow_arrays_is_served(gateway: RunningGateway) -> Non
     assert post(gateway, "/v1/embeddings", body, AUTH).status_code == 200
 
 
-def test_wrong_method_is_405(gateway: RunningGateway) -> None:
-    response = httpx.get(gateway.url + "/v1/chat/completions", headers=AUTH)
-    assert response.status_code == 405
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "allow"),
+    [
+        ("GET", "/v1/chat/completions", AUTH, "POST"),
+        ("DELETE", "/v1/embeddings", AUTH, "POST"),
+        ("POST", "/v1/models", AUTH, "GET, HEAD"),
+        ("DELETE", "/v1/models/demo", AUTH, "GET, HEAD"),
+        ("PUT", "/models/demo", AUTH, "GET, HEAD"),
+        ("GET", "/openai/deployments/demo/chat/completions?api-version=2024-10-21", AUTH, "POST"),
+        ("POST", "/healthz", {}, "GET, HEAD"),
+        ("POST", "/admin/tenants/acme", ADMIN, "GET, HEAD"),
+        ("GET", "/admin/providers/demo/ping", ADMIN, "POST"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(
+    gateway: RunningGateway, method: str, path: str, headers: dict[str, str], allow: str
+) -> None:
+    """RFC 9110: a 405 names the methods the resource has, whichever part of the gateway answers it."""
+    response = httpx.request(method, gateway.url + path, headers=headers, timeout=10)
+    assert response.status_code == 405, response.text
     validate("ErrorResponse", response.json())
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == allow
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/healthz", {}),
+        ("/readyz", {}),
+        ("/metrics", {}),
+        ("/v1/models", AUTH),
+        ("/models/demo", AUTH),
+        ("/admin/tenants", ADMIN),
+    ],
+)
+def test_head_is_answered_where_get_is(gateway: RunningGateway, path: str, headers: dict[str, str]) -> None:
+    """Uptime monitors (UptimeRobot's default) and load balancers probe with HEAD: it is GET without the body."""
+    got = httpx.get(gateway.url + path, headers=headers, timeout=10)
+    head = httpx.head(gateway.url + path, headers=headers, timeout=10)
+    assert (head.status_code, head.headers["content-type"], head.content) == (200, got.headers["content-type"], b"")
 
 
 def test_sdk_raises_typed_errors(gateway: RunningGateway) -> None:
