@@ -22,6 +22,7 @@ from typing import ClassVar
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
 from gateway.auth import authenticate
+from gateway.content_encoding import decoded_body
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout, internal_error
 from gateway.events import RequestRecord
@@ -169,6 +170,7 @@ class ModelEndpoint(ABC):
                     body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
+            body = decoded_body(body, header(scope, b"content-encoding"), server.max_body_bytes)
             call = Call(scope, runtime, identity, body, record, send, reply_headers, finish, state.tracing)
             async with watch:
                 await self.handle(call)

@@ -4,6 +4,7 @@
     ├── InvalidRequest                400 invalid_request_error
     │   ├── PayloadTooLarge           413
     │   ├── RequestTimeout            408 (the body did not arrive in time)
+    │   ├── UnsupportedMediaType      415 (a Content-Encoding the gateway cannot undo)
     │   └── UnsupportedParameter      400 (the chosen provider cannot do it)
     ├── AuthError                     401 invalid_request_error / invalid_api_key
     ├── PermissionDenied              403 permission_error
@@ -85,6 +86,17 @@ class PayloadTooLarge(InvalidRequest):
 class RequestTimeout(InvalidRequest):
     status = 408
     code = "request_timeout"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+
+    def __init__(self, message: str, *, code: str, accept_encoding: str) -> None:
+        super().__init__(message, code=code)
+        self.accept_encoding = accept_encoding  # RFC 9110: the codings the request may use
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*super().headers(), (b"accept-encoding", self.accept_encoding.encode())]
 
 
 class UnsupportedParameter(InvalidRequest):

@@ -3,8 +3,10 @@ body that validates against `ErrorResponse`, and no answer ever carries a secret
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
+import zlib
 from typing import Any
 
 import httpx
@@ -387,6 +389,66 @@ def test_head_is_answered_where_get_is(gateway: RunningGateway, path: str, heade
     got = httpx.get(gateway.url + path, headers=headers, timeout=10)
     head = httpx.head(gateway.url + path, headers=headers, timeout=10)
     assert (head.status_code, head.headers["content-type"], head.content) == (200, got.headers["content-type"], b"")
+
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+CHAT_BODY = body_of().encode()
+EMBEDDINGS_BODY = json.dumps({"model": "demo-embed", "input": ["one", "two"]}).encode()
+HALF = len(CHAT_BODY) // 2
+
+
+@pytest.mark.parametrize(
+    ("path", "encoding", "content", "status", "code"),
+    [
+        ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY), 200, None),
+        ("/v1/embeddings", "gzip", gzip.compress(EMBEDDINGS_BODY), 200, None),
+        ("/v1/chat/completions", "GZIP", gzip.compress(CHAT_BODY), 200, None),
+        ("/v1/chat/completions", "x-gzip", gzip.compress(CHAT_BODY), 200, None),
+        ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY[:HALF]) + gzip.compress(CHAT_BODY[HALF:]), 200, None),
+        ("/v1/chat/completions", "deflate", zlib.compress(CHAT_BODY), 200, None),
+        ("/v1/chat/completions", "deflate", raw_deflate(CHAT_BODY), 200, None),
+        ("/v1/chat/completions", "identity", CHAT_BODY, 200, None),
+        ("/v1/chat/completions", "br", CHAT_BODY, 415, "unsupported_content_encoding"),
+        ("/v1/chat/completions", "gzip", CHAT_BODY, 400, "invalid_content_encoding"),
+        ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY)[:-12], 400, "invalid_content_encoding"),
+        ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY) + b"junk", 400, "invalid_content_encoding"),
+        # 20 kB is the test gateway's max_body_bytes; a few hundred bytes of gzip inflate past it
+        ("/v1/chat/completions", "gzip", gzip.compress(body_of(x="0" * 100_000).encode()), 413, "request_too_large"),
+    ],
+    ids=[
+        "gzip",
+        "gzip-embeddings",
+        "GZIP",
+        "x-gzip",
+        "gzip-two-members",
+        "deflate",
+        "raw-deflate",
+        "identity",
+        "br",
+        "not-gzip",
+        "truncated",
+        "trailing-junk",
+        "bomb",
+    ],
+)
+def test_a_compressed_request_body_is_read_as_the_json_it_holds(
+    gateway: RunningGateway, path: str, encoding: str, content: bytes, status: int, code: str | None
+) -> None:
+    """Some clients compress large bodies (Content-Encoding: gzip), as OpenAI's and Anthropic's APIs accept; the
+    gateway read the compressed bytes as JSON ('str is not valid UTF-8', a 400)."""
+    response = post(gateway, path, content, {**AUTH, "content-encoding": encoding})
+    assert response.status_code == status, response.text
+    if status == 200:
+        validate("CreateChatCompletionResponse" if "chat" in path else "CreateEmbeddingResponse", response.json())
+        return
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == code
+    if status == 415:
+        assert response.headers["accept-encoding"] == "gzip, deflate"
 
 
 def test_sdk_raises_typed_errors(gateway: RunningGateway) -> None:
