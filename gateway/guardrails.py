@@ -22,6 +22,7 @@ from policies.pii import PiiScanner, Redaction, StreamRestorer
 JSON = dict[str, Any]
 INJECTION_SCANNED_ROLES = frozenset({"user", "tool", "function"})
 SCORE_HEADER = b"x-gateway-injection-score"
+REDACTED_HEADER = b"x-gateway-pii-redacted"  # what redaction replaced before the provider saw it: types and counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +133,13 @@ class RequestGuard:
         return self.redaction is not None and bool(self.pii_counts)
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
-        if self.injection_score is None or self.policy.injection_action != "flag":
-            return []
-        return [(SCORE_HEADER, f"{self.injection_score:.3f}".encode())]
+        headers = []
+        if self.injection_score is not None and self.policy.injection_action == "flag":
+            headers.append((SCORE_HEADER, f"{self.injection_score:.3f}".encode()))
+        if self.restoring:  # the provider worked on placeholders (an embedding is the placeholder text's)
+            counts = ",".join(f"{entity}={count}" for entity, count in sorted(self.pii_counts.items()))
+            headers.append((REDACTED_HEADER, counts.encode()))
+        return headers
 
     # request side ---------------------------------------------------------------------------------
     def check_injection(self, texts: list[str]) -> None:

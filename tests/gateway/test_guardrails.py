@@ -225,6 +225,35 @@ def test_embeddings_redact_and_block(gateway: RunningGateway, upstream: MockUpst
     assert upstream.received == []
 
 
+REDACTED_HEADER = "x-gateway-pii-redacted"
+
+
+@pytest.mark.parametrize("model", ["embed", "demo-embed", "azure-embed"])
+def test_embeddings_of_redacted_inputs_say_so(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
+    """A vector cannot have the originals put back: it is the placeholder text's, and the client is told which
+    entities were replaced (types and counts, never values), so it can tell such a vector from the text's own."""
+    raw = client(gateway).embeddings.with_raw_response.create(model=model, input=[PII_TEXT, "plain"])
+    assert raw.headers[REDACTED_HEADER] == "credit_card=1,email=1,phone=1"
+    assert EMAIL not in raw.headers[REDACTED_HEADER]
+    clean = client(gateway).embeddings.with_raw_response.create(model=model, input=["plain"])
+    assert REDACTED_HEADER not in clean.headers
+    flagged = client(gateway, FLAGGER_KEY).embeddings.with_raw_response.create(model=model, input=[PII_TEXT])
+    assert REDACTED_HEADER not in flagged.headers  # flag forwards the text as it is
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_answers_of_redacted_requests_say_so(gateway: RunningGateway, stream: bool) -> None:
+    """The answer has the originals back, but the model worked on placeholders: the client is told so too."""
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "demo", "messages": [{"role": "user", "content": PII_TEXT}], "stream": stream},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.headers[REDACTED_HEADER] == "credit_card=1,email=1,phone=1"
+
+
 def chunk_frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
