@@ -52,7 +52,8 @@ def build_app(state: GatewayState, handle_signals: bool = True) -> ASGIApp:
     for prefix in ("/v1", ""):
         routes[f"{prefix}/chat/completions"] = {"POST": chat}
         routes[f"{prefix}/embeddings"] = {"POST": embeddings}
-        routes[f"{prefix}/models"] = {"GET": models}
+    for prefix in MODEL_PREFIXES:
+        routes[prefix] = {"GET": models}
     prefixes: dict[str, ASGIApp] = {
         AZURE_PREFIX: AzureDeployments({"chat/completions": chat, "embeddings": embeddings}),
         TENANTS_PREFIX + "/": tenants,

@@ -12,7 +12,8 @@ from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, require
 from gateway.routing import model_not_found, new_request_id
 from gateway.state import GatewayState
 
-MODEL_PREFIXES = ("/v1/models/", "/models/")  # SDKs are pointed at base URLs with and without /v1
+# SDKs are pointed at base URLs with and without /v1; AzureOpenAI's models.list() asks /openai/models?api-version=
+MODEL_PREFIXES = ("/v1/models/", "/models/", "/openai/models/")
 
 
 class ModelsEndpoint:

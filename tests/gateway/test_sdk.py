@@ -259,6 +259,15 @@ def test_azure_sdk_client_against_gateway(gateway: RunningGateway) -> None:
         ).chat.completions.create(model="gpt", messages=MESSAGES)
 
 
+def test_azure_sdk_client_lists_and_retrieves_models(gateway: RunningGateway) -> None:
+    """AzureOpenAI's models.list() and retrieve() call /openai/models[/{id}]?api-version=...: the tenant's models."""
+    azure = openai.AzureOpenAI(api_key=LIMITED_KEY, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0)
+    assert [m.id for m in azure.models.list()] == ["demo"]
+    assert azure.models.retrieve("demo").id == "demo"
+    with pytest.raises(openai.NotFoundError):
+        azure.models.retrieve("claude")  # exists, but not for this tenant
+
+
 @pytest.mark.parametrize("model", ["gpt", "claude"])
 def test_streams_reuse_upstream_connections(gateway: RunningGateway, upstream: MockUpstream, model: str) -> None:
     """The body's end arrives after the last event: the client has its [DONE] at once, and the connection goes
