@@ -12,6 +12,10 @@ GZIP_WBITS = 16 + zlib.MAX_WBITS
 ZLIB_WBITS = zlib.MAX_WBITS
 RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
 ACCEPTED = "gzip, deflate"  # what a 415 tells the client it may use instead
+# Clients send one coding, and gzip in one member. The bounds keep a small body from costing much: each coding
+# may inflate to the limit again, and each gzip member copies the rest of the body (zlib's `unused_data`).
+MAX_CODINGS = 2
+MAX_GZIP_MEMBERS = 16
 
 
 def decoded_body(body: bytes, content_encoding: bytes | None, limit: int) -> bytes:
@@ -19,9 +23,14 @@ def decoded_body(body: bytes, content_encoding: bytes | None, limit: int) -> byt
     if content_encoding is None:
         return body
     codings = [c.strip().lower() for c in content_encoding.decode("latin-1").split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if len(codings) > MAX_CODINGS:
+        raise UnsupportedMediaType(
+            f"The request body's Content-Encoding applies {len(codings)} codings; at most {MAX_CODINGS} are undone.",
+            code="unsupported_content_encoding",
+            accept_encoding=ACCEPTED,
+        )
     for coding in reversed(codings):
-        if coding in ("", "identity"):
-            continue
         if coding in ("gzip", "x-gzip"):
             body = _inflate(body, GZIP_WBITS, limit, coding)
         elif coding == "deflate":  # the zlib format (RFC 9110), though some clients send raw deflate
@@ -43,7 +52,7 @@ def decoded_body(body: bytes, content_encoding: bytes | None, limit: int) -> byt
 
 def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
     out = bytearray()
-    while True:  # gzip allows several members one after another
+    for _ in range(MAX_GZIP_MEMBERS):  # gzip allows several members one after another
         inflater = zlib.decompressobj(wbits)
         try:
             out += inflater.decompress(data, limit + 1 - len(out))
@@ -58,6 +67,9 @@ def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
             return bytes(out)
         if wbits != GZIP_WBITS:
             raise _invalid(coding)
+    raise InvalidRequest(
+        f"The request body holds more than {MAX_GZIP_MEMBERS} gzip members.", code="invalid_content_encoding"
+    )
 
 
 def _invalid(coding: str) -> InvalidRequest:

@@ -416,6 +416,23 @@ HALF = len(CHAT_BODY) // 2
         ("/v1/chat/completions", "gzip", CHAT_BODY, 400, "invalid_content_encoding"),
         ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY)[:-12], 400, "invalid_content_encoding"),
         ("/v1/chat/completions", "gzip", gzip.compress(CHAT_BODY) + b"junk", 400, "invalid_content_encoding"),
+        # each member copies the rest of the body: a 4 MB body of tiny members would cost minutes
+        (
+            "/v1/chat/completions",
+            "gzip",
+            gzip.compress(CHAT_BODY) + gzip.compress(b"") * 16,
+            400,
+            "invalid_content_encoding",
+        ),
+        # each coding may inflate to the limit again
+        (
+            "/v1/chat/completions",
+            "gzip, gzip, gzip",
+            gzip.compress(gzip.compress(gzip.compress(CHAT_BODY))),
+            415,
+            "unsupported_content_encoding",
+        ),
+        ("/v1/chat/completions", "gzip, gzip", gzip.compress(gzip.compress(CHAT_BODY)), 200, None),
         # 20 kB is the test gateway's max_body_bytes; a few hundred bytes of gzip inflate past it
         ("/v1/chat/completions", "gzip", gzip.compress(body_of(x="0" * 100_000).encode()), 413, "request_too_large"),
     ],
@@ -432,6 +449,9 @@ HALF = len(CHAT_BODY) // 2
         "not-gzip",
         "truncated",
         "trailing-junk",
+        "seventeen-members",
+        "three-codings",
+        "two-codings",
         "bomb",
     ],
 )
