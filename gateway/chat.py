@@ -283,6 +283,7 @@ class ChatEndpoint(ModelEndpoint):
                 await send({"type": "http.response.body", "body": last, "more_body": False})
         except TimeoutError:
             log.warning("the client of request %s stopped reading its stream; it is given up", record.request_id)
+            await call.watch.hang_up()  # (the server would close it only once the client took what is buffered)
 
     @staticmethod
     async def _relay(

@@ -35,6 +35,17 @@ class DisconnectWatch:
             self.started = True
         await self._send(message)
 
+    async def hang_up(self) -> None:
+        """Ends the client's connection now, dropping what it has not taken (a client that stopped reading). ASGI
+        cannot say so, and a server closes a connection only once its client has taken what is buffered: for ever,
+        for a client that keeps its socket open and reads nothing. uvicorn's `receive` is a method of the
+        request's cycle, which holds the connection's transport; under another server nothing is done here."""
+        transport = getattr(getattr(self._receive, "__self__", None), "transport", None)
+        abort = getattr(transport, "abort", None)
+        if callable(abort):
+            abort()
+            await asyncio.sleep(0)  # the server learns it is gone (else it logs an error as the request ends)
+
     async def __aenter__(self) -> DisconnectWatch:
         self._task = asyncio.current_task()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())

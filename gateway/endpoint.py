@@ -55,6 +55,7 @@ class Call:
     send: Send
     reply_headers: list[tuple[bytes, bytes]]
     finish: Callable[[], None]  # emits the record; call it right before the response's last bytes
+    watch: DisconnectWatch  # the client's connection (its `hang_up` gives up a client that stopped reading)
     tracing: Tracing = field(default_factory=Tracing)
     reservation: Reservation | None = None
     answered_by: Deployment | None = None
@@ -171,7 +172,7 @@ class ModelEndpoint(ABC):
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
             body = decoded_body(body, header(scope, b"content-encoding"), server.max_body_bytes)
-            call = Call(scope, runtime, identity, body, record, send, reply_headers, finish, state.tracing)
+            call = Call(scope, runtime, identity, body, record, send, reply_headers, finish, watch, state.tracing)
             async with watch:
                 await self.handle(call)
             if watch.disconnected and not record.emitted:

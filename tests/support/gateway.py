@@ -59,6 +59,11 @@ class RunningGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server still holds (uvicorn forgets one once it is closed)."""
+        return len(self._server.server_state.connections)
+
     def start(self) -> RunningGateway:
         self._thread.start()
         deadline = time.monotonic() + 10
