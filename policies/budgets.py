@@ -140,7 +140,9 @@ HELD_RETRY_S = 1.0  # a denial for room requests in flight hold: they settle at 
 def denial(spec: LimitSpec, span: WindowSpan, now: float, held: bool = False) -> Admission:
     """Refused until the window ends, unless what was spent leaves room for the request and the rest is `held` by
     reservations in flight (worst cases, leases), which settle at what they spent: then worth asking again in a
-    moment. Requests in flight are each spent as one, so an rpm's held room is as good as spent."""
+    moment. Requests in flight are each spent as one, so an rpm's held room is as good as spent. The stores name
+    the first limit whose spend leaves no room, else the first that reservations fill: a second's wait is no
+    answer when another limit has no room before its window ends."""
     if held and spec.unit != "requests":
         return Admission(False, spec, min(HELD_RETRY_S, max(1.0, math.ceil(span.end - now))), held=True)
     return Admission(False, spec, max(1.0, math.ceil(span.end - now)))
@@ -169,11 +171,16 @@ class MemoryStore:
         if request_id in self.reservations:
             return Admission(True)  # the same request asking twice holds one reservation
         planned = held_to(scope, limits, now)  # a counter two limits share is reserved once
+        held: tuple[LimitSpec, WindowSpan] | None = None  # the first that only reservations fill (see `denial`)
         for key, (spec, span) in planned.items():
             amount = asked.get(spec.unit, 0.0)
             counter = self.counters.get(key) or _Counter()
             if amount > 0 and counter.reserved + counter.spent + amount > spec.limit:
-                return denial(spec, span, now, held=counter.spent + amount <= spec.limit)
+                if counter.spent + amount > spec.limit or spec.unit == "requests":  # (see `denial`)
+                    return denial(spec, span, now)
+                held = held or (spec, span)
+        if held is not None:
+            return denial(*held, now, held=True)
         for key, (spec, span) in planned.items():
             counter = self.counters.setdefault(key, _Counter(expires=span.end))
             counter.reserved += asked.get(spec.unit, 0.0)

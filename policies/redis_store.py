@@ -79,13 +79,15 @@ end
 """
 
 # KEYS[1] reservation record, KEYS[2..n+1] counters in limit order.
-# ARGV[1] record JSON, ARGV[2] record TTL; for counter i: ARGV[3i] asked, ARGV[3i+1] limit, ARGV[3i+2] counter TTL.
-# Returns 0 when admitted (or already holding a reservation), else the 1-based index of the first limit that
-# does not fit, negated when what is spent would leave room for it (the rest is reserved: `held`); a denial
-# writes nothing.
+# ARGV[1] record JSON, ARGV[2] record TTL; for counter i: ARGV[3i] asked, ARGV[3i+1] limit, ARGV[3i+2] counter TTL;
+# ARGV[3n+3] one character per counter, "1" where what is reserved is as good as spent (requests).
+# Returns 0 when admitted (or already holding a reservation), else the 1-based index of the first limit whose
+# spend leaves no room for it, or failing that the negated index of the first that reservations fill (`held`);
+# a denial writes nothing.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = #KEYS - 1
+local held = 0
 for i = 1, n do
   local amount = tonumber(ARGV[3 * i])
   if amount > 0 then
@@ -93,11 +95,12 @@ for i = 1, n do
     local spent = tonumber(v[2]) or 0
     local limit = tonumber(ARGV[3 * i + 1])
     if (tonumber(v[1]) or 0) + spent + amount > limit then
-      if spent + amount <= limit then return -i end
-      return i
+      if spent + amount > limit or string.byte(ARGV[3 * n + 3], i) == 49 then return i end
+      if held == 0 then held = -i end
     end
   end
 end
+if held ~= 0 then return held end
 for i = 1, n do
   redis.call('HINCRBYFLOAT', KEYS[i + 1], 'reserved', ARGV[3 * i])
   redis.call('EXPIRE', KEYS[i + 1], ARGV[3 * i + 2])
@@ -198,12 +201,15 @@ class RedisStore:
         args: list[bytes | str | int] = []
         record: list[list[str]] = []
         counters = held_to(scope, limits, now)  # a counter two limits share is reserved once
+        spent_when_reserved = ""
         for key, (spec, span) in counters.items():
             amount = float(asked.get(spec.unit, 0.0))
             keys.append(self.prefix + key)
             args += [_num(amount), _num(spec.limit), math.ceil(span.end - now) + COUNTER_MARGIN_S]
             record.append([self.prefix + key, spec.unit, _num(-amount)])
+            spent_when_reserved += "1" if spec.unit == "requests" else "0"
         args[0:0] = [orjson.dumps(record), RESERVATION_TTL_S]  # compact UTF-8 JSON, for cjson.decode
+        args.append(spent_when_reserved)
         denied = int(await self.client.run(_RESERVE_SCRIPT, keys, args))
         if denied == 0:
             return Admission(True)

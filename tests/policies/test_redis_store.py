@@ -201,6 +201,26 @@ async def counters_follow_unit_and_window_not_the_limit_s_place(store: Reservati
     assert [(s.reserved, s.spent) for s in await store.state("acme", [tight, TPM], NOW)] == [(0, 400), (0, 400)]
 
 
+async def a_limit_spent_out_is_named_before_one_only_held(store: ReservationStore) -> None:
+    """A request that fits neither a limit whose room is only held by requests in flight (come back in a second)
+    nor one whose spend leaves no room (come back when its window ends) is told the second: no wait of a second
+    lets it in, whatever the order of the limits."""
+    month_end = math.ceil(window_span("month", NOW).end - NOW)
+    assert (await store.reserve("acme", "r0", [USD_MONTH], {"usd": 0.95}, NOW)).admitted
+    assert await store.settle("r0", {"usd": 0.95})  # the month's dollars are spent but for 0.05
+    assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 700}, NOW)).admitted  # in flight
+    for limits in ([TOKENS_DAY, USD_MONTH], [USD_MONTH, TOKENS_DAY]):
+        denied = await store.reserve("acme", "r2", limits, {"tokens": 400, "usd": 0.1}, NOW)
+        assert denied == Admission(False, USD_MONTH, month_end), limits
+    held = await store.reserve("acme", "r3", [TOKENS_DAY, USD_MONTH], {"tokens": 400, "usd": 0.01}, NOW)
+    assert held == Admission(False, TOKENS_DAY, 1.0, held=True)  # the dollars fit: only the held tokens do not
+    # requests in flight are spent as one each: an rpm they fill has no room before its minute ends
+    for rid in ("r4", "r5"):
+        assert (await store.reserve("acme", rid, [RPM], {"requests": 1}, NOW)).admitted
+    rpm_full = await store.reserve("acme", "r6", [TOKENS_DAY, RPM], {"tokens": 400, "requests": 1}, NOW)
+    assert rpm_full == Admission(False, RPM, math.ceil(window_span("minute", NOW).end - NOW))
+
+
 CASES: list[Case] = [
     odd_scopes_and_ids,
     admit_within_limit,
@@ -213,6 +233,7 @@ CASES: list[Case] = [
     windows_roll_over,
     usd_decimals,
     counters_follow_unit_and_window_not_the_limit_s_place,
+    a_limit_spent_out_is_named_before_one_only_held,
 ]
 
 
