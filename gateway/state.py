@@ -98,6 +98,11 @@ class GatewayState:
             self.state_store = StateStore(self.runtime.config.state, self.deadlines.timeout)
             self.store = self.state_store.store
 
+    async def adopt_old_counters(self) -> None:
+        if self.state_store is not None:
+            tenants = self.runtime.tenants.values()
+            await self.state_store.adopt_old_counters((tenant.name, tenant.limits) for tenant in tenants)
+
     async def close_state_store(self) -> None:
         if self.state_store is not None:
             await self.state_store.close()

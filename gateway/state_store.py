@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
+from collections.abc import Iterable
 
 from gateway.config.schema import StateConfig
-from policies.budgets import MemoryStore, ReservationStore
+from policies.budgets import LimitSpec, MemoryStore, ReservationStore
 from policies.leases import LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import DeadlineFactory, GuardedStore, RedisStore
@@ -21,11 +24,15 @@ REDIS_TIMEOUT_S = 1.0  # every Redis call answers, or gives up, within this
 REDIS_CONNECTIONS = 2  # calls are pipelined: a few connections carry any number of concurrent calls
 CLOSE_RECONCILE_S = 2.0  # at shutdown, how long pushing settlements still owed to Redis may take
 REDIS_STALL_S = 5.0  # a connection with calls pending and no byte back for this long is dropped and replaced
+ADOPT_S = 5.0  # at start-up, the most taking over counters of their old names may delay serving
+
+log = logging.getLogger("gateway.state")
 
 
 class StateStore:
     def __init__(self, config: StateConfig, deadline: DeadlineFactory = asyncio.timeout) -> None:
         self._client: RedisClient | None = None
+        self._redis: RedisStore | None = None
         self._guarded: GuardedStore | None = None
         self._leased: LeasedStore | None = None
         if config.redis_url is None:
@@ -37,11 +44,28 @@ class StateStore:
             connect_timeout_s=REDIS_TIMEOUT_S,
             stall_timeout_s=REDIS_STALL_S,
         )
-        self._guarded = GuardedStore(
-            RedisStore(self._client), config.on_error, timeout_s=REDIS_TIMEOUT_S, deadline=deadline
-        )
+        self._redis = RedisStore(self._client)
+        self._guarded = GuardedStore(self._redis, config.on_error, timeout_s=REDIS_TIMEOUT_S, deadline=deadline)
         self._leased = LeasedStore(self._guarded)  # most requests are admitted without a Redis round trip
         self.store = self._leased
+
+    async def adopt_old_counters(self, scopes: Iterable[tuple[str, tuple[LimitSpec, ...]]]) -> None:
+        """Before serving: what the current windows spent under the counters' names of earlier versions (by the
+        limit's place in the config) counts against the limits now too, so an upgrade is no fresh hour, day or
+        month. Best effort: Redis unreachable is a warning, and serving starts anyway."""
+        if self._redis is None:
+            return
+        now = time.time()
+        try:
+            async with asyncio.timeout(ADOPT_S):
+                adopted = await asyncio.gather(
+                    *(self._redis.adopt_old_counters(scope, limits, now) for scope, limits in scopes if limits)
+                )
+        except Exception as exc:  # (Redis down at start-up: the old names' spend is not taken over)
+            log.warning("budget counters of earlier versions not taken over (%s)", type(exc).__name__)
+            return
+        if sum(adopted):
+            log.info("took over the spend of %d budget counters named as by earlier versions", sum(adopted))
 
     @property
     def guarded(self) -> GuardedStore | None:

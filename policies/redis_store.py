@@ -159,7 +159,28 @@ end
 return 1
 """
 
+# Counters were named by their limit's place in the config (`{scope}:budget[0]:tokens:day:{start}`) before they
+# were named by unit and window; a gateway that starts takes over what the current windows spent under the old
+# names. KEYS[1] a counter, KEYS[2..] the old counters of the limits that share it (each counted the same spend:
+# the largest is taken). ARGV[1] the counter's TTL. The field `adopted` keeps what was taken over, so a second
+# start adds only what the old names gained since (old workers still serving during a rolling upgrade).
+_ADOPT = """
+local before = tonumber(redis.call('HGET', KEYS[1], 'adopted')) or 0
+local most, most_raw = 0, nil
+for i = 2, #KEYS do
+  local raw = redis.call('HGET', KEYS[i], 'spent')
+  local spent = tonumber(raw) or 0
+  if spent > most then most, most_raw = spent, raw end
+end
+if most <= before then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[1], 'spent', string.format('%.17g', most - before))
+redis.call('HSET', KEYS[1], 'adopted', most_raw)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
+
+_ADOPT_SCRIPT = Script(_ADOPT)
 _RESERVE_SCRIPT = Script(_RESERVE)
 _RELEASE_SCRIPT = Script(_RELEASE)
 _SETTLE_SCRIPT = Script(_SETTLE)
@@ -193,6 +214,20 @@ class RedisStore:
 
     def _record_key(self, request_id: str) -> str:
         return f"{self.prefix}resv:{request_id}"
+
+    async def adopt_old_counters(self, scope: str, limits: Sequence[LimitSpec], now: float) -> int:
+        """Takes over what the current windows spent under the counters' old names (by the limit's place in the
+        config, before this version); the number of counters that gained some."""
+        sharing: dict[str, list[LimitSpec]] = {}
+        for spec in limits:
+            sharing.setdefault(counter_key(scope, spec, window_span(spec.window, now)), []).append(spec)
+        calls = []
+        for key, specs in sharing.items():
+            span = window_span(specs[0].window, now)
+            old = [f"{self.prefix}{scope}:{s.name}:{s.unit}:{s.window}:{span.start}" for s in specs]
+            ttl = math.ceil(span.end - now) + COUNTER_MARGIN_S
+            calls.append(self.client.run(_ADOPT_SCRIPT, [self.prefix + key, *old], [ttl]))
+        return sum(int(done) for done in await asyncio.gather(*calls))
 
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float

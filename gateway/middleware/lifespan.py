@@ -44,6 +44,7 @@ class Lifespan:
     async def startup(self) -> None:
         await self.state.client.start()
         self.state.open_state_store()
+        await self.state.adopt_old_counters()
         await self.state.open_events()
         self.totals.start()
         if not self.handle_signals:

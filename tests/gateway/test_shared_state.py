@@ -10,17 +10,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.schema import TenantConfig
 from gateway.instruments import FLUSH_S
 from gateway.runtime import tenant_limits
 from gateway.state_store import REDIS_TIMEOUT_S
-from policies.budgets import LimitState
+from policies.budgets import LimitState, window_span
 from policies.redis_client import RedisClient
 from policies.redis_store import RedisStore
 from tests.conftest import ADMIN_TOKEN
-from tests.support.gateway import RunningGateway, free_port, sha
+from tests.support.gateway import RunningGateway, free_port, settled_limits, sha
 from tests.support.redis_server import BlackHole, RedisServer
 from tests.support.serve import serve, shut_down, wait_ready
 from tests.support.upstream import MockUpstream
@@ -234,3 +235,25 @@ def test_metrics_of_two_workers_add_up_whichever_worker_answers(
     assert [s["gateway_events_written_total"] for s in scrapes] == [40.0] * 8, scrapes
     leases = [s["gateway_budget_leases_total"] for s in scrapes]
     assert leases[0] > 0 and leases == [leases[0]] * 8, scrapes
+
+
+def test_a_gateway_starts_with_the_old_counter_names_spend(redis_server: RedisServer, upstream: MockUpstream) -> None:
+    """An upgrade from a version that named counters by the limit's place in the config (`budget[0]`) is no fresh
+    day: the racer's 9,995 tokens spent today under the old name leave no room for a request of worst case > 5."""
+    redis_server.flush()
+    day = window_span("day", time.time()).start
+    with redis.Redis(host=redis_server.host, port=redis_server.port) as client:
+        client.hset(f"gw:racer:budget[0]:tokens:day:{day}", "spent", "9995")
+    gateway = RunningGateway(config(upstream, redis_server.url)).start()
+    try:
+        response = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+            headers={"authorization": f"Bearer {RACER_KEY}"},
+            timeout=10,
+        )
+        [limit] = settled_limits(gateway, "racer")
+    finally:
+        gateway.stop()
+    assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded", response.text
+    assert limit.spent == 9995

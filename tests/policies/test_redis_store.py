@@ -606,3 +606,38 @@ def test_counters_and_records_expire(redis_client: aredis.Redis, client: RedisCl
         await redis_client.aclose()
 
     asyncio.run(main())
+
+
+# ── upgrades: counters named by the limit's place in the config, before they were named by unit and window ──
+
+
+def test_a_start_takes_over_what_the_old_counter_names_spent(client: RedisClient, redis_client: aredis.Redis) -> None:
+    """Counters were named `{scope}:{limit name}:{unit}:{window}:{start}`; without taking those over, the first
+    start of this version was a fresh hour, day and month for every tenant. TPM and a tokens-per-minute budget
+    share one counter now: each old one counted the same tokens, so the larger is taken, not their sum."""
+    tokens_minute = LimitSpec("budget[2]", "tokens", "minute", 5000)
+    limits = [TOKENS_DAY, USD_MONTH, TPM, tokens_minute]
+    day, month, minute = (window_span(w, NOW).start for w in ("day", "month", "minute"))
+
+    async def scenario() -> tuple[int, int, int, list[float]]:
+        await redis_client.hset(f"gw:acme:budget[0]:tokens:day:{day}", mapping={"spent": "700", "reserved": "50"})
+        await redis_client.hset(f"gw:acme:budget[1]:usd:month:{month}", "spent", "0.25")
+        await redis_client.hset(f"gw:acme:tpm:tokens:minute:{minute}", "spent", "120")
+        await redis_client.hset(f"gw:acme:budget[2]:tokens:minute:{minute}", "spent", "90")
+        await redis_client.hset(f"gw:other:budget[0]:tokens:day:{day}", "spent", "999")  # another tenant's
+        store = RedisStore(client)
+        try:
+            first = await store.adopt_old_counters("acme", limits, NOW)
+            again = await store.adopt_old_counters("acme", limits, NOW)  # a second worker, or a restart
+            await redis_client.hincrbyfloat(f"gw:acme:budget[0]:tokens:day:{day}", "spent", 30)  # an old worker
+            later = await store.adopt_old_counters("acme", limits, NOW)  # serving during a rolling upgrade
+            spent = [state.spent for state in await store.state("acme", limits, NOW)]
+            denied = await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 271}, NOW)
+        finally:
+            await client.close()
+        assert not denied.admitted  # 730 spent under the old name: 271 more is over the day's 1,000
+        return first, again, later, spent
+
+    first, again, later, spent = asyncio.run(scenario())
+    assert (first, again, later) == (3, 0, 1)
+    assert spent == [730.0, 0.25, 120.0, 120.0]  # never the old counters' reserved: their requests settle there
