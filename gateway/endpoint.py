@@ -19,12 +19,23 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
 
+import orjson
+
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
 from gateway.auth import authenticate
 from gateway.content_encoding import decoded_body
 from gateway.disconnect import DisconnectWatch
-from gateway.errors import AuthError, GatewayError, PermissionDenied, RateLimited, RequestTimeout, internal_error
+from gateway.errors import (
+    AuthError,
+    GatewayError,
+    PermissionDenied,
+    RateLimited,
+    RequestTimeout,
+    ServiceUnavailable,
+    error_object,
+    internal_error,
+)
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, timeout_failure, unreadable_answer
@@ -41,6 +52,7 @@ from policies.budgets import ReservationStore
 log = logging.getLogger("gateway")
 
 SERVER_SHUTDOWN = "server_shutdown"  # a request's error code when the drain timeout cut it
+LAST_WORD_S = 1.0  # the most the client of a request the drain timeout cut is waited on to take its error
 
 
 @dataclass(slots=True)
@@ -192,10 +204,13 @@ class ModelEndpoint(ABC):
         except asyncio.CancelledError:
             # Cancelled by the server, not by its client (DisconnectWatch swallows its own cancel): the drain
             # timeout ran out. A stream cut that way was answered 200 and may have cost tokens it never reported.
-            if not record.emitted:
+            cut = not record.emitted
+            if cut:
                 record.status, record.error_type, record.error_code = "failed", "server_error", SERVER_SHUTDOWN
                 record.http_status = 200 if watch.started else 503
-            raise
+            finish()
+            if not (cut and not watch.disconnected and await self.tell_cut(watch, record, reply_headers)):
+                raise
         except Exception:  # a bug: the record and the answer still say what happened, with the request id
             internal = internal_error()
             if not record.emitted:  # (a stream that started was answered 200, whatever came after)
@@ -219,6 +234,32 @@ class ModelEndpoint(ABC):
                 # shielded when it waits on I/O: a cancelled request still turns its reservation into what it spent
                 await (settling if state.store.settles_in_process else asyncio.shield(settling))
             call = None  # `call` holds `finish`, whose closure holds `call`: no cycle left for the collector
+
+    async def tell_cut(
+        self, watch: DisconnectWatch, record: RequestRecord, reply_headers: list[tuple[bytes, bytes]]
+    ) -> bool:
+        """The drain timeout cut the request: its client is told so (a 503 server_shutdown, or a stream's last
+        error event), as for any other failure, instead of the server's plain-text 500 or a connection closed
+        mid-stream. The cancel is then the request's own end, taken back (no traceback: a planned stop, not a
+        bug). False, and the cancel stands, when nothing can be said (a JSON answer already started)."""
+        task = asyncio.current_task()
+        if task is None or (watch.started and not record.streamed):
+            return False
+        task.uncancel()
+        cut = ServiceUnavailable(
+            "The gateway is shutting down, and this request did not finish within its drain timeout.",
+            code=SERVER_SHUTDOWN,
+        )
+        try:  # (bounded: a client that stopped reading is given up)
+            async with self.state.deadlines.timeout(LAST_WORD_S):
+                if watch.started:
+                    last = b"data: " + orjson.dumps({"error": error_object(cut)}) + b"\n\n"
+                    await watch.send({"type": "http.response.body", "body": last, "more_body": False})
+                else:
+                    await send_error(watch.send, cut, reply_headers)
+        except TimeoutError:
+            await watch.hang_up()
+        return True
 
     def emit(self, runtime: Runtime, record: RequestRecord, answered_by: Deployment | None) -> None:
         """The record's final numbers, then out: journal and queue, metrics. Once per request."""

@@ -5,6 +5,7 @@ together, /readyz tells what it checked, and each model request leaves one JSON 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import sqlite3
@@ -418,7 +419,10 @@ def test_a_sighup_while_the_workers_start_reaches_them_once_they_have_started(
 def test_requests_cut_by_the_drain_timeout_are_charged_as_unreported(
     upstream: MockUpstream, tmp_path: Path, stream: bool, behaviour: Behaviour, answered: int
 ) -> None:
-    """The provider had the request and may bill it: cost unknown (NULL), not 0.0, as for a client leaving."""
+    """The provider had the request and may bill it: cost unknown (NULL), not 0.0, as for a client leaving. The
+    client is told why its request ended: a 503 server_shutdown error (OpenAI's shape, its request id), or, for a
+    stream, a last error event saying so; never the server's plain-text 500 or a stream cut without a word, and
+    no traceback in the log (the drain is a planned stop, not a bug)."""
     upstream.reset()
     upstream.behaviour = behaviour  # 1 s drain
     path = tmp_path / "config.yaml"
@@ -433,6 +437,7 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
     process = serve(path, port)
     wait_ready(port, process)
     body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": stream}
+    answers: list[tuple[int, str | None, str]] = []  # status, x-request-id, the body's last line
 
     def ask() -> None:
         try:
@@ -443,10 +448,10 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
                 json=body,
                 timeout=30,
             ) as answer:
-                for _ in answer.iter_lines():
-                    pass
-        except httpx.HTTPError:
-            pass
+                lines = [line for line in answer.iter_lines() if line]
+                answers.append((answer.status_code, answer.headers.get("x-request-id"), lines[-1] if lines else ""))
+        except httpx.HTTPError as exc:
+            answers.append((0, None, repr(exc)))
 
     clients = [threading.Thread(target=ask) for _ in range(3)]
     for client in clients:
@@ -457,8 +462,14 @@ tenants: {{acme: {{keys: [{{id: a, sha256: "{sha(KEY)}"}}], models: ["*"]}}}}
     for client in clients:
         client.join()
     db = sqlite3.connect(tmp_path / "usage.sqlite")
-    rows = db.execute("SELECT status, http_status, error_code, cost_usd FROM usage_events").fetchall()
+    rows = db.execute("SELECT request_id, status, http_status, error_code, cost_usd FROM usage_events").fetchall()
     assert len(rows) == 3
-    for status, http_status, code, cost in rows:
+    for _, status, http_status, code, cost in rows:
         assert (status, http_status, code) == ("failed", answered, "server_shutdown")
         assert cost is None, "the provider was at work and reported nothing: cost unknown (NULL), not 0.0"
+    for status, _, last in answers:
+        assert status == answered, last
+        error = json.loads(last.removeprefix("data: "))["error"]
+        assert (error["type"], error["code"]) == ("server_error", "server_shutdown")
+    assert sorted(str(request_id) for _, request_id, _ in answers) == sorted(row[0] for row in rows)
+    assert "Exception in ASGI application" not in process.output()
