@@ -518,6 +518,7 @@ class _TokenCounts:
     input: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0  # of cache_write, those cached for an hour (cache_creation's breakdown by TTL)
     output: int = 0
     thinking: int = 0
 
@@ -534,6 +535,10 @@ class _TokenCounts:
             count = token_count(raw.get(key))
             if count is not None:
                 setattr(self, attr, count)
+        by_ttl = raw.get("cache_creation")
+        hour = token_count(by_ttl.get("ephemeral_1h_input_tokens")) if isinstance(by_ttl, dict) else None
+        if hour is not None:
+            self.cache_write_1h = hour
         details = raw.get("output_tokens_details")
         thinking = token_count(details.get("thinking_tokens")) if isinstance(details, dict) else None
         if thinking is not None:
@@ -546,6 +551,7 @@ class _TokenCounts:
             cached_tokens=self.cache_read,
             cache_write_tokens=self.cache_write,
             reasoning_tokens=self.thinking,
+            cache_write_1h_tokens=min(self.cache_write_1h, self.cache_write),
         )
 
 

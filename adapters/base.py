@@ -74,6 +74,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens read from a cache
     cache_write_tokens: int = 0  # prompt tokens written to a cache
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those cached for an hour (Anthropic's 1h TTL: 2x input)
 
     @property
     def total_tokens(self) -> int:

@@ -17,27 +17,35 @@ from types import MappingProxyType
 from adapters.base import Usage
 from gateway.config.schema import PriceConfig
 
-PRICE_TABLE_VERSION = "2026-11-22"
+PRICE_TABLE_VERSION = "2026-11-22.1"  # .1: hour-long cache writes at their own price (2x input)
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per 1M tokens of each kind. A kind without its own price is billed at the input price, but for a
+    write cached for an hour, which falls back to the price of any cache write first."""
+
     input: float  # USD per 1M prompt tokens
     output: float  # USD per 1M completion tokens
     cached_input: float | None = None
-    cache_write: float | None = None
+    cache_write: float | None = None  # Anthropic: a write cached for 5 minutes (1.25x input)
+    cache_write_1h: float | None = None  # Anthropic: a write cached for an hour (2x input)
     version: str = PRICE_TABLE_VERSION  # the built-in table's date, or "config-<hash>" for a `pricing:` entry
 
     def cost(self, usage: Usage) -> float:
         cached = usage.cached_tokens if self.cached_input is not None else 0
-        written = usage.cache_write_tokens if self.cache_write is not None else 0
+        has_write_price = self.cache_write is not None or self.cache_write_1h is not None
+        written = usage.cache_write_tokens if has_write_price else 0
+        hour = min(usage.cache_write_1h_tokens, written)
         plain = max(0, usage.prompt_tokens - cached - written)
+        write = self.input if self.cache_write is None else self.cache_write
+        write_1h = write if self.cache_write_1h is None else self.cache_write_1h
         total = plain * self.input + usage.completion_tokens * self.output
-        total += cached * (self.cached_input or 0.0) + written * (self.cache_write or 0.0)
+        total += cached * (self.cached_input or 0.0) + (written - hour) * write + hour * write_1h
         return total / 1_000_000
 
     def worst_case(self, prompt_tokens: int, completion_tokens: int) -> float:
-        highest_input = max(self.input, self.cache_write or 0.0)
+        highest_input = max(self.input, self.cache_write or 0.0, self.cache_write_1h or 0.0)
         return (prompt_tokens * highest_input + completion_tokens * self.output) / 1_000_000
 
 
@@ -59,17 +67,17 @@ BUILT_IN: Mapping[str, Price] = MappingProxyType(
         "o4-mini": Price(1.10, 4.40, 0.275),
         "text-embedding-3-small": Price(0.02, 0.0),
         "text-embedding-3-large": Price(0.13, 0.0),
-        "claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08, 1.00),
-        "claude-3-5-haiku-20241022": Price(0.80, 4.00, 0.08, 1.00),
-        "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
-        "claude-opus-4-6": Price(5.00, 25.00, 0.50, 6.25),
-        "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25),
-        "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75),
-        "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
-        "claude-sonnet-4-0": Price(3.00, 15.00, 0.30, 3.75),
-        "claude-opus-4-0": Price(15.00, 75.00, 1.50, 18.75),
-        "claude-3-7-sonnet-latest": Price(3.00, 15.00, 0.30, 3.75),
-        "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
+        "claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08, 1.00, 1.60),
+        "claude-3-5-haiku-20241022": Price(0.80, 4.00, 0.08, 1.00, 1.60),
+        "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25, 2.00),
+        "claude-opus-4-6": Price(5.00, 25.00, 0.50, 6.25, 10.00),
+        "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25, 10.00),
+        "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-sonnet-4-0": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-opus-4-0": Price(15.00, 75.00, 1.50, 18.75, 30.00),
+        "claude-3-7-sonnet-latest": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75, 30.00),
         "mock-1": Price(0.0, 0.0),  # the built-in mock provider's models cost nothing
         "mock-embedding": Price(0.0, 0.0),
     }
@@ -91,6 +99,8 @@ def look_up(prices: Mapping[str, Price], name: str) -> Price | None:
 def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:
     table = dict(BUILT_IN)
     for name, p in overrides.items():
-        digest = hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:8]
-        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write, f"config-{digest}")
+        # (a field added since is left out while unset, so that an entry keeps the version it had)
+        unset = {"cache_write_1h"} if p.cache_write_1h is None else None
+        digest = hashlib.sha256(p.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
+        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write, p.cache_write_1h, f"config-{digest}")
     return table

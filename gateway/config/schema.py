@@ -134,6 +134,7 @@ class PriceConfig(Strict):
     output: float = Field(ge=0)
     cached_input: float | None = Field(None, ge=0)
     cache_write: float | None = Field(None, ge=0)
+    cache_write_1h: float | None = Field(None, ge=0)  # Anthropic's 1h cache TTL; unset: cache_write's price
 
 
 class InjectionPolicy(Strict):

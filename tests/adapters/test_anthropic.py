@@ -1078,6 +1078,47 @@ def test_stream_message_delta_usage_is_cumulative_and_overrides() -> None:
     assert chunks[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 100, "cache_write_tokens": 50}
 
 
+CACHE_BY_TTL = {
+    "input_tokens": 20,
+    "cache_read_input_tokens": 300,
+    "cache_creation_input_tokens": 1_500,
+    "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1_000},
+    "output_tokens": 9,
+}
+CACHE_BY_TTL_USAGE = Usage(
+    prompt_tokens=1_820, completion_tokens=9, cached_tokens=300, cache_write_tokens=1_500, cache_write_1h_tokens=1_000
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cache_writes_are_told_apart_by_ttl(stream: bool) -> None:
+    """cache_creation splits the writes into 5-minute and hour-long ones, billed at different prices; the client's
+    usage still counts them all as cache_write_tokens, within prompt_tokens."""
+    message = {**fixture_json("message_text.json"), "usage": CACHE_BY_TTL}
+    anthropic.types.Message.model_validate(message)
+    if stream:
+        start = {**message, "content": [], "stop_reason": None, "usage": {**CACHE_BY_TTL, "output_tokens": 1}}
+        delta = {"stop_reason": "end_turn", "stop_sequence": None}
+        translator, chunks = run_stream(
+            [
+                _event({"type": "message_start", "message": start}),
+                _event({"type": "message_delta", "delta": delta, "usage": {"output_tokens": 9}}),
+                _event({"type": "message_stop"}),
+            ]
+        )
+        usage, reported = translator.usage, chunks[-1]["usage"]
+    else:
+        result = check_completion(ADAPTER.parse_chat(200, orjson.dumps(message)))
+        usage, reported = result.usage, result.body["usage"]
+    assert usage == CACHE_BY_TTL_USAGE
+    assert reported == {
+        "prompt_tokens": 1_820,
+        "completion_tokens": 9,
+        "total_tokens": 1_829,
+        "prompt_tokens_details": {"cached_tokens": 300, "cache_write_tokens": 1_500},
+    }
+
+
 def test_stream_message_stop_without_stop_reason_still_finishes() -> None:
     start = orjson.loads(fixture_events("stream_text.sse")[0].data)
     events = [

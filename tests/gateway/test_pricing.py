@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from adapters.base import Usage
+from gateway.config.loader import load_text
 from gateway.config.schema import PriceConfig
 from gateway.pricing import BUILT_IN, PRICE_TABLE_VERSION, Price, look_up, price_table
+from gateway.runtime import worst_prices
 
 
 @pytest.mark.parametrize(
@@ -36,3 +40,60 @@ def test_an_override_has_its_own_version_and_the_built_in_keeps_the_table_date()
     assert table["gpt-4o-mini"].input == 1.0 and table["gpt-4o-mini"].version.startswith("config-")
     assert table["mine"].version.startswith("config-") and table["mine"].version != table["gpt-4o-mini"].version
     assert table["gpt-4o"].version == PRICE_TABLE_VERSION
+
+
+HOUR_WRITES = Usage(prompt_tokens=1_000, completion_tokens=0, cache_write_tokens=600, cache_write_1h_tokens=400)
+
+
+@pytest.mark.parametrize(
+    ("price", "per_million"),
+    [
+        # 400 written for an hour at their price, 200 for 5 minutes at theirs, 400 plain at the input price
+        (Price(3.0, 15.0, 0.3, 3.75, 6.0), 400 * 3.0 + 200 * 3.75 + 400 * 6.0),
+        (Price(3.0, 15.0, 0.3, 3.75), 400 * 3.0 + 600 * 3.75),  # no hour price: a cache write's
+        (Price(3.0, 15.0, 0.3, None, 6.0), 600 * 3.0 + 400 * 6.0),
+        (Price(3.0, 15.0), 1_000 * 3.0),  # no write price at all: the input price
+    ],
+)
+def test_writes_cached_for_an_hour_are_billed_at_their_own_price(price: Price, per_million: float) -> None:
+    assert price.cost(HOUR_WRITES) == pytest.approx(per_million / 1e6)
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_the_worst_case_covers_a_prompt_written_to_the_cache_for_an_hour(name: str) -> None:
+    """Anthropic's hour-long cache writes cost twice the input price: a USD budget's reservation must cover a
+    prompt written whole to it, or a settlement could spend more than was reserved."""
+    price = BUILT_IN[name]
+    written = Usage(10_000, 100, cache_write_tokens=10_000, cache_write_1h_tokens=10_000)
+    assert price.worst_case(10_000, 100) >= price.cost(written)
+    if name.startswith("claude"):
+        assert price.cache_write_1h == 2 * price.input
+
+
+def test_an_override_may_price_hour_long_writes_and_an_entry_without_keeps_its_version() -> None:
+    before = price_table({"mine": PriceConfig(input=3.0, output=15.0, cache_write=3.75)})["mine"]
+    assert (
+        before.version
+        == "config-"
+        + hashlib.sha256(b'{"input":3.0,"output":15.0,"cached_input":null,"cache_write":3.75}').hexdigest()[:8]
+    )  # the digest of an entry written before cache_write_1h existed
+    hour = price_table({"mine": PriceConfig(input=3.0, output=15.0, cache_write=3.75, cache_write_1h=6.0)})["mine"]
+    assert hour.cache_write_1h == 6.0 and hour.version != before.version
+
+
+def test_the_worst_price_of_an_alias_counts_its_fallbacks_hour_long_writes() -> None:
+    config = load_text(
+        """
+providers:
+  openai: {type: openai, api_key: sk-x}
+  anthropic: {type: anthropic, api_key: sk-y}
+models:
+  gpt: {deployments: [{provider: openai, model: gpt-4o}], fallbacks: [claude]}
+  claude: {deployments: [{provider: anthropic, model: claude-opus-4-1}]}
+tenants: {t: {keys: [{id: k, sha256: "%s"}], models: ["*"]}}
+"""
+        % ("0" * 64)
+    ).config
+    worst = worst_prices(config, BUILT_IN)["gpt"]
+    assert worst is not None
+    assert worst.worst_case(1_000_000, 0) == 30.0  # claude-opus-4-1's hour-long write, above its $15 input

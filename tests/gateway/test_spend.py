@@ -359,3 +359,59 @@ def test_a_refusal_for_room_that_requests_in_flight_hold_says_retry_in_a_second(
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
     assert abs(int(refused.headers["retry-after"]) - midnight) <= 2
     assert "resets in" in refused.json()["error"]["message"]
+
+
+CACHE_CONFIG = """
+events: {{sqlite_path: "{events}/usage.sqlite", spool_dir: "{events}/spool"}}
+providers:
+  anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-cache"}}
+models:
+  sonnet: {{deployments: [{{provider: anthropic, model: claude-sonnet-4-5}}], retries: 0}}
+tenants:
+  cacher: {{keys: [{{id: c, sha256: "{key_sha}"}}], models: ["*"], budgets: [{{usd: 5, per: month}}]}}
+"""
+CACHE_KEY = "sk-test-cacher-0001"
+# Anthropic's usage: input_tokens leaves out what was read from the cache and what was written to it, and
+# cache_creation splits the writes by TTL (5 minutes: 1.25x the input price, an hour: 2x; reads 0.1x)
+CACHED_USAGE = {
+    "input_tokens": 100,
+    "cache_read_input_tokens": 1_000,
+    "cache_creation_input_tokens": 3_000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1_000, "ephemeral_1h_input_tokens": 2_000},
+    "output_tokens": 50,
+}
+# claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 5-minute write, $6 hour write, $15 output per 1M
+CACHED_COST = (100 * 3.0 + 1_000 * 0.30 + 1_000 * 3.75 + 2_000 * 6.0 + 50 * 15.0) / 1_000_000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cache_writes_are_billed_at_their_ttl_s_price_in_the_event_and_the_budget(
+    upstream: MockUpstream, tmp_path: Path, stream: bool
+) -> None:
+    """Anthropic bills a write cached for an hour at twice the input price; the event's cost and the USD budget
+    are charged that (they were charged the 5-minute price, 1.25x), and the same amount in both."""
+    upstream.reset()
+    upstream.behaviour = Behaviour(usage=CACHED_USAGE)
+    gateway = RunningGateway(CACHE_CONFIG.format(url=upstream.url, key_sha=sha(CACHE_KEY), events=tmp_path)).start()
+    body = {**BODY, "model": "sonnet", "stream": stream, "stream_options": {"include_usage": True}}
+    if not stream:
+        del body["stream_options"]
+    try:
+        answer = httpx.post(
+            gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {CACHE_KEY}"}
+        )
+        assert answer.status_code == 200, answer.text
+        [budget] = settled_limits(gateway, "cacher")
+    finally:
+        gateway.stop()
+    if stream:
+        [usage_line] = [line for line in answer.text.splitlines() if '"usage":{' in line]
+        usage = json.loads(usage_line.removeprefix("data: "))["usage"]
+    else:
+        usage = answer.json()["usage"]
+    assert usage["prompt_tokens"] == 4_100 and usage["prompt_tokens_details"]["cache_write_tokens"] == 3_000
+    with sqlite3.connect(tmp_path / "usage.sqlite") as db:
+        [(cost, written)] = db.execute("SELECT cost_usd, cache_write_tokens FROM usage_events").fetchall()
+    assert written == 3_000
+    assert cost == pytest.approx(CACHED_COST, abs=1e-12)
+    assert budget.spent == pytest.approx(CACHED_COST, abs=1e-12)

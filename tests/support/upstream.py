@@ -40,7 +40,7 @@ class Behaviour:
     linger_s: float = 0.0  # pause after the last event before ending the response body
     echo: bool = False  # answer with the last message's text (streamed in 3-character pieces)
     api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
-    usage: dict[str, Any] | None = None  # OpenAI chat: the usage to report instead of 11 + 7 tokens
+    usage: dict[str, Any] | None = None  # chat: the usage to report (OpenAI's or Anthropic's fields), not the mock's
     odd_chunks: tuple[Any, ...] = ()  # OpenAI chat stream: payloads sent as they are, after the first chunk
     stream_body: bytes | None = None  # OpenAI chat stream: the whole body, instead of a well-formed stream
     json_body: bytes | None = None  # any JSON answer (chat, embeddings, messages): this body, as it is
@@ -290,6 +290,12 @@ class MockUpstream:
             return failure
         b = self.behaviour
         model = "claude-3-5-haiku-20241022"
+        usage = b.usage or {
+            "input_tokens": 12,
+            "output_tokens": 6,
+            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0,
+        }
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -300,12 +306,7 @@ class MockUpstream:
                     "content": [{"type": "text", "text": "Hello from Claude."}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
-                    "usage": {
-                        "input_tokens": 12,
-                        "output_tokens": 6,
-                        "cache_read_input_tokens": 0,
-                        "cache_creation_input_tokens": 0,
-                    },
+                    "usage": usage,
                 }
             )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -327,7 +328,7 @@ class MockUpstream:
                         "content": [],
                         "stop_reason": None,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": 12, "output_tokens": 1},
+                        "usage": {**usage, "output_tokens": 1},
                     },
                 },
             )
@@ -354,7 +355,7 @@ class MockUpstream:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": 6},
+                    "usage": {"output_tokens": usage["output_tokens"]},
                 },
             )
             await event("message_stop", {"type": "message_stop"})
