@@ -256,7 +256,10 @@ def _usage(args: argparse.Namespace) -> int:
         print(f"note: {events.sqlite_path} does not exist (relative paths are from the working directory)")
     unpriced = totals(rows).unpriced_requests
     if unpriced:
-        print(f"note: cost_usd leaves out {unpriced} request(s) to models with no known price (+?, unknown)")
+        print(
+            f"note: cost_usd leaves out {unpriced} request(s) whose cost is unknown (+?): a model with no known "
+            "price, or usage the provider never reported"
+        )
     if pending:
         print(
             f"note: {pending} journal file(s) in {events.spool_dir} hold events not yet in the store "

@@ -1,9 +1,11 @@
 """Usage reports: requests, tokens and spend from the event store, grouped by model, day, key or tenant.
 
 One query per report, run by whichever store is configured (`gateway usage`, `GET /admin/usage`). The
-SQL is the same for both stores but for the few fragments in `DIALECTS`. An unknown price stays
+SQL is the same for both stores but for the few fragments in `DIALECTS`. An unknown cost stays
 unknown: `cost_usd` sums only the known costs (None when no request of the group has one) and
-`unpriced_requests` counts the requests with tokens but no cost.
+`unpriced_requests` counts the requests whose cost is unknown (cost_usd NULL: a model with no known price, or
+usage the provider never reported, as for a stream its client left before the usage came, whose row has no
+tokens but was billed).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class UsageRow:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float | None = None  # the sum of the known costs; None: no request of the group has one
-    unpriced_requests: int = 0  # requests with tokens and no known price: not in cost_usd
+    unpriced_requests: int = 0  # requests whose cost is unknown (no known price, usage unreported): not in cost_usd
     errors: int = 0  # requests whose status is not `completed`
 
     @property
@@ -111,7 +113,7 @@ def report_sql(dialect: Dialect, by: Dimension, tenant: str | None, since: bool,
         f"SELECT {group} AS grp, count(*), "
         "COALESCE(sum(prompt_tokens), 0), COALESCE(sum(completion_tokens), 0), COALESCE(sum(cached_tokens), 0), "
         "sum(cost_usd), "
-        "sum(CASE WHEN cost_usd IS NULL AND prompt_tokens + completion_tokens > 0 THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
         "sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) "
         f"FROM usage_events {where}GROUP BY grp"
     )
@@ -238,7 +240,7 @@ COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd  ", 
 
 
 def _cells(label: str, row: UsageRow) -> list[str]:
-    # "+?": some requests of the group have no known price, the sum is a lower bound (the suffix is
+    # "+?": the cost of some requests of the group is unknown, the sum is a lower bound (the suffix is
     # always two characters wide so that the decimal points line up)
     known = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
     cost = known + ("+?" if row.unpriced_requests and row.cost_usd is not None else "  ")

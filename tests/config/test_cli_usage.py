@@ -90,7 +90,8 @@ def test_usage_table_by_model(sqlite_config: Path) -> None:
         "my-local-llama         1     500         100       0    600   unknown           1       0",
         "-----------------------------------------------------------------------------------------",
         "total                  5    4500        1600     200   6100  0.006200+?         1       1",
-        "note: cost_usd leaves out 1 request(s) to models with no known price (+?, unknown)",
+        "note: cost_usd leaves out 1 request(s) whose cost is unknown (+?): a model with no known price, or usage the "
+        "provider never reported",
     ]
 
 

@@ -82,29 +82,31 @@ ROWS = [
     record("r6", at(DAY3, 9), None, None, None, None, 0.0, status="blocked"),  # an unknown key
     record("r7", at(DAY1, 23, 59, 59.5), "acme", "acme-1", "claude", Usage(20, 10), 0.0003),  # still DAY1 in UTC
     record("r8", at(DAY3, 12), "acme", "acme-2", "mystery", Usage(7, 3), None),  # no price at all
+    # a stream its client left before the usage came: no tokens told, cost unknown (the provider billed it)
+    record("r9", at(DAY2, 12), "acme", "acme-2", "gpt", None, None, status="cancelled"),
 ]
 # group: requests, prompt, completion, cached, cost_usd, unpriced, errors (in the report's order)
 EXPECTED: dict[Dimension, list[tuple[str | None, int, int, int, int, float | None, int, int]]] = {
     "model": [
         ("claude", 3, 1030, 515, 0, 0.0503, 1, 0),
-        ("gpt", 3, 300, 150, 20, 0.003, 0, 1),
+        ("gpt", 4, 300, 150, 20, 0.003, 1, 2),
         (None, 1, 0, 0, 0, 0.0, 0, 1),
         ("mystery", 1, 7, 3, 0, None, 1, 0),  # an unknown cost comes after every known one
     ],
     "day": [
         ("2026-03-01", 2, 120, 60, 20, 0.0013, 0, 0),
-        ("2026-03-02", 2, 210, 105, 0, 0.002, 1, 0),
+        ("2026-03-02", 3, 210, 105, 0, 0.002, 2, 1),
         ("2026-03-03", 4, 1007, 503, 0, 0.05, 1, 2),
     ],
     "key": [
         ("beta-1", 2, 1000, 500, 0, 0.05, 0, 1),
-        ("acme-2", 2, 207, 103, 0, 0.002, 1, 0),
+        ("acme-2", 3, 207, 103, 0, 0.002, 2, 1),
         ("acme-1", 3, 130, 65, 20, 0.0013, 1, 0),
         (None, 1, 0, 0, 0, 0.0, 0, 1),
     ],
     "tenant": [
         ("beta", 2, 1000, 500, 0, 0.05, 0, 1),
-        ("acme", 5, 337, 168, 20, 0.0033, 2, 0),
+        ("acme", 6, 337, 168, 20, 0.0033, 3, 1),
         (None, 1, 0, 0, 0, 0.0, 0, 1),
     ],
 }
@@ -171,8 +173,8 @@ def test_report_by_each_dimension(filled: Opener, by: Dimension) -> None:
     rows = with_store(filled(), lambda store: usage_report(store, by=by))
     assert flat(rows) == EXPECTED[by]
     total = totals(rows)
-    assert (total.requests, total.prompt_tokens, total.completion_tokens, total.cached_tokens) == (8, 1337, 668, 20)
-    assert (total.total_tokens, total.unpriced_requests, total.errors) == (2005, 2, 2)
+    assert (total.requests, total.prompt_tokens, total.completion_tokens, total.cached_tokens) == (9, 1337, 668, 20)
+    assert (total.total_tokens, total.unpriced_requests, total.errors) == (2005, 3, 3)
     assert total.cost_usd == pytest.approx(0.0533)
 
 
@@ -193,7 +195,7 @@ def test_filters(filled: Opener) -> None:
 
     got = with_store(filled(), reports)
     assert flat(got["acme"]) == [
-        ("gpt", 2, 300, 150, 20, 0.003, 0, 0),
+        ("gpt", 3, 300, 150, 20, 0.003, 1, 1),
         ("claude", 2, 30, 15, 0, 0.0003, 1, 0),
         ("mystery", 1, 7, 3, 0, None, 1, 0),
     ]
@@ -430,7 +432,7 @@ def test_admin_usage_without_a_running_pipeline(tmp_path: Path) -> None:
     assert response.status_code == 200, response.text
     report = response.json()
     assert (report["since"], report["until"]) == ("2026-03-02T00:00:00+00:00", None)
-    assert [(r["tenant"], r["requests"]) for r in report["data"]] == [("beta", 2), ("acme", 3), (None, 1)]
+    assert [(r["tenant"], r["requests"]) for r in report["data"]] == [("beta", 2), ("acme", 4), (None, 1)]
 
 
 def test_a_bound_before_the_year_1_in_utc_is_refused_as_bad_input() -> None:
