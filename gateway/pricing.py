@@ -17,7 +17,8 @@ from types import MappingProxyType
 from adapters.base import Usage
 from gateway.config.schema import PriceConfig
 
-PRICE_TABLE_VERSION = "2026-11-22.1"  # .1: hour-long cache writes at their own price (2x input)
+# .1: hour-long cache writes at their own price (2x input); .2: gpt-4o-2024-05-13, Claude 4 and 3.7's dated names
+PRICE_TABLE_VERSION = "2026-11-22.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ BUILT_IN: Mapping[str, Price] = MappingProxyType(
         "gpt-5-mini": Price(0.25, 2.00, 0.025),
         "gpt-5-nano": Price(0.05, 0.40, 0.005),
         "gpt-4o": Price(2.50, 10.00, 1.25),
+        "gpt-4o-2024-05-13": Price(5.00, 15.00),  # the first snapshot kept its launch price, and has no cache price
         "gpt-4o-mini": Price(0.15, 0.60, 0.075),
         "gpt-4.1": Price(2.00, 8.00, 0.50),
         "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
@@ -75,8 +77,11 @@ BUILT_IN: Mapping[str, Price] = MappingProxyType(
         "claude-sonnet-4-6": Price(3.00, 15.00, 0.30, 3.75, 6.00),
         "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75, 6.00),
         "claude-sonnet-4-0": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75, 6.00),  # claude-sonnet-4-20250514 without its date
         "claude-opus-4-0": Price(15.00, 75.00, 1.50, 18.75, 30.00),
+        "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75, 30.00),  # claude-opus-4-20250514 without its date
         "claude-3-7-sonnet-latest": Price(3.00, 15.00, 0.30, 3.75, 6.00),
+        "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75, 6.00),  # claude-3-7-sonnet-20250219 without its date
         "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75, 30.00),
         "mock-1": Price(0.0, 0.0),  # the built-in mock provider's models cost nothing
         "mock-embedding": Price(0.0, 0.0),

@@ -21,12 +21,20 @@ from gateway.runtime import worst_prices
         ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
         ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
         ("gpt-5.4-nano", "gpt-5.4-nano"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),  # $5 and $15, not gpt-4o's $2.50 and $10
+        # Anthropic's own names for these models (claude-sonnet-4-0 and the like are aliases of them)
+        ("claude-sonnet-4-20250514", "claude-sonnet-4-0"),
+        ("claude-opus-4-20250514", "claude-opus-4-0"),
+        ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet-latest"),
         ("my-local-llama", None),
         ("gpt-4o-mini-20240718-extra", None),
     ],
 )
 def test_look_up_by_name_or_dated_snapshot(name: str, expected: str | None) -> None:
-    assert look_up(BUILT_IN, name) is (BUILT_IN[expected] if expected else None)
+    assert look_up(BUILT_IN, name) == (BUILT_IN[expected] if expected else None)
+    if name == "gpt-4o-2024-05-13":
+        assert (BUILT_IN[name].input, BUILT_IN[name].output, BUILT_IN[name].cached_input) == (5.0, 15.0, None)
 
 
 def test_cost_splits_cached_and_cache_write_tokens() -> None:
