@@ -75,6 +75,8 @@ class Usage:
     cache_write_tokens: int = 0  # prompt tokens written to a cache
     reasoning_tokens: int = 0
     cache_write_1h_tokens: int = 0  # of cache_write_tokens, those cached for an hour (Anthropic's 1h TTL: 2x input)
+    audio_prompt_tokens: int = 0  # of prompt_tokens, audio (OpenAI's audio models bill them above text)
+    audio_completion_tokens: int = 0  # of completion_tokens, audio
 
     @property
     def total_tokens(self) -> int:

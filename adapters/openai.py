@@ -44,9 +44,11 @@ def usage_from_openai(raw: Any) -> Usage | None:
     if isinstance(prompt_details, dict):
         usage.cached_tokens = _int(prompt_details.get("cached_tokens"))
         usage.cache_write_tokens = _int(prompt_details.get("cache_write_tokens"))
+        usage.audio_prompt_tokens = _int(prompt_details.get("audio_tokens"))
     completion_details = raw.get("completion_tokens_details")
     if isinstance(completion_details, dict):
         usage.reasoning_tokens = _int(completion_details.get("reasoning_tokens"))
+        usage.audio_completion_tokens = _int(completion_details.get("audio_tokens"))
     return usage
 
 

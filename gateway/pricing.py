@@ -23,14 +23,18 @@ PRICE_TABLE_VERSION = "2026-11-22.2"
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per 1M tokens of each kind. A kind without its own price is billed at the input price, but for a
-    write cached for an hour, which falls back to the price of any cache write first."""
+    """USD per 1M tokens of each kind. A kind without its own price is billed at the price of its side's text
+    (input or output), but for a write cached for an hour, which falls back to the price of any cache write
+    first. Audio tokens are billed at the audio price only past the cached ones (a cached audio token, which
+    OpenAI's chat usage does not tell apart, is billed at the cached price)."""
 
     input: float  # USD per 1M prompt tokens
     output: float  # USD per 1M completion tokens
     cached_input: float | None = None
     cache_write: float | None = None  # Anthropic: a write cached for 5 minutes (1.25x input)
     cache_write_1h: float | None = None  # Anthropic: a write cached for an hour (2x input)
+    audio_input: float | None = None  # OpenAI's audio models: prompt tokens of audio
+    audio_output: float | None = None  # and completion tokens of audio
     version: str = PRICE_TABLE_VERSION  # the built-in table's date, or "config-<hash>" for a `pricing:` entry
 
     def cost(self, usage: Usage) -> float:
@@ -41,13 +45,18 @@ class Price:
         plain = max(0, usage.prompt_tokens - cached - written)
         write = self.input if self.cache_write is None else self.cache_write
         write_1h = write if self.cache_write_1h is None else self.cache_write_1h
-        total = plain * self.input + usage.completion_tokens * self.output
+        heard = min(usage.audio_prompt_tokens, plain)
+        spoken = min(usage.audio_completion_tokens, usage.completion_tokens)
+        total = (plain - heard) * self.input + (usage.completion_tokens - spoken) * self.output
+        total += heard * (self.input if self.audio_input is None else self.audio_input)
+        total += spoken * (self.output if self.audio_output is None else self.audio_output)
         total += cached * (self.cached_input or 0.0) + (written - hour) * write + hour * write_1h
         return total / 1_000_000
 
     def worst_case(self, prompt_tokens: int, completion_tokens: int) -> float:
-        highest_input = max(self.input, self.cache_write or 0.0, self.cache_write_1h or 0.0)
-        return (prompt_tokens * highest_input + completion_tokens * self.output) / 1_000_000
+        highest_input = max(self.input, self.cache_write or 0.0, self.cache_write_1h or 0.0, self.audio_input or 0.0)
+        highest_output = max(self.output, self.audio_output or 0.0)
+        return (prompt_tokens * highest_input + completion_tokens * highest_output) / 1_000_000
 
 
 BUILT_IN: Mapping[str, Price] = MappingProxyType(
@@ -101,11 +110,23 @@ def look_up(prices: Mapping[str, Price], name: str) -> Price | None:
     return price
 
 
+ADDED_PRICE_FIELDS = ("cache_write_1h", "audio_input", "audio_output")  # PriceConfig's fields after the first four
+
+
 def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:
     table = dict(BUILT_IN)
     for name, p in overrides.items():
-        # (a field added since is left out while unset, so that an entry keeps the version it had)
-        unset = {"cache_write_1h"} if p.cache_write_1h is None else None
+        # (fields added since are left out while unset, so that an entry keeps the version it had)
+        unset = {key for key in ADDED_PRICE_FIELDS if getattr(p, key) is None}
         digest = hashlib.sha256(p.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
-        table[name] = Price(p.input, p.output, p.cached_input, p.cache_write, p.cache_write_1h, f"config-{digest}")
+        table[name] = Price(
+            p.input,
+            p.output,
+            p.cached_input,
+            p.cache_write,
+            p.cache_write_1h,
+            p.audio_input,
+            p.audio_output,
+            f"config-{digest}",
+        )
     return table

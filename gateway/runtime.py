@@ -174,9 +174,14 @@ def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price
             result[alias] = None
             continue
         highest_write = max(p.cache_write or 0.0 for p in known)
-        highest_hour = max(p.cache_write_1h or 0.0 for p in known)
         result[alias] = Price(
-            max(p.input for p in known), max(p.output for p in known), None, highest_write, highest_hour
+            max(p.input for p in known),
+            max(p.output for p in known),
+            None,
+            highest_write,
+            max(p.cache_write_1h or 0.0 for p in known),
+            max(p.audio_input or 0.0 for p in known),
+            max(p.audio_output or 0.0 for p in known),
         )
     return result
 

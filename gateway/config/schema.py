@@ -135,6 +135,8 @@ class PriceConfig(Strict):
     cached_input: float | None = Field(None, ge=0)
     cache_write: float | None = Field(None, ge=0)
     cache_write_1h: float | None = Field(None, ge=0)  # Anthropic's 1h cache TTL; unset: cache_write's price
+    audio_input: float | None = Field(None, ge=0)  # OpenAI's audio models; unset: input's price
+    audio_output: float | None = Field(None, ge=0)  # unset: output's price
 
 
 class InjectionPolicy(Strict):

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.anthropic import AnthropicAdapter
-from adapters.base import JSON, Adapter, ChatCompletion, Embeddings
+from adapters.base import JSON, Adapter, ChatCompletion, Embeddings, Usage
 from adapters.openai import OpenAIAdapter
 
 
@@ -73,3 +73,20 @@ def test_openai_usage_without_prompt_tokens(usage: JSON, billed: tuple[int, int]
     assert isinstance(result, Embeddings)
     counted = None if result.usage is None else (result.usage.prompt_tokens, result.usage.completion_tokens)
     assert counted == billed
+
+
+def test_openai_audio_tokens_are_read_within_the_prompt_and_completion() -> None:
+    answer = {
+        **openai_answer(1_000),
+        "usage": {
+            "prompt_tokens": 1_000,
+            "completion_tokens": 500,
+            "total_tokens": 1_500,
+            "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 800},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400},
+        },
+    }
+    result = OpenAIAdapter().parse_chat(200, orjson.dumps(answer))
+    assert isinstance(result, ChatCompletion) and result.usage is not None
+    assert result.usage == Usage(1_000, 500, cached_tokens=100, audio_prompt_tokens=800, audio_completion_tokens=400)
+    assert result.body["usage"] == answer["usage"]  # passed on as it came

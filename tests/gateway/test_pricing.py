@@ -105,3 +105,26 @@ tenants: {t: {keys: [{id: k, sha256: "%s"}], models: ["*"]}}
     worst = worst_prices(config, BUILT_IN)["gpt"]
     assert worst is not None
     assert worst.worst_case(1_000_000, 0) == 30.0  # claude-opus-4-1's hour-long write, above its $15 input
+
+
+AUDIO = Usage(prompt_tokens=1_000, completion_tokens=500, cached_tokens=100, audio_prompt_tokens=800,
+              audio_completion_tokens=400)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("price", "per_million"),
+    [
+        # 100 cached, 800 of audio, 100 of text in; 400 of audio, 100 of text out
+        (Price(2.5, 10.0, 1.25, audio_input=32, audio_output=64), 100 * 1.25 + 800 * 32 + 100 * 2.5 + 400 * 64 + 1000),
+        (Price(2.5, 10.0, 1.25), 100 * 1.25 + 900 * 2.5 + 500 * 10),  # no audio price: the text price
+    ],
+)  # fmt: skip
+def test_audio_tokens_are_billed_at_their_own_price(price: Price, per_million: float) -> None:
+    assert price.cost(AUDIO) == pytest.approx(per_million / 1e6)
+    assert price.worst_case(AUDIO.prompt_tokens, AUDIO.completion_tokens) >= price.cost(AUDIO)
+
+
+def test_an_override_prices_audio() -> None:
+    price = price_table({"gpt-audio": PriceConfig(input=2.5, output=10, audio_input=32, audio_output=64)})["gpt-audio"]
+    assert (price.audio_input, price.audio_output) == (32.0, 64.0)
+    assert price.worst_case(1_000_000, 1_000_000) == 32.0 + 64.0

@@ -361,16 +361,20 @@ def test_a_refusal_for_room_that_requests_in_flight_hold_says_retry_in_a_second(
     assert "resets in" in refused.json()["error"]["message"]
 
 
-CACHE_CONFIG = """
+PRICED_CONFIG = """
 events: {{sqlite_path: "{events}/usage.sqlite", spool_dir: "{events}/spool"}}
 providers:
-  anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-cache"}}
+  anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-priced"}}
+  openai: {{type: openai, base_url: "{url}/v1", api_key: "sk-openai-priced"}}
 models:
   sonnet: {{deployments: [{{provider: anthropic, model: claude-sonnet-4-5}}], retries: 0}}
+  audio: {{deployments: [{{provider: openai, model: gpt-audio}}], retries: 0}}
+pricing:
+  gpt-audio: {{input: 2.5, output: 10, audio_input: 32, audio_output: 64}}
 tenants:
-  cacher: {{keys: [{{id: c, sha256: "{key_sha}"}}], models: ["*"], budgets: [{{usd: 5, per: month}}]}}
+  payer: {{keys: [{{id: p, sha256: "{key_sha}"}}], models: ["*"], budgets: [{{usd: 5, per: month}}]}}
 """
-CACHE_KEY = "sk-test-cacher-0001"
+PRICED_KEY = "sk-test-payer-0001"
 # Anthropic's usage: input_tokens leaves out what was read from the cache and what was written to it, and
 # cache_creation splits the writes by TTL (5 minutes: 1.25x the input price, an hour: 2x; reads 0.1x)
 CACHED_USAGE = {
@@ -380,28 +384,44 @@ CACHED_USAGE = {
     "cache_creation": {"ephemeral_5m_input_tokens": 1_000, "ephemeral_1h_input_tokens": 2_000},
     "output_tokens": 50,
 }
-# claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 5-minute write, $6 hour write, $15 output per 1M
-CACHED_COST = (100 * 3.0 + 1_000 * 0.30 + 1_000 * 3.75 + 2_000 * 6.0 + 50 * 15.0) / 1_000_000
+# OpenAI's: audio tokens are counted within prompt_tokens and completion_tokens, and billed above text
+AUDIO_USAGE = {
+    "prompt_tokens": 1_000,
+    "completion_tokens": 500,
+    "total_tokens": 1_500,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 800},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400},
+}
+PRICED_CASES = {
+    # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 5-minute write, $6 hour write, $15 output per 1M
+    "sonnet": (CACHED_USAGE, (100 * 3.0 + 1_000 * 0.30 + 1_000 * 3.75 + 2_000 * 6.0 + 50 * 15.0) / 1e6, 4_100),
+    # gpt-audio as priced in the config: text $2.50 and $10, audio $32 and $64 per 1M
+    "audio": (AUDIO_USAGE, (200 * 2.5 + 800 * 32.0 + 100 * 10.0 + 400 * 64.0) / 1e6, 1_000),
+}
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_cache_writes_are_billed_at_their_ttl_s_price_in_the_event_and_the_budget(
-    upstream: MockUpstream, tmp_path: Path, stream: bool
+@pytest.mark.parametrize("model", sorted(PRICED_CASES))
+def test_each_kind_of_token_is_billed_at_its_price_in_the_event_and_the_budget(
+    upstream: MockUpstream, tmp_path: Path, model: str, stream: bool
 ) -> None:
-    """Anthropic bills a write cached for an hour at twice the input price; the event's cost and the USD budget
-    are charged that (they were charged the 5-minute price, 1.25x), and the same amount in both."""
+    """Anthropic bills a write cached for an hour at twice the input price (it was billed at the 5-minute
+    write's 1.25x); OpenAI bills audio tokens at their own prices (which `pricing:` could not say). The event's
+    cost and the USD budget's charge are that, and the same amount in both."""
+    reported, expected, prompt_tokens = PRICED_CASES[model]
     upstream.reset()
-    upstream.behaviour = Behaviour(usage=CACHED_USAGE)
-    gateway = RunningGateway(CACHE_CONFIG.format(url=upstream.url, key_sha=sha(CACHE_KEY), events=tmp_path)).start()
-    body = {**BODY, "model": "sonnet", "stream": stream, "stream_options": {"include_usage": True}}
+    upstream.behaviour = Behaviour(usage=reported)
+    config = PRICED_CONFIG.format(url=upstream.url, key_sha=sha(PRICED_KEY), events=tmp_path)
+    gateway = RunningGateway(config).start()
+    body = {**BODY, "model": model, "stream": stream, "stream_options": {"include_usage": True}}
     if not stream:
         del body["stream_options"]
     try:
         answer = httpx.post(
-            gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {CACHE_KEY}"}
+            gateway.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {PRICED_KEY}"}
         )
         assert answer.status_code == 200, answer.text
-        [budget] = settled_limits(gateway, "cacher")
+        [budget] = settled_limits(gateway, "payer")
     finally:
         gateway.stop()
     if stream:
@@ -409,9 +429,10 @@ def test_cache_writes_are_billed_at_their_ttl_s_price_in_the_event_and_the_budge
         usage = json.loads(usage_line.removeprefix("data: "))["usage"]
     else:
         usage = answer.json()["usage"]
-    assert usage["prompt_tokens"] == 4_100 and usage["prompt_tokens_details"]["cache_write_tokens"] == 3_000
+    assert usage["prompt_tokens"] == prompt_tokens
+    if model == "audio":
+        assert usage == AUDIO_USAGE  # OpenAI's usage passes on as it came
     with sqlite3.connect(tmp_path / "usage.sqlite") as db:
-        [(cost, written)] = db.execute("SELECT cost_usd, cache_write_tokens FROM usage_events").fetchall()
-    assert written == 3_000
-    assert cost == pytest.approx(CACHED_COST, abs=1e-12)
-    assert budget.spent == pytest.approx(CACHED_COST, abs=1e-12)
+        [cost] = db.execute("SELECT cost_usd FROM usage_events").fetchone()
+    assert cost == pytest.approx(expected, abs=1e-12)
+    assert budget.spent == pytest.approx(expected, abs=1e-12)
