@@ -152,7 +152,7 @@ class RequestMetrics:
         self.unpriced = Children(
             Counter(
                 "gateway_unpriced_requests",
-                "Requests with usage but no known price",
+                "Requests of unknown cost (no known price, or usage the provider never reported)",
                 ["tenant", "model"],
                 registry=registry,
             )
@@ -197,8 +197,8 @@ class RequestMetrics:
             if record.cost_usd is not None:
                 tally.cost += record.cost_usd
                 tally.priced = True
-            elif usage.total_tokens:
-                tally.unpriced += 1
+        if record.cost_usd is None:  # unknown: no known price, or usage the provider never reported (never 0)
+            tally.unpriced += 1
         self._due()
 
     def attempt(self, provider: str, deployment: str, outcome: str, seconds: float) -> None:

@@ -168,6 +168,19 @@ def test_requests_tokens_and_cost_count_what_the_clients_got(gateway: RunningGat
     assert delta("gateway_cost_usd_total", tenant="metered", model="gpt") == pytest.approx(expected_cost)
 
 
+def test_a_request_of_unknown_cost_is_counted_as_unpriced(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    """A provider that reports no usage count leaves the cost unknown (NULL, the budget charged its worst case):
+    the cost panels miss that spend, so it counts with the requests of unknown price; a blocked request (cost 0,
+    nothing spent) does not."""
+    before = scrape(gateway)
+    upstream.behaviour.usage = {"total_tokens": None}  # an object with no count: unreported
+    assert chat(gateway, KEY, model="gpt").status_code == 200
+    assert chat(gateway, KEY, model="gpt", messages=[{"role": "user", "content": ATTACK}]).status_code == 403
+    after = scrape(gateway)
+    unknown = after("gateway_unpriced_requests_total", tenant="metered", model="gpt")
+    assert unknown - before("gateway_unpriced_requests_total", tenant="metered", model="gpt") == 1
+
+
 def test_blocks_are_counted_by_policy(gateway: RunningGateway, upstream: MockUpstream) -> None:
     before = scrape(gateway)
     assert chat(gateway, KEY, model="gpt", messages=[{"role": "user", "content": ATTACK}]).status_code == 403
