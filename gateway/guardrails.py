@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.config.schema import ALL_PII_ENTITIES, Policies
 from gateway.errors import PolicyViolation
+from gateway.request_texts import body_texts, content_texts, map_body_texts, map_content
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner, Redaction, StreamRestorer
 
@@ -62,32 +63,13 @@ def build_guard(
     )
 
 
-def _content_texts(content: Any) -> Iterator[str]:
-    if isinstance(content, str):
-        yield content
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                yield part["text"]
-
-
-def _map_content(content: Any, fn: Callable[[str], str]) -> Any:
-    if isinstance(content, str):
-        return fn(content)
-    if isinstance(content, list):
-        return [
-            {**part, "text": fn(part["text"])} if isinstance(part, dict) and isinstance(part.get("text"), str) else part
-            for part in content
-        ]
-    return content
-
-
 # Where a text sits in a tool call (a function's arguments, a custom tool's input), and in an assistant message
 # besides its content (a legacy function call's arguments).
 CALL_TEXTS = (("function", "arguments"), ("custom", "input"))
 MESSAGE_TEXTS = (("function_call", "arguments"),)
+REASONING = "reasoning_content"  # what a model thought (DeepSeek, vLLM; Anthropic's thinking), kept in the history
 CALL_FIELD, MESSAGE_FIELD = dict(CALL_TEXTS), dict(MESSAGE_TEXTS)
-DELTA_TEXTS = ("content", "reasoning_content", "refusal")  # a streamed delta's own texts
+DELTA_TEXTS = ("content", REASONING, "refusal")  # a streamed delta's own texts
 
 
 def _map_nested(item: JSON, places: tuple[tuple[str, str], ...], fn: Callable[[str], str]) -> JSON:
@@ -112,11 +94,12 @@ def _map_tool_calls(calls: Any, fn: Callable[[str], str]) -> Any:
 
 
 def map_message_texts(message: JSON, fn: Callable[[str], str]) -> JSON:
-    mapped = {**message, "content": _map_content(message.get("content"), fn)} if "content" in message else dict(message)
+    mapped = {**message, "content": map_content(message.get("content"), fn)} if "content" in message else dict(message)
     if "tool_calls" in message:
         mapped["tool_calls"] = _map_tool_calls(message["tool_calls"], fn)
-    if isinstance(message.get("refusal"), str):
-        mapped["refusal"] = fn(message["refusal"])
+    for name in ("refusal", REASONING):
+        if isinstance(message.get(name), str):
+            mapped[name] = fn(message[name])
     return _map_nested(mapped, MESSAGE_TEXTS, fn)
 
 
@@ -188,15 +171,17 @@ class RequestGuard:
                     t
                     for m in messages
                     if m.get("role") in INJECTION_SCANNED_ROLES
-                    for t in _content_texts(m.get("content"))
+                    for t in content_texts(m.get("content"))
                 ]
             )
         if self.policy.scanner is None:
             return payload
         texts = [t for m in messages for t in _message_texts(m)]
+        texts.extend(body_texts(payload))
 
         def rewrite(fn: Callable[[str], str]) -> JSON:
-            return {**payload, "messages": [map_message_texts(m, fn) for m in messages]}
+            mapped = [map_message_texts(m, fn) for m in messages]  # first: the messages' values are numbered first
+            return {**map_body_texts(payload, fn), "messages": mapped}
 
         return self.apply_pii(texts, rewrite) or payload
 
@@ -223,10 +208,7 @@ class RequestGuard:
         for choice in body.get("choices") or []:
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
-                restored = map_message_texts(message, self.redaction.restore)
-                if isinstance(message.get("reasoning_content"), str):
-                    restored["reasoning_content"] = self.redaction.restore(message["reasoning_content"])
-                choice["message"] = restored
+                choice["message"] = map_message_texts(message, self.redaction.restore)
 
     def loggable(self, text: str) -> str:
         """`text` with every PII value replaced by a placeholder: what `log_content` may keep."""
@@ -240,14 +222,15 @@ class RequestGuard:
 
 
 def _message_texts(message: JSON) -> Iterator[str]:
-    yield from _content_texts(message.get("content"))
+    yield from content_texts(message.get("content"))
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for call in calls:
             if isinstance(call, dict):
                 yield from _nested_texts(call, CALL_TEXTS)
-    if isinstance(message.get("refusal"), str):
-        yield message["refusal"]
+    for name in ("refusal", REASONING):
+        if isinstance(message.get(name), str):
+            yield message[name]
     yield from _nested_texts(message, MESSAGE_TEXTS)
 
 

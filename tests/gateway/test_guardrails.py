@@ -48,8 +48,10 @@ def test_redact_hides_values_from_provider(gateway: RunningGateway, upstream: Mo
         {"tool_calls": [{"id": "c1", "type": "custom", "custom": {"name": "mail", "input": PII_TEXT}}]},
         {"function_call": {"name": "mail", "arguments": PII_TEXT}},
         {"refusal": PII_TEXT},
+        {"content": [{"type": "refusal", "refusal": PII_TEXT}]},
+        {"content": "Done.", "reasoning_content": PII_TEXT},
     ],
-    ids=["function_arguments", "custom_tool_input", "legacy_function_call", "refusal"],
+    ids=["function_arguments", "custom_tool_input", "legacy_function_call", "refusal", "refusal_part", "reasoning"],
 )
 def test_redact_reaches_every_text_of_the_history(
     gateway: RunningGateway, upstream: MockUpstream, assistant: dict[str, Any]
@@ -66,6 +68,52 @@ def test_redact_reaches_every_text_of_the_history(
     for value in (EMAIL, PHONE, CARD):
         assert value not in sent
     assert "[EMAIL_1]" in sent
+
+
+def _tool(description: str, values: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"to": {"type": "string", "description": description, "enum": values}}}
+    return {"name": "mail", "description": description, "parameters": schema}
+
+
+SCHEMA_FORMAT = {"name": "m", "description": PII_TEXT, "schema": _tool(PII_TEXT, [EMAIL])["parameters"]}
+OUTSIDE_THE_MESSAGES: list[tuple[str, str, dict[str, Any]]] = [
+    ("gpt", "prediction", {"prediction": {"type": "content", "content": PII_TEXT}}),
+    ("gpt", "prediction_parts", {"prediction": {"type": "content", "content": [{"type": "text", "text": PII_TEXT}]}}),
+    ("gpt", "stop", {"stop": ["ok", EMAIL]}),
+    ("gpt", "tools", {"tools": [{"type": "function", "function": _tool(PII_TEXT, [EMAIL, PHONE])}]}),
+    ("gpt", "custom_tool", {"tools": [{"type": "custom", "custom": {"name": "mail", "description": PII_TEXT}}]}),
+    ("gpt", "legacy_functions", {"functions": [_tool(PII_TEXT, [EMAIL])]}),
+    ("gpt", "response_format", {"response_format": {"type": "json_schema", "json_schema": SCHEMA_FORMAT}}),
+    ("gpt", "metadata", {"metadata": {"customer": EMAIL, "note": PII_TEXT}, "store": True}),
+    ("claude", "tools", {"tools": [{"type": "function", "function": _tool(PII_TEXT, [EMAIL, PHONE])}]}),
+    ("claude", "stop", {"stop": [EMAIL]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [(m, e) for m, _, e in OUTSIDE_THE_MESSAGES],
+    ids=[f"{m}-{n}" for m, n, _ in OUTSIDE_THE_MESSAGES],
+)
+def test_redact_reaches_every_text_outside_the_messages(
+    gateway: RunningGateway, upstream: MockUpstream, model: str, extra: dict[str, Any]
+) -> None:
+    """A predicted output, stop sequences, tool definitions (descriptions and parameter schemas: an enum of
+    recipients), a structured-output schema and metadata are text the provider receives as it does the messages:
+    the same values get the same placeholders there; and `block` refuses a value there as anywhere else."""
+    client(gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": f"Mail {EMAIL}."}], **extra
+    )
+    sent = sent_text(upstream)
+    for value in (EMAIL, PHONE, CARD):
+        assert value not in sent
+    assert "[EMAIL_1]" in sent and "[EMAIL_2]" not in sent
+    upstream.reset()
+    with pytest.raises(openai.PermissionDeniedError, match="email"):
+        client(gateway, BLOCKER_KEY).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Mail them."}], **extra
+        )
+    assert upstream.received == []
 
 
 def test_redact_restores_values_in_json_answer(gateway: RunningGateway, upstream: MockUpstream) -> None:
