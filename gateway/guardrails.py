@@ -70,13 +70,18 @@ MESSAGE_TEXTS = (("function_call", "arguments"),)
 REASONING = "reasoning_content"  # what a model thought (DeepSeek, vLLM; Anthropic's thinking), kept in the history
 CALL_FIELD, MESSAGE_FIELD = dict(CALL_TEXTS), dict(MESSAGE_TEXTS)
 DELTA_TEXTS = ("content", REASONING, "refusal")  # a streamed delta's own texts
+JSON_HOLDERS = frozenset(("function", "function_call"))  # whose text is JSON: a function call's arguments
+JSON_FORMATS = frozenset(("json_object", "json_schema"))  # a response_format whose answer's content is JSON
+
+Mapper = Callable[[str], str]
 
 
-def _map_nested(item: JSON, places: tuple[tuple[str, str], ...], fn: Callable[[str], str]) -> JSON:
+def _map_nested(item: JSON, places: tuple[tuple[str, str], ...], fn: Mapper, json_fn: Mapper) -> JSON:
     for holder, key in places:
         inner = item.get(holder)
         if isinstance(inner, dict) and isinstance(inner.get(key), str):
-            item = {**item, holder: {**inner, key: fn(inner[key])}}
+            mapped = (json_fn if holder in JSON_HOLDERS else fn)(inner[key])
+            item = {**item, holder: {**inner, key: mapped}}
     return item
 
 
@@ -87,20 +92,26 @@ def _nested_texts(item: JSON, places: tuple[tuple[str, str], ...]) -> Iterator[s
             yield inner[key]
 
 
-def _map_tool_calls(calls: Any, fn: Callable[[str], str]) -> Any:
+def _map_tool_calls(calls: Any, fn: Mapper, json_fn: Mapper) -> Any:
     if not isinstance(calls, list):
         return calls
-    return [_map_nested(call, CALL_TEXTS, fn) if isinstance(call, dict) else call for call in calls]
+    return [_map_nested(call, CALL_TEXTS, fn, json_fn) if isinstance(call, dict) else call for call in calls]
 
 
-def map_message_texts(message: JSON, fn: Callable[[str], str]) -> JSON:
-    mapped = {**message, "content": map_content(message.get("content"), fn)} if "content" in message else dict(message)
+def map_message_texts(
+    message: JSON, fn: Mapper, json_fn: Mapper | None = None, content_fn: Mapper | None = None
+) -> JSON:
+    """`message` with its texts mapped: by `json_fn` where the text is JSON (function call arguments), by
+    `content_fn` its content, by `fn` the others (each defaults to `fn`)."""
+    json_fn = json_fn or fn
+    content = map_content(message.get("content"), content_fn or fn)
+    mapped = {**message, "content": content} if "content" in message else dict(message)
     if "tool_calls" in message:
-        mapped["tool_calls"] = _map_tool_calls(message["tool_calls"], fn)
+        mapped["tool_calls"] = _map_tool_calls(message["tool_calls"], fn, json_fn)
     for name in ("refusal", REASONING):
         if isinstance(message.get(name), str):
             mapped[name] = fn(message[name])
-    return _map_nested(mapped, MESSAGE_TEXTS, fn)
+    return _map_nested(mapped, MESSAGE_TEXTS, fn, json_fn)
 
 
 @dataclass(slots=True)
@@ -110,6 +121,7 @@ class RequestGuard:
     injection_signals: tuple[str, ...] = ()
     pii_counts: dict[str, int] = field(default_factory=dict)
     redaction: Redaction | None = None
+    json_content: bool = False  # the answer's content is JSON (response_format): values are put back escaped
 
     @property
     def restoring(self) -> bool:
@@ -178,6 +190,8 @@ class RequestGuard:
             return payload
         texts = [t for m in messages for t in _message_texts(m)]
         texts.extend(body_texts(payload))
+        response_format = payload.get("response_format")
+        self.json_content = isinstance(response_format, dict) and response_format.get("type") in JSON_FORMATS
 
         def rewrite(fn: Callable[[str], str]) -> JSON:
             mapped = [map_message_texts(m, fn) for m in messages]  # first: the messages' values are numbered first
@@ -205,10 +219,17 @@ class RequestGuard:
         if not self.restoring:
             return
         assert self.redaction is not None
+        restore = self.redaction.restore
+
+        def restore_json(text: str) -> str:
+            return restore(text, in_json=True)
+
         for choice in body.get("choices") or []:
             message = choice.get("message") if isinstance(choice, dict) else None
             if isinstance(message, dict):
-                choice["message"] = map_message_texts(message, self.redaction.restore)
+                choice["message"] = map_message_texts(
+                    message, restore, restore_json, restore_json if self.json_content else restore
+                )
 
     def loggable(self, text: str) -> str:
         """`text` with every PII value replaced by a placeholder: what `log_content` may keep."""
@@ -218,7 +239,7 @@ class RequestGuard:
         if not self.restoring:
             return None
         assert self.redaction is not None
-        return ChunkRestorer(self.redaction)
+        return ChunkRestorer(self.redaction, self.json_content)
 
 
 def _message_texts(message: JSON) -> Iterator[str]:
@@ -250,14 +271,15 @@ class ChunkRestorer:
     tool call's arguments, per choice) has its own `StreamRestorer`, which holds back only what may be
     the start of a placeholder; held text is released into the chunk that finishes the choice."""
 
-    def __init__(self, redaction: Redaction) -> None:
+    def __init__(self, redaction: Redaction, json_content: bool = False) -> None:
         self._redaction = redaction
+        self._json_places = JSON_HOLDERS | {"content"} if json_content else JSON_HOLDERS  # (the keys' names)
         self._restorers: dict[tuple[int, str, int], StreamRestorer] = {}
 
     def _feed(self, key: tuple[int, str, int], text: str) -> str:
         restorer = self._restorers.get(key)
         if restorer is None:
-            restorer = self._restorers[key] = self._redaction.stream_restorer()
+            restorer = self._restorers[key] = self._redaction.stream_restorer(in_json=key[1] in self._json_places)
         return restorer.feed(text)
 
     def _feed_nested(self, item: JSON, holder: str, field_name: str, key: tuple[int, str, int]) -> None:

@@ -748,6 +748,13 @@ class PiiScanner:
 
 _LABELS = {entity: entity.upper() for entity in ENTITIES}
 _PLACEHOLDER = re.compile(r"\[(?:EMAIL|PHONE|CREDIT_CARD|SSN|IBAN|IP_ADDRESS|SECRET)_[0-9]+\]")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _json_escaped(value: str) -> str:
+    """`value` as it may sit inside a JSON string: control characters escaped. Nothing else: a value taken from
+    JSON text (a tool call's arguments in the history) already holds its escapes (`\\n`), kept as they are."""
+    return _CONTROL.sub(lambda m: json.dumps(m.group())[1:-1], value)
 
 
 class Redaction:
@@ -819,18 +826,22 @@ class Redaction:
         """Entity type -> number of distinct values redacted in this request (never the values)."""
         return dict(self._counts)
 
-    def restore(self, text: str) -> str:
-        """Placeholders issued by this request -> original values; anything else is left as is."""
+    def restore(self, text: str, in_json: bool = False) -> str:
+        """Placeholders issued by this request -> original values; anything else is left as is. `in_json`: `text`
+        is JSON (a tool call's arguments), where a value sits inside a string: its control characters (a private
+        key's line breaks) are written escaped, as raw ones would make the JSON invalid."""
         if not self._values or "[" not in text:
             return text
         values = self._values
+        if in_json:
+            return _PLACEHOLDER.sub(lambda m: _json_escaped(values.get(m.group(), m.group())), text)
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(), m.group()), text)
 
     def _prefixes(self) -> frozenset[str]:
         return frozenset(p[:i] for p in self._values for i in range(1, len(p)))
 
-    def stream_restorer(self) -> StreamRestorer:
-        return StreamRestorer(self)
+    def stream_restorer(self, in_json: bool = False) -> StreamRestorer:
+        return StreamRestorer(self, in_json)
 
 
 class StreamRestorer:
@@ -840,8 +851,9 @@ class StreamRestorer:
     so text without placeholders passes through with at most len(longest placeholder) - 1 characters delayed.
     """
 
-    def __init__(self, redaction: Redaction) -> None:
+    def __init__(self, redaction: Redaction, in_json: bool = False) -> None:
         self._redaction = redaction
+        self._in_json = in_json
         self._held = ""
         self._prefixes: frozenset[str] = frozenset()
         self._known = -1
@@ -858,8 +870,8 @@ class StreamRestorer:
             if buffer[cut:] in self._prefixes:
                 self._held = buffer[cut:]
                 buffer = buffer[:cut]
-        return self._redaction.restore(buffer)
+        return self._redaction.restore(buffer, self._in_json)
 
     def flush(self) -> str:
         held, self._held = self._held, ""
-        return self._redaction.restore(held)
+        return self._redaction.restore(held, self._in_json)

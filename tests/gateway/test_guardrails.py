@@ -347,3 +347,79 @@ def test_redact_restores_values_in_every_streamed_text(
     )
     deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in response.text.splitlines() if "{" in line]
     assert "".join(read(delta) or "" for delta in deltas) == f"I will not write to {EMAIL}, sorry."
+
+
+PEM = "\n".join(
+    ("-----BEGIN PRIVATE KEY-----", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+     "-----END PRIVATE KEY-----")
+)  # fmt: skip
+WRITE_KEY = json.dumps({"path": "~/.ssh/id_rsa", "content": "[SECRET_1]"})  # what the model calls the tool with
+
+
+def completion_body(message: dict[str, Any]) -> bytes:
+    return json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}).encode()  # fmt: skip
+
+
+def _tool_call(arguments: str, first: bool) -> dict[str, Any]:
+    call: dict[str, Any] = {"index": 0, "function": {"arguments": arguments}}
+    return (
+        {**call, "id": "c1", "type": "function", "function": {"name": "write", "arguments": arguments}}
+        if first
+        else call
+    )
+
+
+def _streamed(field: str, text: str) -> bytes:
+    cut = text.index("CRET_1]")  # the placeholder arrives in two pieces
+    if field == "arguments":
+        pieces = [{"tool_calls": [_tool_call(piece, i == 0)]} for i, piece in enumerate((text[:cut], text[cut:]))]
+    else:
+        pieces = [{"content": text[:cut]}, {"content": text[cut:]}]
+    frames = [chunk_frame({"role": "assistant", **pieces[0]}), chunk_frame(pieces[1]), chunk_frame({}, "stop")]
+    return b"".join(frames) + b"data: [DONE]\n\n"
+
+
+def _read(body: dict[str, Any], field: str) -> str:
+    if body.get("object") == "chat.completion":
+        message = body["choices"][0]["message"]
+        return str(message["tool_calls"][0]["function"]["arguments"] if field == "arguments" else message["content"])
+    deltas = [chunk["choices"][0]["delta"] for chunk in body["chunks"] if chunk["choices"]]
+    if field == "arguments":
+        return "".join(c["function"]["arguments"] for d in deltas for c in d.get("tool_calls") or [])
+    return "".join(d.get("content") or "" for d in deltas)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(
+    ("field", "extra"),
+    [("arguments", {}), ("content", {"response_format": {"type": "json_object"}})],
+    ids=["tool_call_arguments", "json_content"],
+)
+def test_a_value_put_back_into_json_keeps_the_json_valid(
+    gateway: RunningGateway, upstream: MockUpstream, stream: bool, field: str, extra: dict[str, Any]
+) -> None:
+    """A private key the user pasted is [SECRET_1] to the model, which writes it into a tool call's arguments (or a
+    JSON answer): the value goes back inside a JSON string, its line breaks escaped, so the arguments still parse
+    to the key itself."""
+    if stream:
+        upstream.behaviour.stream_body = _streamed(field, WRITE_KEY)
+    elif field == "arguments":
+        call = {"id": "c1", "type": "function", "function": {"name": "write", "arguments": WRITE_KEY}}
+        upstream.behaviour.json_body = completion_body({"content": None, "tool_calls": [call]})
+    else:
+        upstream.behaviour.json_body = completion_body({"content": WRITE_KEY})
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": f"Save my key:\n{PEM}"}]}
+        | extra,
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+        timeout=10,
+    )
+    assert PEM not in sent_text(upstream) and "[SECRET_1]" in sent_text(upstream)
+    if stream:
+        body = {"chunks": [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]}
+    else:
+        body = response.json()
+    assert json.loads(_read(body, field)) == {"path": "~/.ssh/id_rsa", "content": PEM}

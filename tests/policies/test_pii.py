@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import random
 import string
 
@@ -522,3 +523,20 @@ def test_stream_restorers_are_independent() -> None:
         out2.append(second.feed(answer[i + 4 : i + 6]))
     assert "".join(out1) + first.flush() == expected
     assert "".join(out2) + second.flush() == expected
+
+
+def test_values_put_back_into_json_are_escaped_where_json_needs_it() -> None:
+    """A value taken from plain text (a private key's line breaks) is escaped to sit in a JSON string; one taken
+    from JSON text (a tool call's arguments in the history) already holds its escapes and is put back as it was."""
+    redaction = Redaction(ALL)
+    plain = f"key:\n{PEM}\nthanks"
+    in_json = json.dumps({"to": "jane@example.com", "key": PEM})
+    assert redaction.redact(plain) == "key:\n[SECRET_1]\nthanks"
+    assert redaction.redact(in_json) == '{"to": "[EMAIL_1]", "key": "[SECRET_2]"}'
+    arguments = '{"a": "[SECRET_1]", "b": "[SECRET_2]", "c": "[EMAIL_1]"}'
+    expected = {"a": PEM, "b": PEM, "c": "jane@example.com"}
+    assert json.loads(redaction.restore(arguments, in_json=True)) == expected
+    assert redaction.restore("[SECRET_1]") == PEM  # plain text: as it was
+    for i in range(len(arguments) + 1):  # streamed, cut anywhere
+        restorer = redaction.stream_restorer(in_json=True)
+        assert json.loads(restorer.feed(arguments[:i]) + restorer.feed(arguments[i:]) + restorer.flush()) == expected
