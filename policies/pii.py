@@ -29,6 +29,7 @@ import bisect
 import ipaddress
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from policies.base import PiiSpan
@@ -44,7 +45,10 @@ _Cand = tuple[int, int, str]  # start, end, entity
 
 
 def _wordish(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
+    """A word's character, which a value glued to it is part of ("id4111...", "user@host" in "xuser@host"). Not
+    the characters of the scripts from U+2E80 on (Chinese, Japanese, Korean), written without spaces between
+    words: "お問い合わせは090-1234-5678まで" holds a phone number."""
+    return ch == "_" or (ch.isalnum() and ch < "\u2e80")
 
 
 # ---------------------------------------------------------------------------------------------- email
@@ -671,6 +675,40 @@ _CLASSES = bytes.maketrans(
 _C_CLUSTER = re.compile(rb"0(?<!00)[0 ()./\xa0-]{6,}")
 
 
+def _fold_table() -> dict[int, str]:
+    """Characters written for ASCII ones in a value, one for one (offsets unchanged): every script's decimal
+    digits, fullwidth letters, digits and the punctuation of addresses and numbers (a Japanese IME writes
+    `０９０－１２３４－５６７８`), spaces that group digits (no-break, narrow, figure, thin, ideographic) and dashes."""
+    table: dict[int, str] = {}
+    for cp in range(0x80, 0x10000):
+        category = unicodedata.category(chr(cp))
+        if category == "Nd":
+            table[cp] = str(unicodedata.digit(chr(cp)))
+        elif category == "Zs":
+            table[cp] = " "
+    for ch in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz@.-+()_/:":
+        table[ord(ch) + 0xFEE0] = ch  # its fullwidth form
+    table.update(dict.fromkeys((0x2010, 0x2011, 0x2012, 0x2013, 0x2212, 0xFE63), "-"))
+    return table
+
+
+_FOLD = _fold_table()
+# Folding is needed only when one of these occurs (checked with `in`, far faster than a character class; CJK text
+# is full of fullwidth punctuation, which never needs folding): a digit other than ASCII (fullwidth, Arabic-Indic,
+# Persian, Devanagari), a fullwidth @, hyphen or full stop, a space that groups digits, a dash.
+_FOLD_TRIGGERS = (
+    *(chr(cp) for first in (0xFF10, 0x0660, 0x06F0, 0x0966) for cp in range(first, first + 10)),
+    *"\uff20\uff0d\uff0e\u00a0\u2007\u2009\u202f\u3000\u2010\u2011\u2012\u2013\u2212",
+)
+
+
+def _folded(text: str) -> str:
+    """`text` with what `_FOLD` maps written as ASCII, offsets unchanged (spans found in it are the text's)."""
+    if text.isascii() or not any(ch in text for ch in _FOLD_TRIGGERS):
+        return text
+    return text.translate(_FOLD)
+
+
 class PiiScanner:
     """Detects the enabled entity types. Built once per tenant policy; `find` is thread-safe."""
 
@@ -730,6 +768,7 @@ class PiiScanner:
         return list(self._memo.get(text, self._scan))
 
     def _scan(self, text: str) -> tuple[PiiSpan, ...]:
+        text = _folded(text)
         cands: list[_Cand] = []
         if self._secret or self._digits:
             cls = text.encode("latin-1", "replace").translate(_CLASSES)  # one byte per character

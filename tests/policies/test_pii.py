@@ -155,6 +155,35 @@ POSITIVES = [
     ("secret", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"),
 ]
 
+UNICODE_FORMS = [  # values written with characters other than ASCII's, and values in text with no spaces
+    ("phone", "お問い合わせは０９０－１２３４－５６７８まで。", "０９０－１２３４－５６７８"),  # a Japanese IME's
+    ("phone", "お問い合わせは090-1234-5678まで", "090-1234-5678"),
+    ("phone", "call 415\u2013555\u20130132 today", "415\u2013555\u20130132"),  # en dashes
+    ("credit_card", "カードは４１１１　１１１１　１１１１　１１１１です", "４１１１　１１１１　１１１１　１１１１"),
+    ("credit_card", "卡号4111111111111111。", "4111111111111111"),
+    ("credit_card", "카드번호4111 1111 1111 1111입니다", "4111 1111 1111 1111"),
+    ("credit_card", "card 4111\u00a01111\u00a01111\u00a01111", "4111\u00a01111\u00a01111\u00a01111"),  # no-break
+    ("credit_card", "carte 4111\u202f1111\u202f1111\u202f1111", "4111\u202f1111\u202f1111\u202f1111"),  # narrow
+    ("credit_card", "بطاقة ٤١١١١١١١١١١١١١١١", "٤١١١١١١١١١١١١١١١"),  # Arabic-Indic digits
+    ("email", "メールはjane@example.comまで", "jane@example.com"),
+    ("email", "mail ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+    ("email", "mail jane.doe＠example.com", "jane.doe＠example.com"),
+    ("ssn", "SSN １２３－４５－６７８９", "１２３－４５－６７８９"),
+    ("ip_address", "host\u00a010.0.0.12", "10.0.0.12"),
+]
+
+
+@pytest.mark.parametrize(("entity", "text", "value"), UNICODE_FORMS)
+def test_values_in_other_characters_are_found_and_put_back_as_written(entity: str, text: str, value: str) -> None:
+    """A value is what a reader takes it for: fullwidth or Arabic-Indic digits, no-break spaces and dashes
+    between its groups, CJK text around it with no space; the provider sees a placeholder, the answer the value
+    as the user wrote it."""
+    assert found(text) == [(entity, value)]
+    redaction = Redaction(ALL)
+    redacted = redaction.redact(text)
+    assert value not in redacted and f"[{entity.upper()}_1]" in redacted
+    assert redaction.restore(redacted) == text
+
 
 @pytest.mark.parametrize(("entity", "text", "value"), POSITIVES)
 def test_positive(entity: str, text: str, value: str | None) -> None:
