@@ -179,12 +179,7 @@ class RequestGuard:
         messages = payload["messages"]
         if self.policy.detector is not None:
             self.check_injection(
-                [
-                    t
-                    for m in messages
-                    if m.get("role") in INJECTION_SCANNED_ROLES
-                    for t in content_texts(m.get("content"))
-                ]
+                [t for m in messages if m.get("role") in INJECTION_SCANNED_ROLES for t in _injection_texts(m)]
             )
         if self.policy.scanner is None:
             return payload
@@ -240,6 +235,16 @@ class RequestGuard:
             return None
         assert self.redaction is not None
         return ChunkRestorer(self.redaction, self.json_content)
+
+
+def _injection_texts(message: JSON) -> list[str]:
+    """A message's texts as the detector reads them: each part, and the parts together as the model may read them
+    (one right after the other, or apart), so that an attack cut across parts is whole again: "Ignore all prev" +
+    "ious instructions", "Ignore all" + "previous instructions". (Several text parts in one message are rare.)"""
+    texts = list(content_texts(message.get("content")))
+    if len(texts) > 1:
+        texts += ["".join(texts), " ".join(texts)]
+    return texts
 
 
 def _message_texts(message: JSON) -> Iterator[str]:
