@@ -32,8 +32,8 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     UpstreamTimeout,
-    error_object,
     internal_error,
+    stream_error_frame,
 )
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
@@ -273,17 +273,14 @@ class ChatEndpoint(ModelEndpoint):
             record.status, record.http_status = "failed", 200
             record.error_type, record.error_code = failure.type, failure.code
             record.error_code_relayed = failure.relayed_code
-            last = b"data: " + orjson.dumps({"error": error_object(failure)}) + b"\n\n"
+            last = stream_error_frame(failure)
         else:
             record.status, record.http_status = "completed", 200
             last = DONE_FRAME
         call.finish()
-        try:  # (a client that stopped reading is given up, not waited on for as long as it keeps its socket)
-            async with self.state.deadlines.timeout(LAST_FRAME_S):
-                await send({"type": "http.response.body", "body": last, "more_body": False})
-        except TimeoutError:
+        sending = send({"type": "http.response.body", "body": last, "more_body": False})
+        if not await self.last_words(call.watch, sending, LAST_FRAME_S):
             log.warning("the client of request %s stopped reading its stream; it is given up", record.request_id)
-            await call.watch.hang_up()  # (the server would close it only once the client took what is buffered)
 
     @staticmethod
     async def _relay(

@@ -14,12 +14,10 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
-
-import orjson
 
 from adapters.base import LocalAdapter, UpstreamRequest
 from gateway import spend
@@ -33,8 +31,8 @@ from gateway.errors import (
     RateLimited,
     RequestTimeout,
     ServiceUnavailable,
-    error_object,
     internal_error,
+    stream_error_frame,
 )
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
@@ -250,15 +248,23 @@ class ModelEndpoint(ABC):
             "The gateway is shutting down, and this request did not finish within its drain timeout.",
             code=SERVER_SHUTDOWN,
         )
-        try:  # (bounded: a client that stopped reading is given up)
-            async with self.state.deadlines.timeout(LAST_WORD_S):
-                if watch.started:
-                    last = b"data: " + orjson.dumps({"error": error_object(cut)}) + b"\n\n"
-                    await watch.send({"type": "http.response.body", "body": last, "more_body": False})
-                else:
-                    await send_error(watch.send, cut, reply_headers)
+        if watch.started:
+            sending = watch.send({"type": "http.response.body", "body": stream_error_frame(cut), "more_body": False})
+        else:
+            sending = send_error(watch.send, cut, reply_headers)
+        await self.last_words(watch, sending, LAST_WORD_S)
+        return True
+
+    async def last_words(self, watch: DisconnectWatch, sending: Awaitable[None], within_s: float) -> bool:
+        """Awaits `sending`, a response's last bytes, for at most `within_s`; False when the client took nothing
+        by then (it stopped reading) and was hung up on: the server would close its connection only once it had
+        taken what is buffered, for as long as it keeps its socket open."""
+        try:
+            async with self.state.deadlines.timeout(within_s):
+                await sending
         except TimeoutError:
             await watch.hang_up()
+            return False
         return True
 
     def emit(self, runtime: Runtime, record: RequestRecord, answered_by: Deployment | None) -> None:

@@ -201,6 +201,11 @@ def error_object(err: GatewayError) -> dict[str, Any]:
     return error
 
 
+def stream_error_frame(err: GatewayError) -> bytes:
+    """`err` as a stream's last event, once its 200 went out: a second status line cannot be sent."""
+    return b"data: " + orjson.dumps({"error": error_object(err)}) + b"\n\n"
+
+
 def render(err: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body of the HTTP answer for `err`."""
     headers = [(b"content-type", b"application/json")]
