@@ -33,11 +33,16 @@ def path_after(scope: Scope, prefix: str) -> str:
     return quote(scope["path"][len(prefix) :], safe="/")
 
 
+def served_as(method: str) -> str:
+    """The method whose handler answers `method`: HEAD is served wherever GET is (it is GET without the body,
+    which the server leaves out)."""
+    return "GET" if method == "HEAD" else method
+
+
 def require_method(scope: Scope, *allowed: str) -> None:
-    """405 unless the request's method is one of `allowed`; HEAD is served wherever GET is (it is GET without
-    the body, which the server leaves out)."""
+    """405 unless the request's method is one of `allowed`, or served as one of them."""
     method = scope["method"]
-    if method not in allowed and not (method == "HEAD" and "GET" in allowed):
+    if method not in allowed and served_as(method) not in allowed:
         raise MethodNotAllowed(method, scope["path"], allowed)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.errors import MethodNotAllowed, NotFound
-from gateway.http import ASGIApp, Receive, Scope, Send, send_error
+from gateway.http import ASGIApp, Receive, Scope, Send, send_error, served_as
 
 
 class Router:
@@ -33,7 +33,7 @@ class Router:
             await send_error(send, NotFound(f"Invalid URL ({scope['method']} {path})."))
             return
         method = scope["method"]
-        app = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)  # HEAD: GET, body left out
+        app = methods.get(method) or methods.get(served_as(method))
         if app is None:
             await send_error(send, MethodNotAllowed(method, path, methods))
             return
