@@ -224,7 +224,7 @@ def provider_transports(config: Config) -> dict[str, Transport]:
         base_url = provider.base_url or DEFAULT_BASE_URLS.get(provider.type, "")
         proxy = provider.proxy if provider.proxy is not None else _environment_proxy(environment, base_url)
         tls = None
-        if provider.ca_bundle is not None:
+        if provider.ca_bundle:  # ("": an unset ${VAR})
             tls = contexts.get(provider.ca_bundle)
             if tls is None:
                 tls = contexts[provider.ca_bundle] = ssl.create_default_context()

@@ -82,7 +82,11 @@ def load_text(text: str, environ: Mapping[str, str] | None = None) -> LoadedConf
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
-        problems.extend(_describe(err) for err in exc.errors() if tuple(err["loc"]) not in unresolved)
+        errors = exc.errors()
+        news = [_describe(err) for err in errors if tuple(err["loc"]) not in unresolved]
+        if not news and not problems:  # only a disabled provider's stand-in, which its field cannot take
+            news = [_describe(err) for err in errors]
+        problems.extend(news)
     problems.extend(_cross_check(resolved, disabled))
     if problems:
         raise ConfigError(problems)
@@ -126,7 +130,7 @@ def _resolve(
             disabled[provider] = f"{earlier}{names} is not set"
         else:
             problems.append(f"{format_path(loc)}: environment variable {names} is not set")
-        return value
+        return ""  # the stand-in, whole: what is left around the variable (":3128", "/ca.pem") is no value of its field
     if value.startswith(secrets.PREFIX):
         try:
             return secrets.decrypt(value, env.get(secrets.MASTER_KEY_ENV, ""))

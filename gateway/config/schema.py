@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ssl
 from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from policies.redis_client import RedisAddress, RedisURLError
 
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$", to_lower=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -36,8 +39,17 @@ class ServerConfig(Strict):
 
 
 def _redis_url(value: str | None) -> str | None:
-    if value is not None and (not value.startswith(("redis://", "rediss://")) or "?" in value):
-        raise ValueError("must be a redis:// or rediss:// URL without query options")  # not echoed: a password
+    """Refused here, by the client's own parse, whatever the client would refuse at start-up (a path that is not a
+    database number, a port that is not one, a password with an unescaped / or #), so that check-config and a
+    reload say so rather than the next start. The value is not echoed: it may hold a password."""
+    if value is None:
+        return None
+    if not value.startswith(("redis://", "rediss://")) or "?" in value:
+        raise ValueError("must be a redis:// or rediss:// URL without query options")
+    try:
+        RedisAddress.from_url(value)
+    except RedisURLError as exc:
+        raise ValueError(f"{exc} (a / # or @ in the password must be %-escaped)") from None
     return value
 
 
@@ -82,7 +94,24 @@ def _proxy_url(value: str) -> str:
     return value
 
 
+def _base_url(value: str | None) -> str | None:
+    """An http:// or https:// URL naming a host ("" is an unset ${VAR}: its provider is disabled). The value is
+    not echoed: it may hold credentials."""
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError("must be a valid http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL naming a host")
+    return value
+
+
 def _ca_bundle(value: str) -> str:
+    if not value:  # an unset ${VAR}: its provider is disabled
+        return value
     try:
         ssl.create_default_context(cafile=value)
     except (OSError, ssl.SSLError) as exc:
@@ -92,7 +121,7 @@ def _ca_bundle(value: str) -> str:
 
 class ProviderConfig(Strict):
     type: str
-    base_url: str | None = None
+    base_url: Annotated[str | None, AfterValidator(_base_url)] = None
     api_key: Credential | None = Field(None, repr=False)  # repr=False: a logged config shows no secret
     api_version: str | None = None
     headers: dict[str, Credential] = Field(default_factory=dict, repr=False)

@@ -751,3 +751,57 @@ def test_an_infinite_duration_is_refused_at_load(setting: str) -> None:
     document = {**yaml.safe_load(base), **yaml.safe_load(setting)}
     with pytest.raises(ConfigError, match="finite number"):  # no deadline could hold it: every request a 500
         load_text(yaml.safe_dump(document))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pass/word@127.0.0.1:6379/0",  # an unescaped / in the password
+        "redis://127.0.0.1:6379/cache",
+        "redis://127.0.0.1:port/0",
+        "redis://:secret@/0",
+    ],
+)
+def test_a_redis_url_the_client_would_refuse_at_start_up_is_refused_at_load_without_echoing_it(url: str) -> None:
+    """check-config and a reload must say what the next start would die of (`gateway serve` exits at start-up
+    on these), and never repeat the URL, which may hold a password."""
+    [problem] = problems_of(f"state: {{redis_url: '{url}'}}")
+    assert problem.startswith("state.redis_url: ")
+    assert "pass" not in problem.partition(": ")[2].replace("password", "") and "secret" not in problem
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("http://[::1/v1", "must be a valid http:// or https:// URL"),  # urlsplit raises on it
+        ("https://llm.internal:99999/v1", "must be a valid http:// or https:// URL"),
+        ("llm.internal/v1", "must be an http:// or https:// URL naming a host"),
+        ("ftp://llm.internal/v1", "must be an http:// or https:// URL naming a host"),
+        ("https:///v1", "must be an http:// or https:// URL naming a host"),
+    ],
+)
+def test_a_base_url_that_is_not_an_http_url_is_refused_at_load(base_url: str, expected: str) -> None:
+    """Before, check-config said ok: one made `gateway serve` die of a ValueError at start-up and a reload answer
+    500, the others made every request to the provider a 502."""
+    problems = problems_of(f"providers: {{up: {{type: openai, api_key: k, base_url: '{base_url}'}}}}")
+    assert problems == [f"providers.up.base_url: {expected}"]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        'base_url: "${LLM_HOST}/v1"',
+        'proxy: "${PROXY_HOST}:3128"',
+        'ca_bundle: "${CERT_DIR}/ca.pem"',
+        'headers: {X-Org: "${ORG}-prod"}',
+    ],
+)
+def test_an_unset_var_within_a_checked_provider_field_disables_the_provider(field: str) -> None:
+    """What is left of the value once the variable is taken out (":3128", "/ca.pem") is not what the field
+    holds: the provider is disabled, as for any unset variable in a provider, not an AssertionError (before:
+    check-config crashed with a traceback, and a reload answered 500)."""
+    text = f"providers:\n  up: {{type: openai, api_key: k, {field}}}\n  demo: {{type: mock}}\n"
+    loaded = load_text(text, {})
+    assert list(loaded.disabled_providers) == ["up"]
+    runtime_config = loaded.config.providers["up"]
+    assert runtime_config.base_url in (None, "") and not runtime_config.proxy and not runtime_config.ca_bundle

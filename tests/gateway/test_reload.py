@@ -126,3 +126,34 @@ def test_a_reload_that_moves_a_budget_in_the_list_keeps_its_spend(tmp_path: Path
     assert (first, second) == (200, 429)
     assert after == 429, "the day's spend was lost with the budget's place in the list"
     assert (day.spec.name, day.spent) == ("budget[0]", 11)
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        'up: {type: openai, api_key: k, base_url: "http://[::1/v1"}',  # before: a ValueError, answered 500
+        'up: {type: openai, api_key: k, proxy: "${PROXY_HOST_UNSET}:3128"}',  # before: an AssertionError, 500
+    ],
+)
+def test_a_reload_of_a_file_that_cannot_be_compiled_is_rejected_and_the_old_config_serves(
+    tmp_path: Path, provider: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    gateway = RunningGateway(small_config("v0"), config_path=path).start()
+    try:
+        text = path.read_text().replace(
+            "providers: {demo: {type: mock}}", f"providers:\n  demo: {{type: mock}}\n  {provider}"
+        )
+        path.write_text(text.replace("marker_v0", "marker_v1"))
+        answer = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
+        if "proxy" in provider:  # an unset variable in a provider disables it: a good file
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["disabled_providers"] == {"up": "PROXY_HOST_UNSET is not set"}
+            assert markers(gateway) == ["marker_v1"]
+        else:
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["code"] == "config_invalid"
+            assert "providers.up.base_url: must be a valid http:// or https:// URL" in answer.json()["error"]["message"]
+            assert markers(gateway) == ["marker_v0"]
+    finally:
+        gateway.stop()
