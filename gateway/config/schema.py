@@ -59,8 +59,22 @@ class StateConfig(Strict):
 
 
 def _postgres_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("postgresql://", "postgres://")):
-        raise ValueError("must be a postgresql:// URL")  # the value is not echoed: it may hold a password
+    """The value is never echoed: it may hold a password. A password with an unescaped / ? or # ends the URL's
+    address early, and the rest, `@` and all, is read as its path, query or fragment: the driver refuses such a DSN
+    (every event only spooled) and whatever names the store shows the password as part of the database's path."""
+    if value is None:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    invalid = "must be a valid postgresql:// URL (a / ? # or @ in the password must be %-escaped)"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError(invalid) from None
+    names = [segment.partition("=")[0] for segment in parts.query.split("&")]
+    if "@" in parts.path or "@" in parts.fragment or any("@" in name for name in names):
+        raise ValueError(invalid)
     return value
 
 

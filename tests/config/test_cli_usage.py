@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -240,3 +241,21 @@ def test_migrate_postgres(postgres_server: PostgresServer, tmp_path: Path) -> No
     assert postgres_server.psql("SELECT version FROM gateway_schema_migrations", database="cli_migrate") == "1"
     again = run(tmp_path, "migrate", "--config", str(config))
     assert again.stdout == f"{label}: up to date (schema version 1)\n"
+
+
+@pytest.mark.parametrize("password", ["Pa/Ss-w0rd", "Pa?Ss-w0rd", "Pa#Ss-w0rd", "Pa@Ss/w0rd"])
+def test_a_dsn_whose_password_is_not_escaped_is_refused_without_showing_it(tmp_path: Path, password: str) -> None:
+    """A / ? or # in the password ends the URL's address early: before, the config loaded, the driver refused the
+    DSN (ValueError), and the message named the store by what it took for the address and path, password and
+    all: 'the event store (postgres gw:Pa/Ss-w0rd@127.0.0.1:5499/usage) is unreachable: ValueError'."""
+    config = write_config(tmp_path, f"{{postgres_dsn: 'postgresql://gw:{password}@127.0.0.1:{free_port()}/usage'}}")
+    for command in ("usage", "migrate"):
+        result = run(tmp_path, command, "--config", str(config))
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"{config}: 1 problem(s)\n  events.postgres_dsn: must be a valid postgresql:// URL (a / ? # or @ in the "
+            "password must be %-escaped)\n"
+        )
+        assert "w0rd" not in result.stdout + result.stderr
+    escaped = write_config(tmp_path, f"{{postgres_dsn: 'postgresql://gw:{quote(password, safe='')}@127.0.0.1:1/u'}}")
+    assert run(tmp_path, "check-config", str(escaped)).returncode == 0
