@@ -94,6 +94,14 @@ _ERROR_TYPES: dict[str, tuple[str, str | None]] = {
     "overloaded_error": ("api_error", "overloaded"),
 }
 
+# Anthropic refuses an account out of credit, or past a spend limit set on its organization or workspace, with a
+# 400 invalid_request_error told apart by its message only; the usage tier's monthly spend cap is a 429 whose
+# details say so (no wait lifts it before the month ends). Each concerns the gateway's account, not the request.
+_OUT_OF_CREDIT_MESSAGE = re.compile(
+    r"credit balance is too low|reached your specified (?:workspace )?API usage limits", re.IGNORECASE
+)
+_SPEND_CAP_CODE = "enforced_spend_limit_reached"
+
 _ERROR_TYPES_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -625,12 +633,18 @@ def error_from_payload(status: int, payload: Any) -> ProviderError:
     mapped = _ERROR_TYPES.get(anthropic_type) if isinstance(anthropic_type, str) else None
     error_type, code = mapped or (default_type, None)
     message = error.get("message")
-    return ProviderError(
-        status=status,
-        message=message if isinstance(message, str) and message else f"upstream returned HTTP {status}",
-        type=error_type,
-        code=code,
-    )
+    message = message if isinstance(message, str) and message else f"upstream returned HTTP {status}"
+    if _out_of_credit(status, anthropic_type, message, error.get("details")):
+        error_type, code = _ERROR_TYPES["billing_error"]
+    return ProviderError(status=status, message=message, type=error_type, code=code)
+
+
+def _out_of_credit(status: int, anthropic_type: Any, message: str, details: Any) -> bool:
+    if anthropic_type == "invalid_request_error" and status == 400:
+        return _OUT_OF_CREDIT_MESSAGE.search(message) is not None
+    if anthropic_type == "rate_limit_error":
+        return isinstance(details, dict) and details.get("error_code") == _SPEND_CAP_CODE
+    return False
 
 
 def anthropic_error(status: int, body: bytes) -> ProviderError:

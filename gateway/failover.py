@@ -61,8 +61,9 @@ class AttemptFailed(Exception):
 
 def is_out_of_credit(err: ProviderError) -> bool:
     """The gateway's own account with the provider cannot pay: Anthropic's (and OpenRouter's) 402, OpenAI's 429
-    `insufficient_quota`. Not the caller's doing, nor a rate limit that waiting would lift."""
-    return err.status == 402 or (err.status == 429 and err.code == "insufficient_quota")
+    `insufficient_quota`, and any other 4xx an adapter read as that (Anthropic's 400 for an account out of credit or
+    past a spend limit). Not the caller's doing, nor a rate limit that waiting would lift."""
+    return err.status == 402 or (400 <= err.status < 500 and err.code == "insufficient_quota")
 
 
 def classify(err: ProviderError) -> tuple[bool, bool]:

@@ -856,6 +856,55 @@ def test_parse_error(status: int, anthropic_type: str, openai_type: str, code: s
 
 
 @pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        pytest.param(
+            400,
+            {
+                "type": "invalid_request_error",
+                "message": "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+                "to upgrade or purchase credits.",
+            },
+            id="credit-balance-too-low",
+        ),
+        pytest.param(
+            400,
+            {
+                "type": "invalid_request_error",
+                "message": "You have reached your specified API usage limits. You will regain access on 2026-12-01 at "
+                "00:00 UTC.",
+            },
+            id="organization-spend-limit",
+        ),
+        pytest.param(
+            400,
+            {
+                "type": "invalid_request_error",
+                "message": "You have reached your specified workspace API usage limits. You will regain access on "
+                "2026-12-01 at 00:00 UTC.",
+            },
+            id="workspace-spend-limit",
+        ),
+        pytest.param(
+            429,
+            {
+                "type": "rate_limit_error",
+                "message": "You have reached your monthly spend limit.",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+            id="tier-spend-cap",
+        ),
+    ],
+)
+def test_refusals_of_the_account_read_as_out_of_credit(status: int, error: JSON) -> None:
+    """Anthropic refuses an account out of credit or past a spend limit with a 400 invalid_request_error (or, for the
+    usage tier's monthly cap, a 429 rate_limit_error no wait lifts): about the gateway's account, not the request."""
+    body = orjson.dumps({"type": "error", "error": error, "request_id": "req_011CSHoE"})
+    parsed = ADAPTER.parse_error(status, body)
+    assert parsed == ProviderError(status, error["message"], "insufficient_quota", "insufficient_quota")
+
+
+@pytest.mark.parametrize(
     ("status", "body", "expected_error"),
     [
         pytest.param(

@@ -563,6 +563,48 @@ UPSTREAM_FAILURES: list[tuple[str, int, dict[str, Any] | None, int, str | None]]
         502,
         "upstream_auth_failed",
     ),
+    (  # Anthropic's credit refusal, as it sends it: a 400 invalid_request_error about the gateway's account
+        "claude",
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+                "to upgrade or purchase credits.",
+            },
+        },
+        502,
+        "upstream_payment_required",
+    ),
+    (  # a spend limit set on the gateway's organization or workspace: a 400 too
+        "claude",
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "You have reached your specified workspace API usage limits. You will regain access on "
+                "2026-12-01 at 00:00 UTC.",
+            },
+        },
+        502,
+        "upstream_payment_required",
+    ),
+    (  # the usage tier's monthly spend cap: a 429 that no Retry-After lifts before the month ends
+        "claude",
+        429,
+        {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": "You have reached your monthly spend limit for your usage tier.",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+        },
+        502,
+        "upstream_payment_required",
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 
 import httpx
+import pytest
 
 from tests.conftest import ACME_KEY
 from tests.openai_schema import validate
@@ -185,11 +186,39 @@ def test_a_deployment_that_cannot_express_the_request_is_passed_over_for_another
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
 
 
-def test_a_provider_that_refuses_the_gateway_s_account_hands_over_to_the_fallback(upstream: MockUpstream) -> None:
-    """Anthropic's 402 billing_error is about the gateway's account, not the caller's request."""
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        pytest.param(402, {"type": "billing_error", "message": "credit too low"}, id="billing-error"),
+        pytest.param(
+            400,
+            {"type": "invalid_request_error", "message": "Your credit balance is too low to access the Anthropic API."},
+            id="credit-balance-too-low",
+        ),
+        pytest.param(
+            400,
+            {"type": "invalid_request_error", "message": "You have reached your specified API usage limits."},
+            id="spend-limit",
+        ),
+        pytest.param(
+            429,
+            {
+                "type": "rate_limit_error",
+                "message": "monthly spend limit reached",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+            id="tier-spend-cap",
+        ),
+    ],
+)
+def test_a_provider_that_refuses_the_gateway_s_account_hands_over_to_the_fallback(
+    upstream: MockUpstream, status: int, error: dict[str, object]
+) -> None:
+    """Anthropic's 402 billing_error, and its refusals of an account out of credit or past a spend limit (a 400, or
+    for the tier's monthly cap a 429), are about the gateway's account, not the caller's request."""
     upstream.reset()
-    upstream.behaviour.status = 402
-    upstream.behaviour.error_body = {"type": "error", "error": {"type": "billing_error", "message": "credit too low"}}
+    upstream.behaviour.status = status
+    upstream.behaviour.error_body = {"type": "error", "error": error}
     gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
     try:
         response = ask(gateway, "claude-then-demo")
