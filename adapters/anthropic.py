@@ -50,6 +50,7 @@ THINKING_BUDGETS: dict[str, int] = {
 MIN_THINKING_BUDGET = 1024
 THINKING_SHARE = 0.75  # of max_tokens; the rest is left for the answer
 MIN_TOP_P_WITH_THINKING = 0.95
+MAX_TEMPERATURE = 1.0  # OpenAI's go to 2.0
 
 # parse_chat gets no request, so the tool that carries a json_schema answer must be recognisable
 # by its name alone. Anthropic tool names are limited to 64 characters.
@@ -151,9 +152,9 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
         else:
             payload["system"] = "\n\n".join(block["text"] for block in system)
 
-    # Anthropic accepts up to 1.0 where OpenAI accepts 2.0. Passed through unchanged: clamping or
-    # rescaling would silently change what the client asked for; an out-of-range value gets
-    # Anthropic's own 400, which names the parameter.
+    # Anthropic samples at a temperature up to 1.0 where OpenAI goes to 2.0: passed through unchanged (clamping or
+    # rescaling would silently change what the client asked for), and one above 1 refused below, once thinking
+    # (which drops it) is settled, so that another deployment answers rather than Anthropic's 400 ending the request.
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             payload[name] = body[name]
@@ -176,6 +177,8 @@ def build_payload(req: ChatRequest, model: str) -> JSON:
 
     payload["max_tokens"] = max_tokens
     _apply_reasoning(body.get("reasoning_effort"), payload, max_tokens)
+    if payload.get("temperature", 0) > MAX_TEMPERATURE:
+        raise Unsupported(f"Anthropic accepts a temperature from 0 to {MAX_TEMPERATURE:g}", "temperature")
 
     if req.stream:
         payload["stream"] = True

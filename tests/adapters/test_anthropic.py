@@ -425,9 +425,14 @@ BUILD_CASES = [
         id="sampling-stop-user-max-completion-tokens",
     ),
     pytest.param(
-        chat([user("Hi")], stop=["\n\nHuman:", "END"], max_tokens=50, temperature=1.7),
-        expected([user("Hi")], stop_sequences=["\n\nHuman:", "END"], temperature=1.7) | {"max_tokens": 50},
+        chat([user("Hi")], stop=["\n\nHuman:", "END"], max_tokens=50, temperature=1),
+        expected([user("Hi")], stop_sequences=["\n\nHuman:", "END"], temperature=1) | {"max_tokens": 50},
         id="stop-list-max-tokens-temperature-passed-through",
+    ),
+    pytest.param(
+        chat([user("Prove it")], reasoning_effort="low", temperature=1.7),
+        expected([user("Prove it")], thinking={"type": "enabled", "budget_tokens": 2048}),
+        id="reasoning-drops-a-temperature-above-anthropic-s-range",
     ),
     pytest.param(
         chat(
@@ -611,6 +616,12 @@ def test_client_body_is_not_mutated() -> None:
 
 UNSUPPORTED_CASES = [
     pytest.param(chat([user("Hi")], n=2), "n", id="n"),
+    pytest.param(chat([user("Hi")], temperature=1.7), "temperature", id="temperature-above-1"),
+    pytest.param(
+        chat([user("Hi")], temperature=1.5, reasoning_effort="low", max_tokens=100),
+        "temperature",
+        id="temperature-above-1-where-thinking-has-no-room",
+    ),
     pytest.param(
         chat([user([text("Listen"), {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}])]),
         "messages[0].content[1]",

@@ -186,6 +186,26 @@ def test_a_deployment_that_cannot_express_the_request_is_passed_over_for_another
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
 
 
+def test_a_temperature_anthropic_cannot_sample_at_is_answered_by_another_deployment(upstream: MockUpstream) -> None:
+    """OpenAI samples at a temperature up to 2, Anthropic up to 1 (a 400 from it, which no other deployment would
+    get to answer): on a model served by both, the OpenAI deployment answers, however often Anthropic is drawn."""
+    upstream.reset()
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+    body = {"model": "mostly-claude", "messages": [{"role": "user", "content": "hello"}], "temperature": 1.5}
+    try:
+        responses = [
+            httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=20) for _ in range(10)
+        ]
+        alone = httpx.post(gateway.url + "/v1/chat/completions", json=body | {"model": "claude"}, headers=AUTH)
+    finally:
+        gateway.stop()
+    assert [r.status_code for r in responses] == [200] * 10, responses[0].text
+    assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
+    assert alone.status_code == 400, alone.text
+    assert alone.json()["error"]["code"] == "unsupported_parameter"
+    assert alone.json()["error"]["param"] == "temperature"
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [
