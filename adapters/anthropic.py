@@ -751,7 +751,9 @@ class AnthropicStreamTranslator(StreamTranslator):
                 self._model = message["model"]
             self._counts.update(message.get("usage"))
             self.usage = self._counts.to_usage()  # so far: a stream cut short (an error, a client gone) still counts
-        return [] if self._started else [self._role_chunk()]
+        # The role chunk waits for the answer's first chunk (`feed` puts it first): message_start says nothing the
+        # model wrote, and an error right after it (overloaded_error) is then a failed attempt, tried elsewhere.
+        return []
 
     def _block_start(self, index: Any, block: Any) -> list[JSON]:
         if not isinstance(block, dict):

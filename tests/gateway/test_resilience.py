@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections import defaultdict
 
@@ -184,6 +185,51 @@ def test_a_deployment_that_cannot_express_the_request_is_passed_over_for_another
         validate("CreateChatCompletionResponse", response.json())
     assert len(upstream.received) == 20
     assert all(r.path == "/v1/chat/completions" for r in upstream.received)  # Anthropic was never called
+
+
+ANTHROPIC_START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_01Over",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-3-5-haiku-20241022",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    },
+}
+ANTHROPIC_OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+def test_anthropic_overloaded_before_any_content_is_handed_to_the_fallback(upstream: MockUpstream) -> None:
+    """Anthropic opens a stream with message_start, then may fail (overloaded_error) before the model wrote
+    anything: nothing was promised to the client yet, so that is a failed attempt, which a fallback answers (or,
+    with none, an error status) rather than a 200 whose stream holds a role and an error."""
+    upstream.reset()
+    upstream.behaviour.stream_body = b"".join(
+        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+        for event in (ANTHROPIC_START, {"type": "ping"}, ANTHROPIC_OVERLOADED)
+    )
+    gateway = RunningGateway(CHAIN_CONFIG.format(url=upstream.url, key_sha=sha(ACME_KEY))).start()
+
+    def stream(model: str) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": True}
+        return httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=20)
+
+    try:
+        fallen_back = stream("claude-then-demo")
+        alone = stream("claude")
+    finally:
+        gateway.stop()
+    assert fallen_back.status_code == 200, fallen_back.text
+    events = [line[6:] for line in fallen_back.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and not any('"error"' in event for event in events), events
+    assert json.loads(events[0])["model"] == "mock-1"
+    assert alone.status_code == 502, alone.text
+    validate("ErrorResponse", alone.json())
+    assert "Overloaded" in alone.json()["error"]["message"]
 
 
 def test_a_temperature_anthropic_cannot_sample_at_is_answered_by_another_deployment(upstream: MockUpstream) -> None:

@@ -42,7 +42,7 @@ class Behaviour:
     api_keys: tuple[str, ...] = ()  # the keys the models lists accept; empty: any non-empty key
     usage: dict[str, Any] | None = None  # chat: the usage to report (OpenAI's or Anthropic's fields), not the mock's
     odd_chunks: tuple[Any, ...] = ()  # OpenAI chat stream: payloads sent as they are, after the first chunk
-    stream_body: bytes | None = None  # OpenAI chat stream: the whole body, instead of a well-formed stream
+    stream_body: bytes | None = None  # chat stream (OpenAI, Anthropic): the whole body, instead of a well-formed one
     json_body: bytes | None = None  # any JSON answer (chat, embeddings, messages): this body, as it is
 
 
@@ -311,6 +311,9 @@ class MockUpstream:
             )
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
+        if b.stream_body is not None:
+            await response.write(b.stream_body)
+            return response
 
         async def event(name: str, data: dict[str, Any]) -> None:
             await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
