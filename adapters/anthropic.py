@@ -102,6 +102,9 @@ _OUT_OF_CREDIT_MESSAGE = re.compile(
     r"credit balance is too low|reached your specified (?:workspace )?API usage limits", re.IGNORECASE
 )
 _SPEND_CAP_CODE = "enforced_spend_limit_reached"
+# A prompt past the model's context window (with max_tokens, or alone): OpenAI's context_length_exceeded, which
+# clients act on (trimming the history and asking again).
+_CONTEXT_TOO_LONG_MESSAGE = re.compile(r"prompt is too long|exceed context limit", re.IGNORECASE)
 
 _ERROR_TYPES_BY_STATUS = {
     400: "invalid_request_error",
@@ -637,9 +640,12 @@ def error_from_payload(status: int, payload: Any) -> ProviderError:
     error_type, code = mapped or (default_type, None)
     message = error.get("message")
     message = message if isinstance(message, str) and message else f"upstream returned HTTP {status}"
+    param = None
     if _out_of_credit(status, anthropic_type, message, error.get("details")):
         error_type, code = _ERROR_TYPES["billing_error"]
-    return ProviderError(status=status, message=message, type=error_type, code=code)
+    elif anthropic_type == "invalid_request_error" and _CONTEXT_TOO_LONG_MESSAGE.search(message):
+        code, param = "context_length_exceeded", "messages"
+    return ProviderError(status=status, message=message, type=error_type, code=code, param=param)
 
 
 def _out_of_credit(status: int, anthropic_type: Any, message: str, details: Any) -> bool:

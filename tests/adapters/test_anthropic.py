@@ -867,6 +867,20 @@ def test_parse_error(status: int, anthropic_type: str, openai_type: str, code: s
 
 
 @pytest.mark.parametrize(
+    "message",
+    [
+        "prompt is too long: 208310 tokens > 200000 maximum",
+        "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, decrease input length or "
+        "`max_tokens` and try again",
+    ],
+)
+def test_a_prompt_past_the_context_window_is_context_length_exceeded(message: str) -> None:
+    """OpenAI's code for it, which clients act on (trimming the history and asking again)."""
+    parsed = ADAPTER.parse_error(400, anthropic_error_body("invalid_request_error", message))
+    assert parsed == ProviderError(400, message, "invalid_request_error", "context_length_exceeded", "messages")
+
+
+@pytest.mark.parametrize(
     ("status", "error"),
     [
         pytest.param(

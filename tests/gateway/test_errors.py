@@ -563,6 +563,16 @@ UPSTREAM_FAILURES: list[tuple[str, int, dict[str, Any] | None, int, str | None]]
         502,
         "upstream_auth_failed",
     ),
+    (  # the prompt past the model's context window: OpenAI's code for it, which clients act on
+        "claude",
+        400,
+        {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum"},
+        },
+        400,
+        "context_length_exceeded",
+    ),
     (  # Anthropic's credit refusal, as it sends it: a 400 invalid_request_error about the gateway's account
         "claude",
         400,
