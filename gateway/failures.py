@@ -163,6 +163,7 @@ STATUS_OF_STREAM_CODE = {
     "request_too_large": 413,
     "content_filter": 400,  # Azure's
     "insufficient_quota": 429,  # OpenAI's: the gateway's account out of credit (see failover.is_out_of_credit)
+    "overloaded": 529,  # Anthropic's overloaded_error, "an HTTP 529 in a non-streaming context"
 }
 
 
