@@ -184,9 +184,16 @@ class JSONSchemaFormat(Open):
     strict: bool | None = None
 
 
-class ResponseFormat(Open):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JSONSchemaFormat | None = None
+class PlainResponseFormat(Open):
+    type: Literal["text", "json_object"]
+
+
+class JSONSchemaResponseFormat(Open):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaFormat  # required, as OpenAI has it: no adapter makes up a schema the client never gave
+
+
+ResponseFormat = Annotated[PlainResponseFormat | JSONSchemaResponseFormat, Field(discriminator="type")]
 
 
 class StreamOptions(Open):
@@ -297,7 +304,7 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     for i, part in enumerate(loc):
         if isinstance(part, str) and (
             _is_branch_label(part)
-            or (i > 0 and part in _TAGS and (isinstance(loc[i - 1], int) or _is_branch_label(str(loc[i - 1]))))
+            or (i > 0 and part in _TAGS and (isinstance(loc[i - 1], int) or _holds_tagged_union(str(loc[i - 1]))))
         ):
             continue
         clean.append(part)
@@ -322,7 +329,16 @@ def _first_error(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{param}': {error['msg']}.", param=param, code="invalid_value")
 
 
-_TAGS = frozenset(ROLES) | frozenset({"text", "image_url", "input_audio", "file", "refusal", "custom", "allowed_tools"})
+_TAGS = frozenset(ROLES) | frozenset(
+    {"text", "image_url", "input_audio", "file", "refusal", "custom", "allowed_tools", "json_object", "json_schema"}
+)
+_TAGGED_FIELDS = frozenset({"response_format"})  # fields whose value is itself a discriminated union
+
+
+def _holds_tagged_union(part: str) -> bool:
+    """Whether the path's `part` is a union's (a branch label, or a field typed as a discriminated union), so that
+    the part after it is the tag pydantic puts in (`response_format.json_schema.json_schema`): not the client's."""
+    return part in _TAGGED_FIELDS or _is_branch_label(part)
 
 
 def _parse(schema: TypeAdapter[Any], body: bytes, model: str | None) -> dict[str, Any]:

@@ -229,3 +229,26 @@ def test_anthropic_stream_chunks_carry_null_usage_when_asked(gateway: RunningGat
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
     # OpenAI: "All other chunks will also include a usage field, but with a null value." (stream_options docs)
     assert all("usage" in c and c["usage"] is None for c in chunks[:-1]), chunks[0]
+
+
+# ── a request OpenAI refuses as malformed is refused for every provider, before any is called ─────────────────
+@pytest.mark.parametrize("model", ["gpt", "azure-gpt", "claude", "demo"])
+@pytest.mark.parametrize(
+    ("response_format", "code"),
+    [
+        ({"type": "json_schema"}, "missing_required_parameter"),
+        ({"type": "json_schema", "json_schema": None}, "invalid_value"),
+    ],
+)
+def test_a_json_schema_response_format_without_its_schema_is_refused(
+    gateway: RunningGateway, upstream: MockUpstream, model: str, response_format: dict[str, Any], code: str
+) -> None:
+    # OpenAI: 400 "Missing required parameter: 'response_format.json_schema'." Anthropic was sent a made-up empty
+    # schema instead, and answered any JSON object at all
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(model=model, messages=MESSAGES, response_format=response_format)  # type: ignore[arg-type]
+    assert upstream.received == []
+    body = caught.value.body
+    assert isinstance(body, dict)
+    validate("Error", body)
+    assert (body["code"], body["param"]) == (code, "response_format.json_schema")
