@@ -354,7 +354,16 @@ def _parse(schema: TypeAdapter[Any], body: bytes, model: str | None) -> dict[str
 
 
 def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
-    return _parse(_chat, body, model)
+    payload = _parse(_chat, body, model)
+    if payload.get("tool_choice") not in (None, "auto", "none") and not payload.get("tools"):
+        # a tool call demanded with no tool to call: OpenAI refuses it; an adapter with no tools to send would drop
+        # the demand, and the client would get text as if it had made none
+        raise InvalidRequest(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            param="tool_choice",
+            code="invalid_value",
+        )
+    return payload
 
 
 def parse_embeddings(body: bytes, model: str | None = None) -> dict[str, Any]:

@@ -252,3 +252,39 @@ def test_a_json_schema_response_format_without_its_schema_is_refused(
     assert isinstance(body, dict)
     validate("Error", body)
     assert (body["code"], body["param"]) == (code, "response_format.json_schema")
+
+
+@pytest.mark.parametrize("model", ["gpt", "azure-gpt", "claude", "demo"])
+@pytest.mark.parametrize(
+    "tool_choice",
+    [
+        "required",
+        {"type": "function", "function": {"name": "get_weather"}},
+        {"type": "custom", "custom": {"name": "run_python"}},
+        {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": []}},
+    ],
+    ids=["required", "function", "custom", "allowed_tools"],
+)
+@pytest.mark.parametrize("tools", [None, []], ids=["no_tools", "empty_tools"])
+def test_a_tool_call_demanded_without_tools_is_refused(
+    gateway: RunningGateway, upstream: MockUpstream, model: str, tool_choice: Any, tools: Any
+) -> None:
+    # OpenAI: 400 "'tool_choice' is only allowed when 'tools' are specified". The Anthropic adapter dropped the
+    # tool_choice (it has no tools to send), so the client that demanded a tool call got text, as if it had not
+    extra: dict[str, Any] = {"tool_choice": tool_choice} | ({} if tools is None else {"tools": tools})
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(model=model, messages=MESSAGES, **extra)
+    assert upstream.received == []
+    body = caught.value.body
+    assert isinstance(body, dict)
+    validate("Error", body)
+    assert (body["code"], body["param"]) == ("invalid_value", "tool_choice")
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("tool_choice", ["auto", "none"])
+def test_a_tool_choice_that_demands_nothing_is_still_served_without_tools(
+    gateway: RunningGateway, upstream: MockUpstream, model: str, tool_choice: Any
+) -> None:
+    client(gateway).chat.completions.create(model=model, messages=MESSAGES, tool_choice=tool_choice)
+    assert len(upstream.received) == 1
