@@ -151,6 +151,12 @@ class Failover:
                 pool.remove(deployment)
         return None
 
+    def _next_probe_in(self, route: ModelRoute, unable: set[str]) -> float:
+        """Seconds until a circuit of the route lets a call through again (its Retry-After, which SDKs wait out
+        when it is at most a minute); 0 when a probe is in flight already, whose verdict comes soon."""
+        waits = [self._breaker(route, d).retry_in_s for d in route.deployments if d.label not in unable]
+        return min(waits, default=0.0)
+
     async def run(
         self,
         route: ModelRoute,
@@ -199,7 +205,9 @@ class Failover:
         if chosen is None:
             raise AttemptFailed(
                 ServiceUnavailable(
-                    f"Every deployment of '{current.alias}' is failing; retry later.", code="upstream_unavailable"
+                    f"Every deployment of '{current.alias}' is failing; retry later.",
+                    code="upstream_unavailable",
+                    retry_after=self._next_probe_in(current, unable),
                 ),
                 retryable=False,
                 unhealthy=False,

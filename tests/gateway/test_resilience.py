@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 
 import httpx
+import openai
 import pytest
 
 from tests.conftest import ACME_KEY
@@ -47,6 +48,21 @@ def test_circuit_opens_fails_fast_probes_and_recovers(gateway: RunningGateway, u
     assert ask(gateway, "flaky").status_code == 200  # a good probe closes it
     assert [ask(gateway, "flaky").status_code for _ in range(3)] == [200] * 3
     assert gateway.state.failover.circuits.snapshot()["up-openai/flaky-model"]["state"] == "closed"
+
+
+def test_an_open_circuit_s_503_says_when_to_retry(gateway: RunningGateway, upstream: MockUpstream) -> None:
+    upstream.behaviour.status = 500  # flaky: circuit failures 3, cooldown 3 s, retries 0
+    assert [ask(gateway, "flaky").status_code for _ in range(3)] == [502] * 3
+    response = ask(gateway, "flaky")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "upstream_unavailable"
+    assert 1 <= int(response.headers["retry-after"]) <= 3  # when the circuit lets its probe through
+    upstream.behaviour.status = 200
+    # The SDK waits what Retry-After says (up to 60 s), so its one retry is the probe, and is answered. Without the
+    # header it retried after its own 0.5-1 s and got the same 503 again.
+    sdk = openai.OpenAI(api_key=ACME_KEY, base_url=gateway.url + "/v1", max_retries=1, timeout=20)
+    answer = sdk.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content
+    assert len(upstream.received) == 4
 
 
 def test_retries_honour_retry_after_and_stay_within_the_budget(gateway: RunningGateway, upstream: MockUpstream) -> None:
