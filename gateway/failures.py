@@ -34,6 +34,7 @@ DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: ev
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 PARAM = re.compile(r"[A-Za-z0-9_.:\-\[\]]{1,128}")
 MAX_DETAILS_BYTES = 4096
+RATE_LIMIT_TYPES = frozenset({"requests", "tokens"})  # OpenAI types a rate limit's 429 by the limit it hit
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -128,7 +129,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
             UpstreamRejected(
                 f"The provider '{name}' is rate limiting requests: {err.message}",
                 status=429,
-                error_type="requests",
+                error_type=err.type if err.type in RATE_LIMIT_TYPES else "requests",
                 code=err.code or "rate_limit_exceeded",
                 retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
             ),

@@ -857,6 +857,25 @@ def test_a_provider_429_without_a_usable_retry_after_gets_one_second_not_a_crash
     assert response.headers["retry-after"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("up_type", "passed_type"), [("tokens", "tokens"), ("requests", "requests"), (None, "requests")]
+)
+def test_a_provider_429_keeps_which_limit_it_hit(
+    gateway: RunningGateway, upstream: MockUpstream, up_type: str | None, passed_type: str
+) -> None:
+    """OpenAI types a rate limit's 429 by the limit reached ("tokens" for TPM, "requests" for RPM), as the gateway
+    types its own: a provider's says the same, not always "requests"."""
+    upstream.behaviour.status = 429
+    upstream.behaviour.retry_after = "2"
+    message = "Rate limit reached for gpt-4o-mini on tokens per min (TPM): Limit 30000, Used 29800, Requested 900."
+    error = {"message": message, "type": up_type, "param": None, "code": "rate_limit_exceeded"}
+    upstream.behaviour.error_body = {"error": error}
+    response = post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH)
+    assert response.status_code == 429
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["type"] == passed_type
+
+
 def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
     """Following it would hand our provider credentials to whatever host the redirect names."""
     upstream.behaviour.status = 307
