@@ -38,8 +38,7 @@ from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, timeout_failure, unreadable_answer
 from gateway.guardrails import RequestGuard
-from gateway.http import ClientGone, Receive, Scope, Send, header, read_body, send_error
-from gateway.routing import new_request_id
+from gateway.http import ClientGone, Receive, Scope, Send, header, new_request_id, read_body, send_error
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
 from gateway.spend import Reservation, admit
 from gateway.state import GatewayState

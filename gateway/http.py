@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
 
 
 class ClientGone(Exception):
@@ -81,5 +87,9 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 
 
 async def send_error(send: Send, err: GatewayError, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """`err` as the whole answer, with the request's id (a fresh one where no request record was made: an unknown
+    path, a method the path does not serve), as OpenAI gives every answer its x-request-id."""
     status, headers, body = render(err)
+    if not any(name == REQUEST_ID_HEADER for name, _ in extra_headers):
+        headers.append((REQUEST_ID_HEADER, new_request_id().encode()))
     await send_bytes(send, status, body, [*headers, *extra_headers])

@@ -8,8 +8,18 @@ import orjson
 
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, path_after, require_method, send_bytes, send_error
-from gateway.routing import model_not_found, new_request_id
+from gateway.http import (
+    JSON_HEADERS,
+    Receive,
+    Scope,
+    Send,
+    new_request_id,
+    path_after,
+    require_method,
+    send_bytes,
+    send_error,
+)
+from gateway.routing import model_not_found
 from gateway.state import GatewayState
 
 # SDKs are pointed at base URLs with and without /v1; AzureOpenAI's models.list() asks /openai/models?api-version=

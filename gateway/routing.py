@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from gateway.errors import ModelNotAllowed, ModelNotFound, ServiceUnavailable
 from gateway.runtime import ModelRoute, Runtime, Tenant
-
-
-def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
 
 
 def model_not_found(model: str) -> ModelNotFound:

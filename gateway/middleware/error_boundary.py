@@ -1,7 +1,7 @@
 """The last line: any exception an endpoint did not handle becomes an OpenAI-shaped 500.
 
-The traceback goes to the server log (never to the client); if the response had already started,
-the connection is simply ended, because a second status line cannot be sent.
+The traceback goes to the server log with the request id the answer carries (never to the client); if the
+response had already started, the connection is simply ended, because a second status line cannot be sent.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from gateway.errors import internal_error
-from gateway.http import ASGIApp, Message, Receive, Scope, Send, send_error
+from gateway.http import REQUEST_ID_HEADER, ASGIApp, Message, Receive, Scope, Send, new_request_id, send_error
 
 log = logging.getLogger("gateway")
 
@@ -33,6 +33,7 @@ class ErrorBoundary:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            request_id = new_request_id()
+            log.exception("unhandled error in request %s on %s %s", request_id, scope.get("method"), scope.get("path"))
             if not started:
-                await send_error(send, internal_error())
+                await send_error(send, internal_error(), [(REQUEST_ID_HEADER, request_id.encode())])

@@ -3,6 +3,7 @@ body that validates against `ErrorResponse`, and no answer ever carries a secret
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import time
@@ -14,6 +15,7 @@ import openai
 import orjson
 import pytest
 
+from gateway.middleware.error_boundary import ErrorBoundary
 from gateway.request_models import ORJSON_WRITE_DEPTH
 from tests.conftest import ACME_KEY, ADMIN_TOKEN, LIMITED_KEY, UPSTREAM_SECRETS, gateway_config
 from tests.openai_schema import validate
@@ -371,6 +373,46 @@ def test_wrong_method_is_405_with_allow(
     assert response.status_code == 405, response.text
     validate("ErrorResponse", response.json())
     assert response.headers["allow"] == allow
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/chat/completions", 405),
+        ("PUT", "/v1/embeddings", 405),
+        ("POST", "/v1/models", 405),
+        ("POST", "/v1/responses", 404),
+        ("GET", "/openai/deployments/demo/chat/completions?api-version=2024-10-21", 405),
+        ("POST", "/openai/deployments/demo/completions?api-version=2024-10-21", 404),
+    ],
+)
+def test_every_api_error_carries_a_request_id(gateway: RunningGateway, method: str, path: str, status: int) -> None:
+    """OpenAI answers every call with x-request-id (the SDKs put it on their errors, support asks for it); so does
+    each of the gateway's answers, whichever part of it answers."""
+    response = httpx.request(method, gateway.url + path, headers=AUTH, timeout=10)
+    assert response.status_code == status, response.text
+    validate("ErrorResponse", response.json())
+    assert response.headers.get("x-request-id", "").startswith("req_"), response.headers
+
+
+def test_a_bug_outside_the_endpoints_is_a_500_with_its_request_id_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def buggy(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("a bug")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": []}
+    with caplog.at_level("ERROR", logger="gateway"):
+        asyncio.run(ErrorBoundary(buggy)(scope, receive, send))
+    assert sent[0]["status"] == 500
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    assert request_id.startswith("req_") and request_id in caplog.text
 
 
 @pytest.mark.parametrize(
