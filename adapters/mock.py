@@ -80,15 +80,17 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
             completion_tokens = sum(estimate_tokens(c["function"]["arguments"]) + 3 for c in tool_calls)
         else:
             completion_tokens = len(words)
+        n = body.get("n")
+        choices = n if type(n) is int and n > 1 else 1  # as OpenAI: n answers (deterministic: the same n times)
+        completion_tokens *= choices
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
         if body.get("stream"):
-            return LocalAnswer(
-                200, frames=self._frames(completion_id, created, model, words, tool_calls, finish, usage, body)
-            )
+            frames = self._frames(completion_id, created, model, words, tool_calls, finish, usage, body, choices)
+            return LocalAnswer(200, frames=frames)
         message: JSON = {"role": "assistant", "content": None if tool_calls else " ".join(words), "refusal": None}
         if tool_calls:
             message["tool_calls"] = tool_calls
@@ -97,7 +99,9 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(choices)
+            ],
             "usage": usage,
             "system_fingerprint": "fp_mock",
         }
@@ -133,24 +137,27 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
         finish: str,
         usage: JSON,
         body: JSON,
+        choices: int,
     ) -> list[bytes]:
-        def chunk(delta: JSON, finish_reason: str | None = None) -> bytes:
+        def chunk(choice: int, delta: JSON, finish_reason: str | None = None) -> bytes:
             payload = {
                 "id": completion_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
             }
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
-        frames = [chunk({"role": "assistant", "content": ""})]
-        if tool_calls:
-            for index, call in enumerate(tool_calls):
-                frames.append(chunk({"tool_calls": [{"index": index, **call}]}))
-        else:
-            frames.extend(chunk({"content": (" " if i else "") + w}) for i, w in enumerate(words))
-        frames.append(chunk({}, finish))
+        frames = []
+        for choice in range(choices):
+            frames.append(chunk(choice, {"role": "assistant", "content": ""}))
+            if tool_calls:
+                for index, call in enumerate(tool_calls):
+                    frames.append(chunk(choice, {"tool_calls": [{"index": index, **call}]}))
+            else:
+                frames.extend(chunk(choice, {"content": (" " if i else "") + w}) for i, w in enumerate(words))
+            frames.append(chunk(choice, {}, finish))
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             usage_chunk = {

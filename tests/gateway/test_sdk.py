@@ -162,6 +162,40 @@ def test_mock_provider_parallel_tool_calls(gateway: RunningGateway) -> None:
     assert names == ["a", "b"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_mock_provider_answers_every_one_of_n_choices(gateway: RunningGateway, stream: bool) -> None:
+    """As OpenAI does: n choices, indexed 0..n-1, and usage counting the output of every one (what the budget is
+    charged). The mock answered one choice whatever n was, so a client (or a load test) that read choices[1] failed."""
+    sdk = client(gateway)
+    if stream:
+        chunks = list(
+            sdk.chat.completions.create(
+                model="demo", messages=MESSAGES, n=3, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        for chunk in chunks:
+            validate("CreateChatCompletionStreamResponse", chunk.model_dump(exclude_unset=True))
+        texts: dict[int, str] = {}
+        finished = {}
+        for chunk in chunks:
+            for choice in chunk.choices:
+                texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+                if choice.finish_reason:
+                    finished[choice.index] = choice.finish_reason
+        usage = chunks[-1].usage
+        assert finished == {0: "stop", 1: "stop", 2: "stop"}
+    else:
+        completion = sdk.chat.completions.create(model="demo", messages=MESSAGES, n=3)
+        validate("CreateChatCompletionResponse", completion.model_dump(exclude_unset=True))
+        texts = {c.index: c.message.content or "" for c in completion.choices}
+        usage = completion.usage
+    assert sorted(texts) == [0, 1, 2] and len(set(texts.values())) == 1 and texts[0]
+    single = sdk.chat.completions.create(model="demo", messages=MESSAGES).usage
+    assert usage is not None and single is not None
+    assert usage.completion_tokens == 3 * single.completion_tokens
+    assert usage.prompt_tokens == single.prompt_tokens
+
+
 @pytest.mark.parametrize("model", ["embed", "azure-embed", "demo-embed"])
 def test_embeddings(gateway: RunningGateway, model: str) -> None:
     sdk = client(gateway)
