@@ -316,6 +316,7 @@ class ModelEndpoint(ABC):
     ) -> UpstreamResponse:
         """Send `request`; connect and first-byte failures are failed attempts."""
         local = deployment.adapter if isinstance(deployment.adapter, LocalAdapter) else None
+        self.state.tracing.inject(request.headers)  # the attempt's span, for a provider that traces
         try:
             client = self.state.client
             return await client.send(request, route.timeouts, local, deployment.transport, record.provider_reached)

@@ -4,7 +4,8 @@ the usage event, with GenAI semantic-convention attributes.
     chat gpt-4o-mini                    (SERVER; continues an incoming `traceparent`)
     ├── gateway.policy.guardrails       injection and PII
     ├── gateway.policy.budget           budget and rate-limit admission
-    ├── chat gpt-4o-mini (attempt)      (CLIENT) one per upstream attempt, retries and fallbacks included
+    ├── chat gpt-4o-mini (attempt)      (CLIENT) one per upstream attempt, retries and fallbacks included;
+    │                                   its request carries it upstream as `traceparent`
     └── gateway.usage_event             the event journaled and queued for the database
 
 Configured by the standard variables: tracing is on when OTEL_TRACES_EXPORTER names exporters
@@ -193,6 +194,17 @@ class Tracing:
             },
             SpanKind.CLIENT,
         )
+
+    def inject(self, headers: dict[str, str]) -> None:
+        """W3C `traceparent` (and `tracestate`) naming the current span, an upstream attempt's, into the headers
+        of its request, so that a provider that traces continues the trace. A header the config sets wins."""
+        if self.tracer is None:
+            return
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        for name, value in carrier.items():
+            if not any(key.lower() == name for key in headers):
+                headers[name] = value
 
     @staticmethod
     def finish(span: Span | None, record: RequestRecord) -> None:

@@ -441,6 +441,42 @@ def test_a_malformed_traceparent_starts_a_new_trace(traced: Traced) -> None:
     assert root.parent is None
 
 
+def test_each_upstream_attempt_carries_its_own_span_as_the_traceparent(traced: Traced, upstream: MockUpstream) -> None:
+    """The trace goes on into the provider (a vLLM or another gateway that traces, say): each attempt's request
+    carries W3C `traceparent` naming the attempt's CLIENT span, and the client's `tracestate`."""
+    upstream.behaviour.status = 500  # stormy: retries 2
+    response = traced.post(
+        "/v1/chat/completions",
+        {"model": "stormy", "messages": [{"role": "user", "content": "hi"}]},
+        traceparent=f"00-{TRACE_ID}-{PARENT_ID}-01",
+        tracestate="vendor=value",
+    )
+    assert response.status_code == 502
+    tries = attempts(traced.spans())
+    assert len(tries) == 3 == len(upstream.received)
+    sent = [{k.lower(): v for k, v in received.headers.items()} for received in upstream.received]
+    assert [h.get("traceparent") for h in sent] == [
+        f"00-{TRACE_ID}-{s.context.span_id:016x}-01" for s in tries if s.context is not None
+    ]
+    assert [h.get("tracestate") for h in sent] == ["vendor=value"] * 3
+
+
+def test_tracing_off_sends_no_traceparent_upstream(upstream: MockUpstream) -> None:
+    upstream.reset()
+    gateway = RunningGateway(gateway_config(upstream.url)).start()
+    try:
+        response = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": f"Bearer {ACME_KEY}", "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+            timeout=20,
+        )
+    finally:
+        gateway.stop()
+    assert response.status_code == 200
+    assert "traceparent" not in {k.lower() for k in upstream.received[-1].headers}
+
+
 def test_a_span_names_a_failure_by_its_class_never_its_text() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
