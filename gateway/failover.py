@@ -29,7 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from adapters.base import ProviderError
-from gateway.deadlines import DeadlineWheel
+from gateway.deadlines import Deadline, DeadlineWheel
 from gateway.errors import GatewayError, ServiceUnavailable, UpstreamTimeout
 from gateway.events import RequestRecord
 from gateway.instruments import RequestMetrics
@@ -41,6 +41,7 @@ T = TypeVar("T")
 RETRY_RATIO = 0.1
 RETRY_BURST = 5.0
 MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is passed on (to a fallback, or the client) instead of waited out
+UPSTREAM_TIMEOUT = "upstream_timeout"  # UpstreamTimeout's code: an attempt the model's timeout_s cut
 
 
 @dataclass(slots=True)
@@ -168,8 +169,8 @@ class Failover:
         `timeout_s` bounds the whole: every attempt, backoff and fallback together."""
         self.budget.on_request()
         try:
-            async with self.deadlines.timeout(route.timeouts.total_s):
-                return await self._run(route, tenant, record, attempt)
+            async with self.deadlines.timeout(route.timeouts.total_s) as deadline:
+                return await self._run(route, tenant, record, attempt, deadline)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"No provider answered for '{route.alias}' within {route.timeouts.total_s:g} s."
@@ -182,12 +183,13 @@ class Failover:
         unable: set[str],
         record: RequestRecord,
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+        deadline: Deadline,
     ) -> T:
         """An attempt; when the chosen deployment's API cannot express the request, another deployment of the
         model that may is tried at once (no retry: nothing was sent)."""
         while True:
             try:
-                return await self._attempt(current, tried, unable, record, attempt)
+                return await self._attempt(current, tried, unable, record, attempt, deadline)
             except AttemptFailed as failed:
                 if not failed.unsupported or all(d.label in unable for d in current.deployments):
                     raise
@@ -199,6 +201,7 @@ class Failover:
         unable: set[str],
         record: RequestRecord,
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+        deadline: Deadline,
     ) -> T:
         """One attempt on a deployment the circuits allow, with the verdict reported to its breaker."""
         chosen = self._choose(current, tried, unable)
@@ -242,7 +245,12 @@ class Failover:
                     failed.retryable = False  # too long to wait here: a fallback, or the client, may
                 raise
             except BaseException:
-                breaker.release()
+                if deadline.expired:  # the model's timeout_s ran out while the provider worked: a timeout
+                    outcome = "error"
+                    self.tracing.failed(span, UPSTREAM_TIMEOUT)
+                    breaker.record_failure()
+                else:  # the client left, or the drain cut it: no verdict on the provider
+                    breaker.release()
                 raise
             finally:
                 if self.metrics is not None:
@@ -258,6 +266,7 @@ class Failover:
         tenant: Tenant,
         record: RequestRecord,
         attempt: Callable[[ModelRoute, Deployment], Awaitable[T]],
+        deadline: Deadline,
     ) -> T:
         last: GatewayError | None = None
         passed_over = False  # nothing was sent on the route before (circuits open, API unable): the next is no retry
@@ -276,7 +285,7 @@ class Failover:
             unable: set[str] = set()
             try:
                 try:  # the first attempt goes straight through: tenacity only once something failed
-                    return await self._attempt_able(current, tried, unable, record, attempt)
+                    return await self._attempt_able(current, tried, unable, record, attempt, deadline)
                 except AttemptFailed as failed:
                     if current.retries == 0 or not should_retry(failed):
                         raise
@@ -289,7 +298,7 @@ class Failover:
                 )
                 async for attempt_state in retrying:
                     with attempt_state:
-                        return await self._attempt_able(current, tried, unable, record, attempt)
+                        return await self._attempt_able(current, tried, unable, record, attempt, deadline)
             except AttemptFailed as failed:
                 passed_over = tried <= unable  # every deployment open, or unable to express the request
                 if not (failed.unsupported and last is not None):

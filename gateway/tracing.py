@@ -195,6 +195,13 @@ class Tracing:
             SpanKind.CLIENT,
         )
 
+    @staticmethod
+    def failed(span: Span | None, error_type: str) -> None:
+        """A span's work failed though no exception of its own went through it (a deadline's cancel did)."""
+        if span is not None:
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+
     def inject(self, headers: dict[str, str]) -> None:
         """W3C `traceparent` (and `tracestate`) naming the current span, an upstream attempt's, into the headers
         of its request, so that a provider that traces continues the trace. A header the config sets wins."""

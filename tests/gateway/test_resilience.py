@@ -11,7 +11,12 @@ from collections import defaultdict
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.tracing import Tracing
 from tests.conftest import ACME_KEY
 from tests.openai_schema import validate
 from tests.support.gateway import RunningGateway, sha
@@ -20,10 +25,10 @@ from tests.support.upstream import MockUpstream
 AUTH = {"authorization": f"Bearer {ACME_KEY}"}
 
 
-def ask(gateway: RunningGateway, model: str, text: str = "hello") -> httpx.Response:
+def ask(gateway: RunningGateway, model: str, text: str = "hello", stream: bool = False) -> httpx.Response:
     return httpx.post(
         gateway.url + "/v1/chat/completions",
-        json={"model": model, "messages": [{"role": "user", "content": text}]},
+        json={"model": model, "messages": [{"role": "user", "content": text}], "stream": stream},
         headers=AUTH,
         timeout=20,
     )
@@ -326,3 +331,50 @@ def test_a_model_whose_circuit_is_open_hands_every_request_to_its_fallback(upstr
     assert {r.json()["model"] for r in responses} == {"mock-1"}
     assert circuit == "open"
     assert len(upstream.received) == 2  # the two failures that opened it
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_that_hangs_past_the_model_s_timeout_is_a_failed_attempt(
+    upstream: MockUpstream, stream: bool
+) -> None:
+    """The model's `timeout_s` (no first-byte timeout) running out while the provider works on an attempt is that
+    attempt's failure, as a first byte's timeout is: held against the circuit, an `error` outcome in
+    gateway_upstream_duration_seconds and an ERROR span naming upstream_timeout. It was taken as a cancel with
+    no verdict: a provider that hung on every request never opened its circuit, and it showed as `cancelled`."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    gateway = RunningGateway(
+        f"""
+providers:
+  up: {{type: openai, base_url: "{upstream.url}/v1", api_key: "sk-upstream"}}
+models:
+  hung:
+    deployments: [{{provider: up, model: gpt-4o-mini}}]
+    timeout_s: 0.5
+    retries: 0
+    circuit: {{failures: 2, cooldown_s: 60}}
+tenants:
+  acme:
+    keys: [{{id: acme-1, sha256: "{sha(ACME_KEY)}"}}]
+    models: ["*"]
+"""
+    )
+    gateway.state.tracing = gateway.state.failover.tracing = Tracing(provider)
+    gateway.start()
+    upstream.reset()
+    upstream.behaviour.delay_s = 3
+    try:
+        statuses = [ask(gateway, "hung", stream=stream).status_code for _ in range(3)]
+        circuit = gateway.state.failover.circuits.snapshot()["up/gpt-4o-mini"]
+        metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
+    finally:
+        gateway.stop()
+    assert statuses == [504, 504, 503]  # the third fails fast: the circuit opened
+    assert circuit["state"] == "open" and circuit["consecutive_failures"] == 2
+    assert 'outcome="error"' in metrics and 'outcome="cancelled"' not in metrics
+    tries = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert len(tries) == 2
+    for span in tries:
+        assert span.status.status_code is StatusCode.ERROR
+        assert dict(span.attributes or {})["error.type"] == "upstream_timeout"
