@@ -158,7 +158,7 @@ class ModelEndpoint(ABC):
             try:
                 await self._serve(scope, receive, send, record)
             finally:
-                state.tracing.finish(span, record)
+                state.tracing.finish(span, record, state.runtime.model_names)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
         state = self.state

@@ -214,12 +214,14 @@ class Tracing:
                 headers[name] = value
 
     @staticmethod
-    def finish(span: Span | None, record: RequestRecord) -> None:
-        """The request's outcome on its span (names and numbers only: no content, no key)."""
+    def finish(span: Span | None, record: RequestRecord, known_models: frozenset[str]) -> None:
+        """The request's outcome on its span (names and numbers only: no content, no key). The span is named by
+        the model only when the config knows it: a name must stay low-cardinality, whatever a client sends."""
         if span is None:
             return
         operation = "embeddings" if record.endpoint == "embeddings" else "chat"
-        span.update_name(f"{operation} {record.model_alias or record.model_requested or ''}".rstrip())
+        requested = record.model_requested if record.model_requested in known_models else None
+        span.update_name(f"{operation} {record.model_alias or requested or ''}".rstrip())
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "http.response.status_code": record.http_status,

@@ -279,6 +279,24 @@ def test_a_request_refused_for_what_the_client_sent_is_no_server_error(
     assert [a.status.status_code for a in attempts(spans)] == [StatusCode.ERROR] * (provider_status is not None)
 
 
+def test_a_made_up_model_does_not_name_the_request_s_span(traced: Traced) -> None:
+    """A span's name is low-cardinality (tracing backends derive metrics by span name, as Tempo's span metrics and
+    the collector's spanmetrics connector do): a model the config does not know names no span, as it makes no
+    metrics label; the attribute keeps what was asked. The name was `chat <whatever the client sent>`."""
+    names = []
+    for made_up in ("gpt-5-turbo-9000", "x" * 200):
+        traced.exporter.clear()
+        response = traced.chat(made_up)
+        assert response.status_code == 404
+        root = root_of(traced.spans())
+        assert attrs(root)["gen_ai.request.model"] == made_up
+        names.append(root.name)
+    assert names == ["chat", "chat"]
+    traced.exporter.clear()
+    assert traced.chat("gpt").status_code == 200
+    assert root_of(traced.spans()).name == "chat gpt"
+
+
 def test_a_request_body_that_is_not_json_is_no_server_error(traced: Traced) -> None:
     response = httpx.post(
         traced.gateway.url + "/v1/chat/completions",
