@@ -32,6 +32,8 @@ GROUP_SQL = MappingProxyType(
     {"model": "COALESCE(model_alias, model_requested)", "key": "key_id", "tenant": "tenant", "day": None}
 )
 FIELD = MappingProxyType({"model": "model", "day": "day", "key": "key_id", "tenant": "tenant"})
+# a key id is unique within its tenant only (acme and beta may both name a key `prod`): a key is grouped with it
+OWNER_SQL = MappingProxyType({"key": "tenant"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class UsageRow:
     cost_usd: float | None = None  # the sum of the known costs; None: no request of the group has one
     unpriced_requests: int = 0  # requests whose cost is unknown (no known price, usage unreported): not in cost_usd
     errors: int = 0  # requests whose status is not `completed`
+    tenant: str | None = None  # by key: the tenant the key belongs to (key ids are unique within a tenant only)
 
     @property
     def total_tokens(self) -> int:
@@ -104,18 +107,19 @@ def totals(rows: Sequence[UsageRow]) -> UsageRow:
 
 def report_sql(dialect: Dialect, by: Dimension, tenant: str | None, since: bool, until: bool) -> str:
     group = GROUP_SQL[by] or dialect.day
+    owner = OWNER_SQL.get(by)
     conditions: list[str] = []
     for column, wanted in (("tenant =", tenant is not None), ("ts >=", since), ("ts <", until)):
         if wanted:
             conditions.append(f"{column} {dialect.placeholder(len(conditions) + 1)}")
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
     return (
-        f"SELECT {group} AS grp, count(*), "
+        f"SELECT {group} AS grp, {owner or 'NULL'} AS owner, count(*), "
         "COALESCE(sum(prompt_tokens), 0), COALESCE(sum(completion_tokens), 0), COALESCE(sum(cached_tokens), 0), "
         "sum(cost_usd), "
         "sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
         "sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) "
-        f"FROM usage_events {where}GROUP BY grp"
+        f"FROM usage_events {where}GROUP BY grp{', owner' if owner else ''}"
     )
 
 
@@ -123,7 +127,14 @@ def _sort_key(by: Dimension) -> Callable[[UsageRow], tuple[Any, ...]]:
     if by == "day":
         return lambda r: (r.group is None, r.group or "")
     # most spent first; an unknown cost after every known one; then the busiest; then by name
-    return lambda r: (r.cost_usd is None, -(r.cost_usd or 0.0), -r.requests, r.group is None, r.group or "")
+    return lambda r: (
+        r.cost_usd is None,
+        -(r.cost_usd or 0.0),
+        -r.requests,
+        r.group is None,
+        r.group or "",
+        r.tenant or "",
+    )
 
 
 async def usage_report(
@@ -154,8 +165,9 @@ async def usage_report(
             cost_usd=None if cost is None else float(cost),
             unpriced_requests=int(unpriced or 0),
             errors=int(errors or 0),
+            tenant=None if owner is None else str(owner),
         )
-        for group, requests, prompt, completion, cached, cost, unpriced, errors in await store.query(sql, params)
+        for group, owner, requests, prompt, completion, cached, cost, unpriced, errors in await store.query(sql, params)
     ]
     return sorted(rows, key=_sort_key(by))
 
@@ -211,6 +223,11 @@ def pending_journal_files(spool_dir: Path) -> int:
         return 0
 
 
+def _owner(row: UsageRow, by: Dimension) -> dict[str, Any]:
+    """By key: whose key it is."""
+    return {"tenant": row.tenant} if by in OWNER_SQL else {}
+
+
 def report_json(
     rows: Sequence[UsageRow],
     by: Dimension,
@@ -228,7 +245,7 @@ def report_json(
         "tenant": tenant,
         "since": None if since is None else since.isoformat(),
         "until": None if until is None else until.isoformat(),
-        "data": [{field: row.group, **row.to_json()} for row in rows],
+        "data": [{field: row.group, **_owner(row, by), **row.to_json()} for row in rows],
         "totals": totals(rows).to_json(),
         "pending_journal_files": pending_files,
     }
@@ -239,24 +256,32 @@ def report_json(
 COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd  ", "unpriced", "errors")
 
 
-def _cells(label: str, row: UsageRow) -> list[str]:
+def _cells(labels: list[str], row: UsageRow) -> list[str]:
     # "+?": the cost of some requests of the group is unknown, the sum is a lower bound (the suffix is
     # always two characters wide so that the decimal points line up)
     known = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
     cost = known + ("+?" if row.unpriced_requests and row.cost_usd is not None else "  ")
     numbers = (row.requests, row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.total_tokens)
-    return [label, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
+    return [*labels, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
 
 
 def render_table(rows: Sequence[UsageRow], by: Dimension) -> list[str]:
     """An aligned table, one line per group and a totals line (text columns left, numbers right)."""
-    body = [_cells("(none)" if row.group is None else row.group, row) for row in rows]
-    lines = [[FIELD[by], *COLUMNS], *body, _cells("total", totals(rows))]
+    owned = by in OWNER_SQL  # by key: a tenant column too
+
+    def labels(row: UsageRow) -> list[str]:
+        named = [row.group, row.tenant] if owned else [row.group]
+        return ["(none)" if name is None else name for name in named]
+
+    body = [_cells(labels(row), row) for row in rows]
+    header = [FIELD[by], "tenant"] if owned else [FIELD[by]]
+    lines = [[*header, *COLUMNS], *body, _cells(["total", ""] if owned else ["total"], totals(rows))]
+    texts = len(header)  # text columns: left-aligned
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
 
     def format_line(cells: list[str]) -> str:
-        first, *rest = cells
-        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+        aligned = [c.ljust(w) if i < texts else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(aligned)
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     return [format_line(lines[0]), *(format_line(cells) for cells in body), rule, format_line(lines[-1])]

@@ -27,6 +27,7 @@ from gateway.events.usage import (
     parse_instant,
     pending_journal_files,
     render_table,
+    report_json,
     totals,
     usage_report,
 )
@@ -439,3 +440,39 @@ def test_a_bound_before_the_year_1_in_utc_is_refused_as_bad_input() -> None:
     """Postgres would refuse it as a store error ("unreachable", 503); it is the caller's 400."""
     with pytest.raises(ValueError, match="not a date"):
         parse_instant("0001-01-01T00:00:00+14:00", dt.datetime.now(UTC))
+
+
+def test_a_key_id_two_tenants_use_is_two_rows(opener: Opener) -> None:
+    """Key ids are unique within a tenant only (the config allows `prod` in acme and in beta): by key, the
+    report keeps each tenant's key apart and says whose it is, never one row summing both."""
+    shared = [
+        record("k1", at(DAY1, 10), "acme", "prod", "gpt", Usage(100, 50), 0.001),
+        record("k2", at(DAY1, 11), "beta", "prod", "gpt", Usage(1000, 500), 0.01),
+        record("k3", at(DAY1, 12), "beta", "prod", "gpt", Usage(10, 5), 0.0001),
+        record("k4", at(DAY1, 13), None, None, None, None, 0.0, status="blocked"),  # an unknown key
+    ]
+
+    async def report(store: EventStore) -> tuple[list[UsageRow], list[UsageRow]]:
+        await store.migrate()
+        await store.write(shared)
+        return await usage_report(store, by="key"), await usage_report(store, by="key", tenant="acme")
+
+    everyone, acme = with_store(opener(), report)
+    assert [(r.group, r.tenant, r.requests, r.total_tokens) for r in everyone] == [
+        ("prod", "beta", 2, 1515),
+        ("prod", "acme", 1, 150),
+        (None, None, 1, 0),
+    ]
+    assert [(r.group, r.tenant, r.requests) for r in acme] == [("prod", "acme", 1)]
+    data = report_json(everyone, "key", tenant=None, since=None, until=None, pending_files=0)["data"]
+    assert [(entry["key_id"], entry["tenant"], entry["requests"]) for entry in data] == [
+        ("prod", "beta", 2),
+        ("prod", "acme", 1),
+        (None, None, 1),
+    ]
+    assert render_table(everyone, "key")[:4] == [
+        "key_id  tenant  requests  prompt  completion  cached  total  cost_usd    unpriced  errors",
+        "prod    beta           2    1010         505       0   1515  0.010100           0       0",
+        "prod    acme           1     100          50       0    150  0.001000           0       0",
+        "(none)  (none)         1       0           0       0      0  0.000000           0       1",
+    ]
