@@ -11,6 +11,7 @@ tokens but was billed).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -265,13 +266,21 @@ def _cells(labels: list[str], row: UsageRow) -> list[str]:
     return [*labels, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
 
 
+def _label(name: str | None) -> str:
+    """A group's name in the table. A model's may be whatever a client sent: one with a character that is not
+    printable (a newline would make a line of its own, an escape sequence would reach the reader's terminal) is
+    quoted and escaped as JSON writes it."""
+    if name is None:
+        return "(none)"
+    return name if name.isprintable() else json.dumps(name)
+
+
 def render_table(rows: Sequence[UsageRow], by: Dimension) -> list[str]:
     """An aligned table, one line per group and a totals line (text columns left, numbers right)."""
     owned = by in OWNER_SQL  # by key: a tenant column too
 
     def labels(row: UsageRow) -> list[str]:
-        named = [row.group, row.tenant] if owned else [row.group]
-        return ["(none)" if name is None else name for name in named]
+        return [_label(row.group), _label(row.tenant)] if owned else [_label(row.group)]
 
     body = [_cells(labels(row), row) for row in rows]
     header = [FIELD[by], "tenant"] if owned else [FIELD[by]]

@@ -476,3 +476,21 @@ def test_a_key_id_two_tenants_use_is_two_rows(opener: Opener) -> None:
         "prod    acme           1     100          50       0    150  0.001000           0       0",
         "(none)  (none)         1       0           0       0      0  0.000000           0       1",
     ]
+
+
+def test_the_table_prints_a_clients_model_name_on_its_own_line_without_its_control_characters() -> None:
+    """The model of a request that failed before routing is whatever its client sent (up to 256 characters of
+    anything): a newline in it must not make a line of the report (a forged row), nor an escape sequence reach
+    the terminal of whoever reads it. Such a name is quoted and escaped as JSON writes it; others are as they are."""
+    rows = [
+        UsageRow("gpt", 1, 10, 5, cost_usd=0.001),
+        UsageRow("evil\nforged   999  0.000000", 1, errors=1, cost_usd=0.0),
+        UsageRow("\x1b[2J\x1b[31mred\u202e", 1, errors=1, cost_usd=0.0),
+        UsageRow('café, "q"', 1, errors=1, cost_usd=0.0),
+    ]
+    lines = render_table(rows, "model")
+    assert len(lines) == len(rows) + 3  # header, rows, rule, total
+    assert all(line.isprintable() for line in lines)
+    width = lines[0].index("requests")  # the label column, and the two spaces after it
+    labels = [line[:width].rstrip() for line in lines[1:-2]]
+    assert labels == ["gpt", '"evil\\nforged   999  0.000000"', '"\\u001b[2J\\u001b[31mred\\u202e"', 'café, "q"']
