@@ -48,7 +48,8 @@ class Dialect:
 DIALECTS: Mapping[str, Dialect] = MappingProxyType(
     {
         "sqlite": Dialect(
-            day="date(ts, 'unixepoch')",
+            # the whole seconds: date() rounds to the millisecond, which put 23:59:59.9995 in the next day
+            day="date(CAST(ts AS INTEGER), 'unixepoch')",
             table_exists="SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'usage_events'",
             placeholder=lambda n: "?",
             instant=lambda moment: moment.timestamp(),

@@ -494,3 +494,22 @@ def test_the_table_prints_a_clients_model_name_on_its_own_line_without_its_contr
     width = lines[0].index("requests")  # the label column, and the two spaces after it
     labels = [line[:width].rstrip() for line in lines[1:-2]]
     assert labels == ["gpt", '"evil\\nforged   999  0.000000"', '"\\u001b[2J\\u001b[31mred\\u202e"', 'café, "q"']
+
+
+def test_a_request_in_a_days_last_millisecond_is_reported_in_that_day(opener: Opener) -> None:
+    """SQLite's date() rounds a time to the millisecond: 23:59:59.9997 was reported as the next day, in a report
+    by day from SQLite (not from Postgres), and even in one whose range ends at midnight, which the row is in."""
+    last = record("late", at(DAY1, 23, 59, 59.9997), "acme", "acme-1", "gpt", Usage(10, 5), 0.001)
+    first = record("early", at(DAY2, 0), "acme", "acme-1", "gpt", Usage(20, 10), 0.002)
+
+    async def report(store: EventStore) -> tuple[list[UsageRow], list[UsageRow]]:
+        await store.migrate()
+        await store.write([last, first])
+        return await usage_report(store, by="day"), await usage_report(store, by="day", since=DAY1, until=DAY2)
+
+    every_day, day1 = with_store(opener(), report)
+    assert [(r.group, r.requests, r.total_tokens) for r in every_day] == [
+        (DAY1.isoformat(), 1, 15),
+        (DAY2.isoformat(), 1, 30),
+    ]
+    assert [(r.group, r.requests) for r in day1] == [(DAY1.isoformat(), 1)]
