@@ -9,7 +9,9 @@ rounding to the microsecond: see TS_FROM_EPOCH), so a row written before this ch
 it is still the same primary key. The table is partitioned by day (UTC); the partitions a batch needs are
 created on the way, under an advisory lock so that replicas creating the same day do not collide. Every
 call is bounded by a timeout: a database that hangs counts as unreachable, and the batch stays in the
-journal. A batch Postgres refuses for what it holds (a data exception or a broken constraint, SQLSTATE
+journal. Reports (`query`) read what may be months of rows, for seconds or minutes: they have connections of
+their own, bounded by REPORT_TIMEOUT_S, so that they never keep a batch waiting for a connection nor are cut by
+a write's bound. A batch Postgres refuses for what it holds (a data exception or a broken constraint, SQLSTATE
 classes 22, 23 and 54) is StoreRejected. Postgres text cannot hold NUL, so a NUL a client sent (in a model
 name, say) is written as U+FFFD instead.
 """
@@ -31,6 +33,8 @@ from gateway.events.store import Row, StoreRejected, StoreUnreachable
 
 CALL_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
+REPORT_TIMEOUT_S = 300.0  # a report: waiting for one of its connections and running, each (never a write's bound)
+REPORT_CONNECTIONS = 2
 MIGRATION_LOCK = 0x6761_7465_7761  # advisory lock ids: arbitrary, fixed
 PARTITION_LOCK = 0x6761_7465_7762
 UTC = dt.UTC
@@ -139,23 +143,32 @@ class PostgresStore:
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._pool: asyncpg.Pool | None = None
+        self._pool: asyncpg.Pool | None = None  # writes and migrations
+        self._reports: asyncpg.Pool | None = None  # queries: never the writer's connections
         self._partitions: set[dt.date] = set()
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=1,
-                    max_size=2,
-                    timeout=CONNECT_TIMEOUT_S,
-                    command_timeout=CALL_TIMEOUT_S,
-                    reset=_keep_session,
-                )
-            except Exception as exc:  # a bad DSN too: never let the writer die on it, keep journaling
-                raise unreachable(exc) from None
+            self._pool = await self._create_pool(1, 2, CALL_TIMEOUT_S)
         return self._pool
+
+    async def _get_report_pool(self) -> asyncpg.Pool:
+        if self._reports is None:
+            self._reports = await self._create_pool(0, REPORT_CONNECTIONS, REPORT_TIMEOUT_S)
+        return self._reports
+
+    async def _create_pool(self, min_size: int, max_size: int, command_timeout: float) -> asyncpg.Pool:
+        try:
+            return await asyncpg.create_pool(
+                self._dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=command_timeout,
+                reset=_keep_session,
+            )
+        except Exception as exc:  # a bad DSN too: never let the writer die on it, keep journaling
+            raise unreachable(exc) from None
 
     async def migrate(self) -> list[int]:
         async with self._connection() as conn, conn.transaction():
@@ -204,23 +217,26 @@ class PostgresStore:
         self._partitions |= days
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._connection() as conn:
+        """On the reports' own connections: a report waits its turn for one (others may be running), within
+        REPORT_TIMEOUT_S, and runs within it."""
+        async with self._connection(reports=True) as conn:
             return [tuple(r) for r in await conn.fetch(sql, *params)]
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self, reports: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; any failure on it is StoreUnreachable: unreachable, or a server-side
         failure (disk full, shutting down ...), and the batch stays on disk."""
-        pool = await self._get_pool()
+        pool = await (self._get_report_pool() if reports else self._get_pool())
         try:
-            async with pool.acquire(timeout=CONNECT_TIMEOUT_S) as conn:
+            async with pool.acquire(timeout=REPORT_TIMEOUT_S if reports else CONNECT_TIMEOUT_S) as conn:
                 yield conn
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise unreachable(exc) from None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
+        pools = [pool for pool in (self._pool, self._reports) if pool is not None]
+        self._pool = self._reports = None
+        for pool in pools:
             try:
                 await asyncio.wait_for(pool.close(), timeout=CONNECT_TIMEOUT_S)
             except Exception:  # a pool to a dead server: nothing to flush, just let go

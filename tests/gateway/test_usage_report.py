@@ -513,3 +513,31 @@ def test_a_request_in_a_days_last_millisecond_is_reported_in_that_day(opener: Op
         (DAY2.isoformat(), 1, 30),
     ]
     assert [(r.group, r.requests) for r in day1] == [(DAY1.isoformat(), 1)]
+
+
+def test_postgres_reports_never_hold_back_event_writes_nor_share_their_timeout(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report reads what may be months of rows: seconds, or minutes. It ran on the writer's pool (two
+    connections) under the writer's 10 s bound: two reports at once left a batch no connection (the events were
+    spooled, the gateway degraded, with Postgres up), a third report was a 503 'unreachable', and a report
+    longer than 10 s could never be had. Reports now have their own connections and a bound of their own."""
+    from gateway.events import postgres_store
+
+    monkeypatch.setattr(postgres_store, "CALL_TIMEOUT_S", 1.0)  # a write's bound, made short for the test
+    monkeypatch.setattr(postgres_store, "CONNECT_TIMEOUT_S", 1.0)
+    dsn = postgres_server.fresh_database("slow_reports")
+
+    async def scenario(store: EventStore) -> tuple[float, list[tuple[Any, ...]]]:
+        await store.migrate()
+        slow = [asyncio.create_task(store.query("SELECT pg_sleep(1.5), 'done'")) for _ in range(3)]
+        await asyncio.sleep(0.2)  # the reports hold their connections
+        started = time.monotonic()
+        await store.write(ROWS[:2])
+        written_in = time.monotonic() - started
+        answers = [row for rows in await asyncio.gather(*slow) for row in rows]
+        return written_in, answers
+
+    written_in, answers = with_store(PostgresStore(dsn), scenario)
+    assert written_in < 1.0
+    assert [answer[1] for answer in answers] == ["done"] * 3
