@@ -75,6 +75,8 @@ class UsageRow:
     unpriced_requests: int = 0  # requests whose cost is unknown (no known price, usage unreported): not in cost_usd
     errors: int = 0  # requests whose status is not `completed`
     tenant: str | None = None  # by key: the tenant the key belongs to (key ids are unique within a tenant only)
+    cache_write_tokens: int = 0  # of prompt_tokens, written to a cache (Anthropic bills them above the input price)
+    reasoning_tokens: int = 0  # of completion_tokens, spent reasoning
 
     @property
     def total_tokens(self) -> int:
@@ -86,6 +88,8 @@ class UsageRow:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "total_tokens": self.total_tokens,
             "cost_usd": self.cost_usd,
             "unpriced_requests": self.unpriced_requests,
@@ -101,6 +105,8 @@ def totals(rows: Sequence[UsageRow]) -> UsageRow:
         prompt_tokens=sum(r.prompt_tokens for r in rows),
         completion_tokens=sum(r.completion_tokens for r in rows),
         cached_tokens=sum(r.cached_tokens for r in rows),
+        cache_write_tokens=sum(r.cache_write_tokens for r in rows),
+        reasoning_tokens=sum(r.reasoning_tokens for r in rows),
         cost_usd=sum(costs) if costs else None,
         unpriced_requests=sum(r.unpriced_requests for r in rows),
         errors=sum(r.errors for r in rows),
@@ -118,6 +124,7 @@ def report_sql(dialect: Dialect, by: Dimension, tenant: str | None, since: bool,
     return (
         f"SELECT {group} AS grp, {owner or 'NULL'} AS owner, count(*), "
         "COALESCE(sum(prompt_tokens), 0), COALESCE(sum(completion_tokens), 0), COALESCE(sum(cached_tokens), 0), "
+        "COALESCE(sum(cache_write_tokens), 0), COALESCE(sum(reasoning_tokens), 0), "
         "sum(cost_usd), "
         "sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
         "sum(CASE WHEN status <> 'completed' THEN 1 ELSE 0 END) "
@@ -164,12 +171,26 @@ async def usage_report(
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
             cached_tokens=int(cached),
+            cache_write_tokens=int(cache_write),
+            reasoning_tokens=int(reasoning),
             cost_usd=None if cost is None else float(cost),
             unpriced_requests=int(unpriced or 0),
             errors=int(errors or 0),
             tenant=None if owner is None else str(owner),
         )
-        for group, owner, requests, prompt, completion, cached, cost, unpriced, errors in await store.query(sql, params)
+        for (
+            group,
+            owner,
+            requests,
+            prompt,
+            completion,
+            cached,
+            cache_write,
+            reasoning,
+            cost,
+            unpriced,
+            errors,
+        ) in await store.query(sql, params)
     ]
     return sorted(rows, key=_sort_key(by))
 
@@ -255,7 +276,18 @@ def report_json(
 
 # the table `gateway usage` prints ---------------------------------------------------------------------
 
-COLUMNS = ("requests", "prompt", "completion", "cached", "total", "cost_usd  ", "unpriced", "errors")
+COLUMNS = (
+    "requests",
+    "prompt",
+    "completion",
+    "cached",
+    "cache_write",
+    "reasoning",
+    "total",
+    "cost_usd  ",
+    "unpriced",
+    "errors",
+)
 
 
 def _cells(labels: list[str], row: UsageRow) -> list[str]:
@@ -263,7 +295,15 @@ def _cells(labels: list[str], row: UsageRow) -> list[str]:
     # always two characters wide so that the decimal points line up)
     known = "unknown" if row.cost_usd is None else f"{row.cost_usd:.6f}"
     cost = known + ("+?" if row.unpriced_requests and row.cost_usd is not None else "  ")
-    numbers = (row.requests, row.prompt_tokens, row.completion_tokens, row.cached_tokens, row.total_tokens)
+    numbers = (
+        row.requests,
+        row.prompt_tokens,
+        row.completion_tokens,
+        row.cached_tokens,
+        row.cache_write_tokens,
+        row.reasoning_tokens,
+        row.total_tokens,
+    )
     return [*labels, *(str(n) for n in numbers), cost, str(row.unpriced_requests), str(row.errors)]
 
 

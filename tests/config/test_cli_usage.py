@@ -85,12 +85,18 @@ def test_usage_table_by_model(sqlite_config: Path) -> None:
     assert result.stderr == ""
     assert result.stdout.splitlines() == [
         "usage by model, all tenants (sqlite usage.sqlite)",
-        "model           requests  prompt  completion  cached  total  cost_usd    unpriced  errors",
-        "claude-haiku           2    2000        1000       0   3000  0.005600           0       1",
-        "gpt-4o-mini            2    2000         500     200   2500  0.000600           0       0",
-        "my-local-llama         1     500         100       0    600   unknown           1       0",
-        "-----------------------------------------------------------------------------------------",
-        "total                  5    4500        1600     200   6100  0.006200+?         1       1",
+        "model           requests  prompt  completion  cached  "
+        "cache_write  reasoning  total  cost_usd    unpriced  errors",
+        "claude-haiku           2    2000        1000       0  "
+        "          0          0   3000  0.005600           0       1",
+        "gpt-4o-mini            2    2000         500     200  "
+        "          0          0   2500  0.000600           0       0",
+        "my-local-llama         1     500         100       0  "
+        "          0          0    600   unknown           1       0",
+        "------------------------------------------------------"
+        "-----------------------------------------------------------",
+        "total                  5    4500        1600     200  "
+        "          0          0   6100  0.006200+?         1       1",
         "note: cost_usd leaves out 1 request(s) whose cost is unknown (+?): a model with no known price, or usage the "
         "provider never reported",
     ]
@@ -102,9 +108,9 @@ def test_usage_filters_group_by_day_and_key(sqlite_config: Path) -> None:
     assert by_day.returncode == 0, by_day.stderr
     assert by_day.stdout.splitlines()[:4] == [
         "usage by day, tenant acme, since 2026-03-02T00:00:00+00:00 (sqlite usage.sqlite)",
-        "day         requests  prompt  completion  cached  total  cost_usd    unpriced  errors",
-        "2026-03-02         2    1300         300       0   1600  0.000240+?         1       0",
-        "-------------------------------------------------------------------------------------",
+        "day         requests  prompt  completion  cached  cache_write  reasoning  total  cost_usd    unpriced  errors",
+        "2026-03-02         2    1300         300       0            0          0   1600  0.000240+?         1       0",
+        "-------------------------------------------------------------------------------------------------------------",
     ]
     by_key = run(sqlite_config.parent, *args, "--until", "2026-03-02T12:00", "--by", "key", "--json")
     assert by_key.returncode == 0, by_key.stderr
@@ -136,6 +142,8 @@ def test_usage_json_is_the_same_from_sqlite_and_postgres(
             "prompt_tokens": 4500,
             "completion_tokens": 1600,
             "cached_tokens": 200,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
             "total_tokens": 6100,
             "cost_usd": 0.0062,
             "unpriced_requests": 1,

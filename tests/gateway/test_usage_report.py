@@ -259,13 +259,13 @@ def test_render_table_aligns_and_totals() -> None:
         UsageRow(None, 1, cost_usd=0.0),
     ]
     assert render_table(rows, "model") == [
-        "model    requests  prompt  completion  cached  total  cost_usd    unpriced  errors",
-        "gpt             3     300         150      20    450  0.003000           0       1",
-        "claude          2      30          15       0     45  0.000300+?         1       0",
-        "mystery         1       7           3       0     10   unknown           1       0",
-        "(none)          1       0           0       0      0  0.000000           0       0",
-        "----------------------------------------------------------------------------------",
-        "total           7     337         168      20    505  0.003300+?         2       1",
+        "model    requests  prompt  completion  cached  cache_write  reasoning  total  cost_usd    unpriced  errors",
+        "gpt             3     300         150      20            0          0    450  0.003000           0       1",
+        "claude          2      30          15       0            0          0     45  0.000300+?         1       0",
+        "mystery         1       7           3       0            0          0     10   unknown           1       0",
+        "(none)          1       0           0       0            0          0      0  0.000000           0       0",
+        "----------------------------------------------------------------------------------------------------------",
+        "total           7     337         168      20            0          0    505  0.003300+?         2       1",
     ]
 
 
@@ -471,10 +471,14 @@ def test_a_key_id_two_tenants_use_is_two_rows(opener: Opener) -> None:
         (None, None, 1),
     ]
     assert render_table(everyone, "key")[:4] == [
-        "key_id  tenant  requests  prompt  completion  cached  total  cost_usd    unpriced  errors",
-        "prod    beta           2    1010         505       0   1515  0.010100           0       0",
-        "prod    acme           1     100          50       0    150  0.001000           0       0",
-        "(none)  (none)         1       0           0       0      0  0.000000           0       1",
+        "key_id  tenant  requests  prompt  completion  cached  "
+        "cache_write  reasoning  total  cost_usd    unpriced  errors",
+        "prod    beta           2    1010         505       0  "
+        "          0          0   1515  0.010100           0       0",
+        "prod    acme           1     100          50       0  "
+        "          0          0    150  0.001000           0       0",
+        "(none)  (none)         1       0           0       0  "
+        "          0          0      0  0.000000           0       1",
     ]
 
 
@@ -541,3 +545,34 @@ def test_postgres_reports_never_hold_back_event_writes_nor_share_their_timeout(
     written_in, answers = with_store(PostgresStore(dsn), scenario)
     assert written_in < 1.0
     assert [answer[1] for answer in answers] == ["done"] * 3
+
+
+def test_cache_writes_and_reasoning_tokens_are_reported(opener: Opener) -> None:
+    """The events hold the prompt tokens written to a cache (Anthropic bills them above the input price) and the
+    completion tokens spent reasoning: the report sums them too, as it sums the cache reads."""
+    rows = [
+        record("w1", at(DAY1, 10), "acme", "acme-1", "claude", Usage(1000, 50, 200, cache_write_tokens=300), 0.01),
+        record("w2", at(DAY1, 11), "acme", "acme-1", "claude", Usage(500, 20, cache_write_tokens=100), 0.005),
+        record("w3", at(DAY1, 12), "acme", "acme-1", "o3", Usage(10, 400, reasoning_tokens=350), 0.02),
+    ]  # fmt: skip
+
+    async def report(store: EventStore) -> list[UsageRow]:
+        await store.migrate()
+        await store.write(rows)
+        return await usage_report(store, by="model")
+
+    got = with_store(opener(), report)
+    assert [(r.group, r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens) for r in got] == [
+        ("o3", 0, 0, 350),
+        ("claude", 200, 400, 0),
+    ]
+    summed = totals(got)
+    assert (summed.cached_tokens, summed.cache_write_tokens, summed.reasoning_tokens) == (200, 400, 350)
+    data = report_json(got, "model", tenant=None, since=None, until=None, pending_files=0)
+    assert [(e["cache_write_tokens"], e["reasoning_tokens"]) for e in data["data"]] == [(0, 350), (400, 0)]
+    assert (data["totals"]["cache_write_tokens"], data["totals"]["reasoning_tokens"]) == (400, 350)
+    assert render_table(got, "model")[:3] == [
+        "model   requests  prompt  completion  cached  cache_write  reasoning  total  cost_usd    unpriced  errors",
+        "o3             1      10         400       0            0        350    410  0.020000           0       0",
+        "claude         2    1500          70     200          400          0   1570  0.015000           0       0",
+    ]
