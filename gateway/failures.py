@@ -130,7 +130,8 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
                 f"The provider '{name}' is rate limiting requests: {err.message}",
                 status=429,
                 error_type=err.type if err.type in RATE_LIMIT_TYPES else "requests",
-                code=err.code or "rate_limit_exceeded",
+                # (Azure's code is the status again, "429": OpenAI's code for it tells a client to wait)
+                code=err.code if err.code not in (None, "429") else "rate_limit_exceeded",
                 retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
             ),
         )

@@ -918,6 +918,31 @@ def test_a_provider_429_keeps_which_limit_it_hit(
     assert response.json()["error"]["type"] == passed_type
 
 
+@pytest.mark.parametrize(("path", "model"), [("/v1/chat/completions", "azure-gpt"), ("/v1/embeddings", "azure-embed")])
+def test_an_azure_429_is_coded_rate_limit_exceeded_as_openai_codes_it(
+    gateway: RunningGateway, upstream: MockUpstream, path: str, model: str
+) -> None:
+    """Azure's 429 says only `code: "429"` (its status again): the client reads OpenAI's `rate_limit_exceeded`,
+    the code it tells a rate limit (wait) from `insufficient_quota` (do not) by, not a number no OpenAI error has."""
+    upstream.behaviour.status = 429
+    upstream.behaviour.retry_after = "2"
+    message = (
+        "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded "
+        "token rate limit of your current OpenAI S0 pricing tier. Please retry after 2 seconds."
+    )
+    upstream.behaviour.error_body = {"error": {"code": "429", "message": message}}
+    body = json.dumps({"model": model, "input": "hi"}) if "embeddings" in path else body_of(model=model)
+    response = post(gateway, path, body, AUTH)
+    assert response.status_code == 429
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert response.headers["retry-after"] == "2"
+    azure = openai.AzureOpenAI(api_key=ACME_KEY, azure_endpoint=gateway.url, api_version="2024-10-21", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as raised:
+        azure.chat.completions.create(model="azure-gpt", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.code == "rate_limit_exceeded"
+
+
 def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
     """Following it would hand our provider credentials to whatever host the redirect names."""
     upstream.behaviour.status = 307
