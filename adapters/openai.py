@@ -4,6 +4,7 @@ report usage, which the gateway hides again when the client did not ask for it."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -78,6 +79,18 @@ def openai_error(status: int, body: bytes) -> ProviderError:
     if isinstance(error, str) and error:  # some compatible servers answer {"error": "text"}
         return ProviderError(status=status, message=error, type=default_type)
     return ProviderError(status=status, message=f"upstream returned HTTP {status}", type=default_type)
+
+
+# OpenAI's 403 for embeddings asked of a chat model: the request's fault, not the gateway's credentials
+NOT_AN_EMBEDDING_MODEL = "not allowed to generate embeddings from this model"
+
+
+def not_an_embedding_model(err: ProviderError) -> ProviderError:
+    """`err`, or the 400 it stands for when OpenAI says the model does not make embeddings (as Azure's 400
+    OperationNotSupported does): read as a 403, it would be retried and count against the model's circuit."""
+    if err.status == 403 and NOT_AN_EMBEDDING_MODEL in err.message:
+        return replace(err, status=400, type="invalid_request_error", param=err.param or "model")
+    return err
 
 
 CHUNK_OBJECT = "chat.completion.chunk"
@@ -239,5 +252,5 @@ class OpenAIAdapter(Adapter):
     def parse_embeddings(self, status: int, body: bytes) -> Embeddings | ProviderError:
         parsed = self.decode_success(status, body, "data")
         if isinstance(parsed, ProviderError):
-            return parsed
+            return not_an_embedding_model(parsed)
         return Embeddings(parsed, usage_from_openai(parsed.get("usage")))

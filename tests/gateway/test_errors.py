@@ -943,6 +943,28 @@ def test_an_azure_429_is_coded_rate_limit_exceeded_as_openai_codes_it(
     assert raised.value.code == "rate_limit_exceeded"
 
 
+def test_embeddings_from_a_chat_model_are_the_client_s_400_not_a_broken_provider(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    """OpenAI refuses embeddings from a chat model with a 403 ("You are not allowed to generate embeddings from this
+    model"): the request's fault, as Azure's 400 OperationNotSupported and the gateway's own 400 for Anthropic say.
+    Not the gateway's credentials: not retried, and no number of such requests opens the model's circuit for the
+    chat requests it serves."""
+    message = "You are not allowed to generate embeddings from this model"
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    upstream.behaviour.status = 403
+    upstream.behaviour.error_body = {"error": error}
+    for _ in range(6):  # more than the circuit's default 5 failures
+        response = post(gateway, "/v1/embeddings", json.dumps({"model": "gpt", "input": "hi"}), AUTH)
+        assert response.status_code == 400, response.text
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["message"] == message
+        assert response.json()["error"]["param"] == "model"
+    assert len(upstream.received) == 6  # one attempt each
+    upstream.behaviour.status = 200
+    assert post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH).status_code == 200
+
+
 def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
     """Following it would hand our provider credentials to whatever host the redirect names."""
     upstream.behaviour.status = 307
