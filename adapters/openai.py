@@ -81,15 +81,15 @@ def openai_error(status: int, body: bytes) -> ProviderError:
     return ProviderError(status=status, message=f"upstream returned HTTP {status}", type=default_type)
 
 
-# OpenAI's 403 for embeddings asked of a chat model: the request's fault, not the gateway's credentials
-NOT_AN_EMBEDDING_MODEL = "not allowed to generate embeddings from this model"
-
-
-def not_an_embedding_model(err: ProviderError) -> ProviderError:
-    """`err`, or the 400 it stands for when OpenAI says the model does not make embeddings (as Azure's 400
-    OperationNotSupported does): read as a 403, it would be retried and count against the model's circuit."""
-    if err.status == 403 and NOT_AN_EMBEDDING_MODEL in err.message:
-        return replace(err, status=400, type="invalid_request_error", param=err.param or "model")
+def not_served_by_the_model(err: ProviderError) -> ProviderError:
+    """`err`, or the 400 it stands for when OpenAI says the model does not do what was asked (Azure answers that
+    400 OperationNotSupported): a chat model asked for embeddings (a 403), a model that does not chat asked to (a
+    404 naming `model`). Read as the gateway's credentials or a model name the config got wrong, it would be
+    retried and held against the circuit of a deployment that serves what it is meant for."""
+    if (err.status == 403 and "not allowed to generate embeddings" in err.message) or (
+        err.status == 404 and err.param == "model" and "v1/chat/completions" in err.message
+    ):
+        return replace(err, status=400, type="invalid_request_error", param="model")
     return err
 
 
@@ -237,7 +237,7 @@ class OpenAIAdapter(Adapter):
         return OpenAIStreamTranslator(req)
 
     def parse_error(self, status: int, body: bytes) -> ProviderError:
-        return openai_error(status, body)
+        return not_served_by_the_model(openai_error(status, body))
 
     def build_ping(self, target: Target) -> UpstreamRequest:
         """`GET /models`: served by OpenAI and by the compatible servers, with the same auth as a chat
@@ -252,5 +252,5 @@ class OpenAIAdapter(Adapter):
     def parse_embeddings(self, status: int, body: bytes) -> Embeddings | ProviderError:
         parsed = self.decode_success(status, body, "data")
         if isinstance(parsed, ProviderError):
-            return not_an_embedding_model(parsed)
+            return parsed
         return Embeddings(parsed, usage_from_openai(parsed.get("usage")))

@@ -965,6 +965,35 @@ def test_embeddings_from_a_chat_model_are_the_client_s_400_not_a_broken_provider
     assert post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH).status_code == 200
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "This is not a chat model and thus not supported in the v1/chat/completions endpoint. Did you mean to use "
+        "v1/completions?",
+        "This model is only supported in v1/responses and not in v1/chat/completions.",
+    ],
+)
+def test_chat_with_a_model_that_does_not_chat_is_the_client_s_400_not_a_broken_provider(
+    gateway: RunningGateway, upstream: MockUpstream, message: str, stream: bool
+) -> None:
+    """OpenAI answers chat asked of a model that does not chat (an embedding model, a Responses-only one) with a
+    404 naming `model`: the request's fault, not a model name the config got wrong. Not retried, and no number of
+    such requests opens the circuit of the deployment (an embedding model, say) for the requests it does serve."""
+    error = {"message": message, "type": "invalid_request_error", "param": "model", "code": None}
+    upstream.behaviour.status = 404
+    upstream.behaviour.error_body = {"error": error}
+    for _ in range(6):  # more than the circuit's default 5 failures
+        response = post(gateway, "/v1/chat/completions", body_of(model="embed", stream=stream), AUTH)
+        assert response.status_code == 400, response.text
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["message"] == message
+        assert response.json()["error"]["param"] == "model"
+    assert len(upstream.received) == 6  # one attempt each
+    upstream.behaviour.status = 200
+    assert post(gateway, "/v1/embeddings", json.dumps({"model": "embed", "input": "hi"}), AUTH).status_code == 200
+
+
 def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
     """Following it would hand our provider credentials to whatever host the redirect names."""
     upstream.behaviour.status = 307
