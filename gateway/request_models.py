@@ -226,7 +226,7 @@ class ChatCompletionRequest(Open):
 
 EmbeddingInput = (
     Annotated[str, Field(min_length=1)]
-    | Annotated[list[str], Field(min_length=1, max_length=2048)]
+    | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=2048)]
     | Annotated[list[int], Field(min_length=1, max_length=2048)]
     | Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1, max_length=2048)]
 )

@@ -96,6 +96,15 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
         "input[0]",
     ),
     (
+        "an empty string among the inputs",
+        "/v1/embeddings",
+        json.dumps({"model": "demo", "input": ["a", ""]}),
+        AUTH,
+        400,
+        "invalid_value",
+        "input[1]",
+    ),
+    (
         "2,049 inputs",
         "/v1/embeddings",
         json.dumps({"model": "demo", "input": ["x"] * 2049}),
