@@ -209,6 +209,12 @@ class OpenAIAdapter(Adapter):
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
         body["model"] = target.model
+        if self.output_limit_field(target) == "max_tokens":
+            # an API that knows only max_tokens refuses max_completion_tokens (a 400), even as the client's own
+            asked = body.pop("max_completion_tokens", None)
+            if asked is not None:
+                given = body.get("max_tokens")
+                body["max_tokens"] = asked if given is None else min(asked, given)
         if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
             # the gateway reserved budget for at most this many output tokens: hold the provider to it (a null
             # limit, which the SDK sends for an explicit None, means none given, not "no limit")
