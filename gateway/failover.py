@@ -74,8 +74,8 @@ def classify(err: ProviderError) -> tuple[bool, bool]:
         return True, True  # the gateway's account: another provider's may pay
     if status == 429:
         return True, False
-    if status in (401, 403, 404) or status >= 500 or status == 0:
-        return True, True  # our credentials, our model name, or the provider itself: try elsewhere
+    if status in (401, 403, 404, 408) or status >= 500 or status == 0:
+        return True, True  # our credentials, our model name, or the provider itself (408: it timed out): try elsewhere
     return False, False  # the request's own fault (400, 413, 422 ...): trying again cannot help
 
 

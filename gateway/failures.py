@@ -135,6 +135,8 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
                 retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
             ),
         )
+    if status == 408:  # (Azure's "The operation was timeout."): the provider's timeout, not the client's
+        return UpstreamTimeout(f"The provider '{name}' did not answer in time (HTTP 408): {err.message}")
     if status == 404:
         return UpstreamError(f"The provider '{name}' does not know model '{deployment.target.model}': {err.message}")
     if 400 <= status < 500:

@@ -1003,6 +1003,26 @@ def test_chat_with_a_model_that_does_not_chat_is_the_client_s_400_not_a_broken_p
     assert post(gateway, "/v1/embeddings", json.dumps({"model": "embed", "input": "hi"}), AUTH).status_code == 200
 
 
+def test_a_provider_408_is_its_timeout_handed_to_a_fallback_or_a_504(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    """Azure answers 408 ("The operation was timeout.") when the model took too long: the provider's timeout, as the
+    gateway's own is, not a client too slow to send its request (the 408 the gateway answers for that). It is
+    retried, handed to a fallback, and else a 504 upstream_timeout."""
+    error = {"code": "Timeout", "message": "The operation was timeout."}
+    upstream.behaviour.status = 408
+    upstream.behaviour.error_body = {"error": error}
+    response = post(gateway, "/v1/chat/completions", body_of(model="azure-gpt"), AUTH)
+    assert response.status_code == 504, response.text
+    validate("ErrorResponse", response.json())
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert len(upstream.received) == 3  # the first attempt and the model's 2 retries
+    gateway.state.reset_failover()  # a fresh retry budget for the fallback
+    response = post(gateway, "/v1/chat/completions", body_of(model="with-fallback"), AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "mock-1"  # the fallback (demo) answered
+
+
 def test_upstream_redirect_is_not_followed(gateway: RunningGateway, upstream: MockUpstream) -> None:
     """Following it would hand our provider credentials to whatever host the redirect names."""
     upstream.behaviour.status = 307
