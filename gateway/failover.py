@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from adapters.base import ProviderError
@@ -77,6 +77,19 @@ def classify(err: ProviderError) -> tuple[bool, bool]:
     if status in (401, 403, 404, 408) or status >= 500 or status == 0:
         return True, True  # our credentials, our model name, or the provider itself (408: it timed out): try elsewhere
     return False, False  # the request's own fault (400, 413, 422 ...): trying again cannot help
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryWhileLeft:
+    """tenacity's `retry`, which it asks before it checks `stop`: once the model has no retry left, `should_retry`
+    (which spends the retry budget) is not asked, so a request pays for the retries it makes, not one more."""
+
+    retries: int
+    should_retry: Callable[[BaseException | None], bool]
+
+    def __call__(self, state: RetryCallState) -> bool:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        return state.attempt_number < self.retries and self.should_retry(failed)
 
 
 @dataclass(slots=True)
@@ -271,7 +284,7 @@ class Failover:
         last: GatewayError | None = None
         passed_over = False  # nothing was sent on the route before (circuits open, API unable): the next is no retry
 
-        def should_retry(exc: BaseException) -> bool:
+        def should_retry(exc: BaseException | None) -> bool:
             return isinstance(exc, AttemptFailed) and exc.retryable and self.budget.try_spend()
 
         for index, current in enumerate(self.routes(route, tenant)):
@@ -293,7 +306,7 @@ class Failover:
                 retrying = AsyncRetrying(
                     stop=stop_after_attempt(current.retries),
                     wait=_RetryAfterOrBackoff(),
-                    retry=retry_if_exception(should_retry),
+                    retry=_RetryWhileLeft(current.retries, should_retry),
                     reraise=True,
                 )
                 async for attempt_state in retrying:

@@ -103,6 +103,21 @@ def test_retries_honour_retry_after_and_stay_within_the_budget(gateway: RunningG
         assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
 
 
+def test_a_request_whose_retries_run_out_spends_only_the_retries_it_made(
+    gateway: RunningGateway, upstream: MockUpstream
+) -> None:
+    """with-fallback: one retry, then its fallback, each one token of the retry budget (a burst of 5). A request
+    spends the two it used, not a third for a retry it never made once its retries ran out: the next request's
+    fallback still fits in the budget."""
+    upstream.behaviour.status = 500
+    for text in ("first", "second"):
+        response = ask(gateway, "with-fallback", text)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == "mock-1"  # the fallback (demo) answered
+    assert len(upstream.received) == 4  # each: the first attempt and its one retry
+    assert gateway.state.failover.budget.tokens == pytest.approx(5 - 2 * 2 + 0.1)
+
+
 def test_fallback_answers_when_the_model_fails(gateway: RunningGateway, upstream: MockUpstream) -> None:
     upstream.behaviour.status = 500
     events: list[object] = []
