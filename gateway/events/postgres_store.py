@@ -146,15 +146,22 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None  # writes and migrations
         self._reports: asyncpg.Pool | None = None  # queries: never the writer's connections
         self._partitions: set[dt.date] = set()
+        # a pool is made on first use, and making one may wait (the writer's opens its first connection): callers
+        # that come meanwhile (reports asked at once) wait for it rather than each make a pool, all but one lost
+        self._opening = asyncio.Lock()
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            self._pool = await self._create_pool(1, 2, CALL_TIMEOUT_S)
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._create_pool(1, 2, CALL_TIMEOUT_S)
         return self._pool
 
     async def _get_report_pool(self) -> asyncpg.Pool:
         if self._reports is None:
-            self._reports = await self._create_pool(0, REPORT_CONNECTIONS, REPORT_TIMEOUT_S)
+            async with self._opening:
+                if self._reports is None:
+                    self._reports = await self._create_pool(0, REPORT_CONNECTIONS, REPORT_TIMEOUT_S)
         return self._reports
 
     async def _create_pool(self, min_size: int, max_size: int, command_timeout: float) -> asyncpg.Pool:

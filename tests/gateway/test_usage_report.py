@@ -16,6 +16,7 @@ import pytest
 from adapters.base import Usage
 from gateway.admin import UsageEndpoint
 from gateway.config.loader import load_text
+from gateway.events import postgres_store
 from gateway.events.postgres_store import PostgresStore
 from gateway.events.record import RequestRecord
 from gateway.events.sqlite_store import SqliteStore
@@ -545,6 +546,21 @@ def test_postgres_reports_never_hold_back_event_writes_nor_share_their_timeout(
     written_in, answers = with_store(PostgresStore(dsn), scenario)
     assert written_in < 1.0
     assert [answer[1] for answer in answers] == ["done"] * 3
+
+
+def test_postgres_reports_asked_at_once_on_a_fresh_store_share_one_pool(postgres_server: PostgresServer) -> None:
+    """The reports' pool is made on first use: reports asked at once before it exists must share it, not each make
+    one (all but the last lost, never closed, their connections left open on the server). asyncpg makes a pool
+    with no minimum without waiting today; with a wait at its creation (tried), this saw 9 connections."""
+    dsn = postgres_server.fresh_database("report_pools")
+
+    async def scenario(store: EventStore) -> int:
+        await store.migrate()  # the writer's pool: one connection
+        await asyncio.gather(*(store.query("SELECT 1") for _ in range(8)))
+        rows = await store.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(rows[0][0])
+
+    assert with_store(PostgresStore(dsn), scenario) <= 1 + postgres_store.REPORT_CONNECTIONS
 
 
 def test_cache_writes_and_reasoning_tokens_are_reported(opener: Opener) -> None:
