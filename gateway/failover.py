@@ -41,7 +41,6 @@ T = TypeVar("T")
 RETRY_RATIO = 0.1
 RETRY_BURST = 5.0
 MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is passed on (to a fallback, or the client) instead of waited out
-UPSTREAM_TIMEOUT = "upstream_timeout"  # UpstreamTimeout's code: an attempt the model's timeout_s cut
 
 
 @dataclass(slots=True)
@@ -260,7 +259,7 @@ class Failover:
             except BaseException:
                 if deadline.expired:  # the model's timeout_s ran out while the provider worked: a timeout
                     outcome = "error"
-                    self.tracing.failed(span, UPSTREAM_TIMEOUT)
+                    self.tracing.failed(span, UpstreamTimeout.code)
                     breaker.record_failure()
                 else:  # the client left, or the drain cut it: no verdict on the provider
                     breaker.release()
