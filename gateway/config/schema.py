@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Annotated, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -36,6 +36,17 @@ class ServerConfig(Strict):
     readiness_grace_s: float = Field(5, ge=0, le=300)  # SIGTERM: /readyz says 503 this long before the listener closes
     request_log: bool = True  # one JSON line per model request (request id, tenant, model, status, latency)
     body_timeout_s: float = Field(30, gt=0)  # a client must finish sending its request body within this
+
+
+def _split_url(value: str, invalid: str) -> SplitResult:
+    """`value`'s parts; ValueError(`invalid`), never quoting the value (it may hold a secret), when it is no URL or
+    its port is not a number in range."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError(invalid) from None
+    return parts
 
 
 def _redis_url(value: str | None) -> str | None:
@@ -67,11 +78,7 @@ def _postgres_url(value: str | None) -> str | None:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be a postgresql:// URL")
     invalid = "must be a valid postgresql:// URL (a / ? # or @ in the password must be %-escaped)"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises on a port that is not a number in range)
-    except ValueError:
-        raise ValueError(invalid) from None
+    parts = _split_url(value, invalid)
     names = [segment.partition("=")[0] for segment in parts.query.split("&")]
     if "@" in parts.path or "@" in parts.fragment or any("@" in name for name in names):
         raise ValueError(invalid)
@@ -113,11 +120,7 @@ def _base_url(value: str | None) -> str | None:
     not echoed: it may hold credentials."""
     if not value:
         return value
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises on a port that is not a number in range)
-    except ValueError:
-        raise ValueError("must be a valid http:// or https:// URL") from None
+    parts = _split_url(value, "must be a valid http:// or https:// URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL naming a host")
     return value
