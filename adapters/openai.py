@@ -209,7 +209,8 @@ class OpenAIAdapter(Adapter):
     def build_chat(self, req: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(req.body)
         body["model"] = target.model
-        if self.output_limit_field(target) == "max_tokens":
+        limit_field = self.output_limit_field(target)
+        if limit_field == "max_tokens":
             # an API that knows only max_tokens refuses max_completion_tokens (a 400), even as the client's own
             asked = body.pop("max_completion_tokens", None)
             if asked is not None:
@@ -220,7 +221,7 @@ class OpenAIAdapter(Adapter):
             # limit, which the SDK sends for an explicit None, means none given, not "no limit")
             body.pop("max_tokens", None)
             body.pop("max_completion_tokens", None)
-            body[self.output_limit_field(target)] = req.default_max_tokens
+            body[limit_field] = req.default_max_tokens
         if not self.asks_stream_usage(target):
             body.pop("stream_options", None)  # the API refuses it (a 400), even as the client's own
         elif req.stream:
