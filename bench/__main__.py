@@ -69,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument(
         "--only", type=targets, default=TARGETS, help=f"comma-separated targets among {','.join(TARGETS)}"
     )
+    root.add_argument(
+        "--rounds",
+        type=int,
+        help="paired rounds after the comparison: floor and gateway alternating at 128c/50ms (default 5; 0: none)",
+    )
     root.add_argument("--ttft-requests", type=int, help="sequential streamed requests per target (default 1000)")
     root.add_argument("--soak", type=duration, metavar="DURATION", help="soak the gateway instead (e.g. 10m)")
     root.add_argument("--workers-scaling", action="store_true", help="gateway with 1 vs 2 workers instead")
@@ -103,6 +108,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         slow_requests=5 if quick else 20,
         quick=quick,
         only=args.only,
+        paired_rounds=args.rounds if args.rounds is not None else (2 if quick else 5),
+        paired_duration_s=2.0 if quick else 5.0,
+        paired_warmup_s=1.0 if quick else 1.5,
     )
 
 
@@ -143,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Lab.open(LOAD_CPUS) as lab:
             if "compare" in modes:
                 result["compare"] = outcome = compare(lab, settings)
-                verdicts.extend(report.compare_verdicts(outcome["targets"]))  # type: ignore[arg-type]
+                verdicts.extend(report.compare_verdicts(outcome["targets"], outcome.get("paired")))  # type: ignore[arg-type]
             if args.soak:
                 result["soak"] = soaked = soak(lab, settings, args.soak)
                 verdicts.extend(report.soak_verdicts(soaked))

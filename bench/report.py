@@ -8,6 +8,7 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
+import statistics
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -111,8 +112,10 @@ def failed_requests(record: Record) -> int:
     return sum(int(p.get("errors", 0)) + int(p.get("non2xx", 0)) for p in points(record))
 
 
-def compare_verdicts(targets: Mapping[str, Record]) -> list[dict[str, object]]:
+def compare_verdicts(targets: Mapping[str, Record], paired: Record | None = None) -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
+    pairs = judged_pairs(paired) if paired is not None else []
+    by_pairs = len(pairs) >= MIN_JUDGED_PAIRS
     measured = {name: r for name, r in targets.items() if "capacity_50ms" in r}
     for name, record in targets.items():
         if record.get("problems"):
@@ -130,15 +133,18 @@ def compare_verdicts(targets: Mapping[str, Record]) -> list[dict[str, object]]:
     if gateway and floor:
         ratio = rps(gateway) / rps(floor) if rps(floor) else 0.0
         value = f"{ratio:.2f}x ({rps(gateway):,.0f} / {rps(floor):,.0f} req/s)"
-        judged = not (disturbed(gateway) or disturbed(floor))
+        judged = not (disturbed(gateway) or disturbed(floor)) and not by_pairs
+        target = f">= {TARGET_THROUGHPUT_RATIO}x" + ("" if judged else NOT_JUDGED)
         found.append(
             verdict(
                 "throughput 128c/50ms gateway/floor",
                 value,
-                f">= {TARGET_THROUGHPUT_RATIO}x" + ("" if judged else NOT_JUDGED),
+                "(reference: judged on the paired rounds)" if by_pairs else target,
                 ratio >= TARGET_THROUGHPUT_RATIO if judged else None,
             )
         )
+    if paired is not None and paired.get("rounds"):
+        found.append(paired_verdict(paired, pairs))
     if gateway and litellm:
         ratio = rps(gateway) / rps(litellm) if rps(litellm) else 0.0
         value = f"{ratio:.2f}x ({rps(gateway):,.0f} / {rps(litellm):,.0f} req/s)"
@@ -187,6 +193,83 @@ def compare_verdicts(targets: Mapping[str, Record]) -> list[dict[str, object]]:
                 )
             )
     return found
+
+
+MIN_JUDGED_PAIRS = 3  # undisturbed paired rounds needed to judge the throughput target on them
+
+
+def pair_ratio(pair: Record) -> float:
+    floor = float(pair["floor"]["rps"])
+    return float(pair["gateway"]["rps"]) / floor if floor else 0.0
+
+
+def cpu_ms_per_request(point: Record) -> float:
+    return 1e3 * float(point["server_cpu_s"]) / int(point["requests"]) if point.get("requests") else 0.0
+
+
+def judged_pairs(paired: Record) -> list[Record]:
+    """The paired rounds in which neither point was disturbed (steal or other processes)."""
+    return [pair for pair in paired.get("rounds", []) if not any(point_disturbed(p) for p in pair.values())]
+
+
+def paired_verdict(paired: Record, pairs: Sequence[Record]) -> dict[str, object]:
+    count = len(paired["rounds"])
+    if len(pairs) < MIN_JUDGED_PAIRS:
+        return verdict(
+            "throughput 128c/50ms gateway/floor, paired rounds",
+            f"{len(pairs)} of {count} rounds undisturbed",
+            f">= {TARGET_THROUGHPUT_RATIO}x (not judged: fewer than {MIN_JUDGED_PAIRS} undisturbed rounds)",
+            None,
+        )
+    ratios = sorted(pair_ratio(pair) for pair in pairs)
+    median = statistics.median(ratios)
+    value = f"{median:.2f}x (median of {len(pairs)}/{count} rounds, {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+    return verdict(
+        "throughput 128c/50ms gateway/floor, paired rounds",
+        value,
+        f">= {TARGET_THROUGHPUT_RATIO}x",
+        median >= TARGET_THROUGHPUT_RATIO,
+    )
+
+
+def paired_lines(paired: Record) -> list[str]:
+    if paired.get("problems"):
+        return [f"paired rounds: not run, {paired['problems']}"]
+    lines = [
+        f"paired rounds: floor and gateway alternating at {paired['connections']} connections, "
+        f"{paired['upstream_delay_ms']} ms upstream ({paired['duration_s']:g} s each after {paired['warmup_s']:g} s "
+        "warm-up, the order swapped every round; the other server idles on the same CPU)"
+    ]
+    rows: list[Sequence[str]] = [
+        ("round", "floor req/s", "floor ms/req", "gateway req/s", "gateway ms/req", "ratio", "idle peer", "disturbed")
+    ]
+    for index, pair in enumerate(paired["rounds"], 1):
+        floor, gateway = pair["floor"], pair["gateway"]
+        peer = max(float((p.get("cpu_s") or {}).get("idle peer", 0.0)) / p["duration_s"] for p in pair.values())
+        worst = max(max(point_foreign(p), point_steal(p)) for p in pair.values())
+        rows.append(
+            (
+                str(index),
+                f"{floor['rps']:,.0f}",
+                f"{cpu_ms_per_request(floor):.3f}",
+                f"{gateway['rps']:,.0f}",
+                f"{cpu_ms_per_request(gateway):.3f}",
+                f"{pair_ratio(pair):.2f}x",
+                f"{100 * peer:.1f}%",
+                f"{100 * worst:.0f}% of a CPU" if worst >= FOREIGN_WARNING else "",
+            )
+        )
+    lines.extend(render(rows))
+    pairs = judged_pairs(paired)
+    if pairs:
+        floor_ms = statistics.median(cpu_ms_per_request(pair["floor"]) for pair in pairs)
+        gateway_ms = statistics.median(cpu_ms_per_request(pair["gateway"]) for pair in pairs)
+        lines.append(
+            f"undisturbed rounds: {len(pairs)}; median ratio {statistics.median(pair_ratio(p) for p in pairs):.2f}x; "
+            f"CPU a request, medians: gateway {gateway_ms:.3f} ms, floor {floor_ms:.3f} ms "
+            f"({gateway_ms / floor_ms if floor_ms else 0:.2f}x)"
+        )
+    return lines
 
 
 NOT_JUDGED = " (not judged: steal or other processes took >= 5% of a CPU)"
@@ -332,18 +415,29 @@ def points(record: Record) -> list[Record]:
     return [record.get("overhead_1c_0ms") or {}, *(record.get("capacity_50ms") or {}).values()]
 
 
+def point_foreign(point: Record) -> float:
+    """The CPU that processes the harness did not start used during one wrk point, as a share of one CPU."""
+    return sum(s for _, s in point.get("foreign", [])) / point["duration_s"] if point.get("duration_s") else 0.0
+
+
+def point_steal(point: Record) -> float:
+    """The CPU time the hypervisor gave to other guests (steal) during one wrk point, as a share of one CPU: on a
+    virtual machine, neighbours disturb the numbers without any process showing it."""
+    return (point.get("cpu_s") or {}).get("steal", 0.0) / point["duration_s"] if point.get("duration_s") else 0.0
+
+
+def point_disturbed(point: Record) -> bool:
+    return point_foreign(point) >= FOREIGN_WARNING or point_steal(point) >= FOREIGN_WARNING
+
+
 def foreign_share(record: Record) -> float:
-    """The most CPU that processes the harness did not start used during one of the target's points, as a
-    share of one CPU."""
-    shares = [sum(s for _, s in p.get("foreign", [])) / p["duration_s"] for p in points(record) if p.get("duration_s")]
-    return max(shares, default=0.0)
+    """The most CPU that processes the harness did not start used during one of the target's points."""
+    return max((point_foreign(p) for p in points(record)), default=0.0)
 
 
 def steal_share(record: Record) -> float:
-    """The most CPU time the hypervisor gave to other guests (steal) during one of the target's points, as a share
-    of one CPU: on a virtual machine, neighbours disturb the numbers without any process showing it."""
-    shares = [(p.get("cpu_s") or {}).get("steal", 0.0) / p["duration_s"] for p in points(record) if p.get("duration_s")]
-    return max(shares, default=0.0)
+    """The most steal during one of the target's points."""
+    return max((point_steal(p) for p in points(record)), default=0.0)
 
 
 def render(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -579,6 +673,9 @@ def print_report(result: Record) -> None:
             for problem in record.get("problems", []):
                 lines.append(f"  {name}: {problem}")
         lines.extend(disturbance_lines(result["compare"]["targets"]))
+        if "paired" in result["compare"]:
+            lines.append("")
+            lines.extend(paired_lines(result["compare"]["paired"]))
     sections: tuple[tuple[str, Callable[[Record], list[str]]], ...] = (
         ("soak", soak_lines),
         ("scaling", scaling_lines),

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench import load, pyspy, stacks
@@ -57,6 +57,9 @@ class Settings:
     slow_requests: int = 20
     quick: bool = False
     only: tuple[str, ...] = TARGETS
+    paired_rounds: int = 5  # floor and gateway alternating at 128c/50ms after the comparison (0: none)
+    paired_duration_s: float = 5.0
+    paired_warmup_s: float = 1.5
 
 
 def say(message: str) -> None:
@@ -83,6 +86,7 @@ class Lab:
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gateway-bench-")))
     mock: Service | None = None
     mock_port: int = 0
+    bystanders: dict[str, Service] = field(default_factory=dict)  # servers left idle while another is measured
     _infra: Infra | None = None
 
     @classmethod
@@ -122,6 +126,8 @@ class Lab:
         groups = {"mock (nginx)": descendants(self.mock.pid) if self.mock is not None else []}
         if self._infra is not None:
             groups.update(self._infra.pids())
+        for name, service in self.bystanders.items():
+            groups[name] = service.pids()
         return groups
 
 
@@ -232,7 +238,51 @@ def compare(lab: Lab, settings: Settings) -> dict[str, object]:
             record = run_target(lab, name, settings)
             if record is not None:
                 records[name] = record
-    return {"targets": records}
+    outcome: dict[str, object] = {"targets": records}
+    if settings.paired_rounds > 0 and {"floor", "gateway"} <= set(settings.only):
+        outcome["paired"] = paired(lab, settings)
+    return outcome
+
+
+PAIRED = ("floor", "gateway")
+
+
+def paired(lab: Lab, settings: Settings, connections: int = 128) -> dict[str, object]:
+    """The floor and the gateway, both started on SERVER_CPUS, measured in alternating short rounds at
+    `connections`/50 ms (the order swapped every round): each pair sees the machine within seconds of each other,
+    so its ratio is not moved by what drifts over minutes (a neighbour's load, steal, the host's clock). Only one
+    is under load at a time; the other idles beside it, and what it uses meanwhile is accounted as "idle peer"."""
+    say(f"paired rounds: floor and gateway alternating, {settings.paired_rounds} rounds at {connections} connections")
+    short = replace(settings, duration_s=settings.paired_duration_s, warmup_s=settings.paired_warmup_s)
+    starters = pinned_servers(lab)
+    rounds: list[dict[str, object]] = []
+    with contextlib.ExitStack() as servers:
+        started: dict[str, Target] = {}
+        for name in PAIRED:
+            started[name] = target = starters[name]()
+            servers.enter_context(serving(target))
+            problems = load.check_answers(target)
+            if problems:
+                say(f"  {name} does not answer as expected, no paired rounds: {problems}")
+                return {"problems": {name: problems}}
+        try:
+            for index in range(settings.paired_rounds):
+                pair: dict[str, object] = {}
+                for name in PAIRED if index % 2 == 0 else PAIRED[::-1]:
+                    (peer,) = (started[other] for other in PAIRED if other != name)
+                    assert peer.service is not None
+                    lab.bystanders = {"idle peer": peer.service}
+                    pair[name] = measured_point(lab, started[name], "json50", connections, short, LOAD_CPUS).as_dict()
+                rounds.append(pair)
+        finally:
+            lab.bystanders = {}
+    return {
+        "connections": connections,
+        "upstream_delay_ms": 50,
+        "duration_s": short.duration_s,
+        "warmup_s": short.warmup_s,
+        "rounds": rounds,
+    }
 
 
 # -- soak --------------------------------------------------------------------------------------------------------
