@@ -126,7 +126,7 @@ class ChatEndpoint(ModelEndpoint):
             self.state.store,
             route.alias,
             prompt_upper_bound(call.body, payload),
-            output_upper_bound(payload, req.default_max_tokens),
+            output_upper_bound(payload, req.default_max_tokens, call.runtime.output_limits.get(route.alias)),
         )
         if req.stream:
             await self._stream(req, route, call, guard)
@@ -134,6 +134,9 @@ class ChatEndpoint(ModelEndpoint):
             await self._json(req, route, call, guard)
 
     def _build(self, req: ChatRequest, deployment: Deployment) -> UpstreamRequest:
+        default_max_tokens = deployment.default_max_tokens(req.default_max_tokens)
+        if default_max_tokens != req.default_max_tokens:
+            req = replace(req, default_max_tokens=default_max_tokens)
         try:
             return deployment.adapter.build_chat(req, deployment.target)
         except Unsupported as exc:

@@ -26,6 +26,7 @@ from gateway.config.loader import ConfigError, LoadedConfig
 from gateway.config.schema import (
     BudgetConfig,
     Config,
+    DeploymentConfig,
     InjectionPolicy,
     ModelConfig,
     PiiPolicy,
@@ -69,6 +70,11 @@ class Deployment:
     weight: int
     price: Price | None  # by model alias, else by upstream model; None: unknown
     transport: Transport = DIRECT
+    max_output_tokens: int | None = None  # the upstream model's own output limit, when the config gives it
+
+    def default_max_tokens(self, cap: int) -> int:
+        """The output limit sent when a request gives none: the tenant's cap, within this deployment's limit."""
+        return cap if self.max_output_tokens is None else min(cap, self.max_output_tokens)
 
     @property
     def label(self) -> str:
@@ -137,6 +143,7 @@ class Runtime:
     disabled_providers: Mapping[str, str]
     loaded_at: float
     worst_prices: Mapping[str, Price | None]  # per model alias, over its deployments and fallbacks
+    output_limits: Mapping[str, int | None]  # per model alias, over its deployments and fallbacks; None: unbounded
     transports: Mapping[str, Transport]  # per provider
 
 
@@ -152,23 +159,32 @@ def tenant_limits(tenant: TenantConfig) -> tuple[LimitSpec, ...]:
     return tuple(limits)
 
 
+def reachable_deployments(config: Config, alias: str) -> list[tuple[str, DeploymentConfig]]:
+    """Every deployment a request for `alias` may be answered by, its own and its fallbacks' (each model once), with
+    the alias of the model it belongs to."""
+    found: list[tuple[str, DeploymentConfig]] = []
+    seen: set[str] = set()
+
+    def walk(current: str) -> None:
+        if current in seen:
+            return
+        seen.add(current)
+        model = config.models[current]
+        found.extend((current, d) for d in model.deployments)
+        for fallback in model.fallbacks:
+            walk(fallback)
+
+    walk(alias)
+    return found
+
+
 def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price | None]:
     """The highest input and output price a request for each alias may incur, following fallbacks;
     None when any candidate has no known price."""
     result: dict[str, Price | None] = {}
-
-    def candidates(alias: str, seen: set[str]) -> list[Price | None]:
-        if alias in seen:
-            return []
-        seen.add(alias)
-        model = config.models[alias]
-        found = [look_up(prices, alias) or look_up(prices, d.model) for d in model.deployments]
-        for fallback in model.fallbacks:
-            found += candidates(fallback, seen)
-        return found
-
     for alias in config.models:
-        found = candidates(alias, set())
+        reachable = reachable_deployments(config, alias)
+        found = [look_up(prices, owner) or look_up(prices, d.model) for owner, d in reachable]
         known = [p for p in found if p is not None]
         if not known or len(known) != len(found):
             result[alias] = None
@@ -183,6 +199,16 @@ def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price
             max(p.audio_input or 0.0 for p in known),
             max(p.audio_output or 0.0 for p in known),
         )
+    return result
+
+
+def output_limits(config: Config) -> dict[str, int | None]:
+    """The most output tokens any deployment a request for each alias may reach is configured to write, following
+    fallbacks; None when one of them has no limit (it may write up to the tenant's cap)."""
+    result: dict[str, int | None] = {}
+    for alias in config.models:
+        limits = [d.max_output_tokens for _, d in reachable_deployments(config, alias)]
+        result[alias] = None if None in limits else max(limit for limit in limits if limit is not None)
     return result
 
 
@@ -272,9 +298,8 @@ def _route(
         target = provider_target(config, d.provider, d.model, credentials.get(d.provider))
         price = look_up(prices, alias) or look_up(prices, d.model)
         transport = transports.get(d.provider, DIRECT)
-        deployments.append(
-            Deployment(adapter_for(config.providers[d.provider].type), target, d.weight, price, transport)
-        )
+        adapter = adapter_for(config.providers[d.provider].type)
+        deployments.append(Deployment(adapter, target, d.weight, price, transport, d.max_output_tokens))
     first_byte = model.first_byte_timeout_s
     return ModelRoute(
         alias=alias,
@@ -359,5 +384,6 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
         disabled_providers=dict(disabled),
         loaded_at=now,
         worst_prices=worst_prices(config, prices),
+        output_limits=output_limits(config),
         transports=transports,
     )

@@ -3,10 +3,10 @@
 The worst case is reserved before the provider is called: an upper bound of the prompt's tokens
 (its bytes, since a token is at least one byte, plus an allowance per image and one for a provider's
 tool-use prompt) plus the most output tokens the request may produce (the request's own limit, else the
-tenant's per-request cap, which the adapter then sends upstream; times the `n` choices asked for),
-priced at the highest price among the model's deployments and fallbacks. Settlement replaces the
-reservation with what the provider reported; when the provider was sent the request but reported no
-usage (a stream the client left before its usage chunk, an API version that sends none, a request the
+tenant's per-request cap within the deployments' own output limits, which the adapter then sends upstream;
+times the `n` choices asked for), priced at the highest price among the model's deployments and fallbacks.
+Settlement replaces the reservation with what the provider reported; when the provider was sent the request but
+reported no usage (a stream the client left before its usage chunk, an API version that sends none, a request the
 model's timeout cut), the reservation stands: unknown is charged as the worst case, never as nothing.
 """
 
@@ -53,10 +53,15 @@ def prompt_upper_bound(body: bytes, payload: dict[str, Any]) -> int:
     return len(body) + images * IMAGE_TOKEN_ALLOWANCE + tool_use
 
 
-def output_upper_bound(payload: dict[str, Any], cap: int) -> int:
-    """The most output tokens the answer may hold: the limit applies to each of its `n` choices."""
+def output_upper_bound(payload: dict[str, Any], cap: int, deployments_limit: int | None = None) -> int:
+    """The most output tokens the answer may hold: the request's own limit (within `cap`, as checked), else the
+    default sent upstream, the cap within the most any deployment it may reach can write. The limit applies to each
+    of its `n` choices."""
     asked = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    per_choice = asked if isinstance(asked, int) and 0 < asked <= cap else cap
+    if isinstance(asked, int) and 0 < asked <= cap:
+        per_choice = asked
+    else:
+        per_choice = cap if deployments_limit is None else min(cap, deployments_limit)
     choices = payload.get("n")
     return per_choice * (choices if type(choices) is int and choices > 1 else 1)
 

@@ -152,6 +152,9 @@ class DeploymentConfig(Strict):
     provider: Name
     model: Name
     weight: int = Field(1, ge=0)
+    # the most output tokens the upstream model may write (claude-3-haiku: 4,096): the default limit sent when a
+    # request gives none is the smaller of this and the tenant's max_tokens_per_request; None: the tenant's cap
+    max_output_tokens: int | None = Field(None, ge=1)
 
 
 class CircuitConfig(Strict):

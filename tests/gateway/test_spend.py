@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.config.loader import load_text
+from gateway.runtime import build_runtime
 from gateway.spend import IMAGE_TOKEN_ALLOWANCE, TOOL_USE_TOKEN_ALLOWANCE, prompt_upper_bound
 from tests.conftest import ACME_KEY, BUDGET_KEY, RATE_KEY, USD_KEY
 from tests.openai_schema import validate
@@ -436,3 +438,62 @@ def test_each_kind_of_token_is_billed_at_its_price_in_the_event_and_the_budget(
         [cost] = db.execute("SELECT cost_usd FROM usage_events").fetchone()
     assert cost == pytest.approx(expected, abs=1e-12)
     assert budget.spent == pytest.approx(expected, abs=1e-12)
+
+
+OUTPUT_LIMIT_CONFIG = """
+providers:
+  up-openai: {{type: openai, base_url: "{url}/v1", api_key: "sk-upstream-output-limit"}}
+  up-anthropic: {{type: anthropic, base_url: "{url}", api_key: "sk-ant-output-limit"}}
+models:
+  claude: {{deployments: [{{provider: up-anthropic, model: claude-3-haiku-20240307, max_output_tokens: 4096}}]}}
+  gpt: {{deployments: [{{provider: up-openai, model: gpt-4o-mini, max_output_tokens: 4096}}]}}
+  mixed:
+    deployments: [{{provider: up-anthropic, model: claude-3-haiku-20240307, max_output_tokens: 4096}}]
+    fallbacks: [unlimited]
+  unlimited: {{deployments: [{{provider: up-openai, model: gpt-4o-mini}}]}}
+defaults: {{max_tokens_per_request: 32000}}
+tenants:
+  roomy: {{keys: [{{id: r, sha256: "{roomy}"}}], models: ["*"], rate_limits: {{tpm: 10000}}}}
+  frugal: {{keys: [{{id: f, sha256: "{frugal}"}}], models: ["*"], max_tokens_per_request: 100}}
+"""
+ROOMY_KEY, FRUGAL_KEY = "sk-test-output-roomy", "sk-test-output-frugal"
+
+
+@pytest.mark.parametrize(("model", "field"), [("claude", "max_tokens"), ("gpt", "max_completion_tokens")])
+def test_the_default_output_limit_sent_is_within_the_deployments_own(
+    upstream: MockUpstream, model: str, field: str
+) -> None:
+    """A key's cap of 32,000 output tokens is above what claude-3-haiku can write (4,096): sent as the default
+    max_tokens, Anthropic refuses every request that gives none. The default sent is the smaller of the key's cap
+    and the deployment's `max_output_tokens`, and so is the output reserved against the key's tpm (10,000: the
+    cap alone could never fit). A request that asks for more itself is passed on as it asked."""
+    upstream.reset()
+    config = OUTPUT_LIMIT_CONFIG.format(url=upstream.url, roomy=sha(ROOMY_KEY), frugal=sha(FRUGAL_KEY))
+    gateway = RunningGateway(config).start()
+
+    def ask(key: str, **extra: object) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+        return httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
+
+    try:
+        roomy = ask(ROOMY_KEY)
+        sent_roomy = upstream.received[-1].body
+        frugal = ask(FRUGAL_KEY)
+        sent_frugal = upstream.received[-1].body
+        explicit = ask(ROOMY_KEY, max_tokens=8000)
+        sent_explicit = upstream.received[-1].body
+    finally:
+        gateway.stop()
+    assert roomy.status_code == 200, roomy.text
+    assert sent_roomy[field] == 4096
+    assert frugal.status_code == 200, frugal.text
+    assert sent_frugal[field] == 100  # the key's own cap, when it is the smaller
+    assert explicit.status_code == 200, explicit.text
+    assert sent_explicit["max_tokens"] == 8000
+
+
+def test_the_output_reserved_is_the_largest_any_reachable_deployment_may_write() -> None:
+    """A fallback with no limit of its own may write up to the key's cap: the reservation must cover it."""
+    config = OUTPUT_LIMIT_CONFIG.format(url="http://127.0.0.1:9", roomy=sha(ROOMY_KEY), frugal=sha(FRUGAL_KEY))
+    limits = build_runtime(load_text(config)).output_limits
+    assert (limits["claude"], limits["gpt"], limits["mixed"], limits["unlimited"]) == (4096, 4096, None, None)
