@@ -209,8 +209,10 @@ class ChatEndpoint(ModelEndpoint):
             for chunk in chunks:
                 if record.response_model is None and isinstance(chunk.get("model"), str):
                     record.response_model = chunk["model"]
-                if hide_usage and not chunk.get("choices") and "usage" in chunk:
-                    continue
+                if hide_usage and "usage" in chunk:
+                    if not chunk.get("choices"):
+                        continue
+                    del chunk["usage"]  # some servers report it on every chunk (the translator has counted it)
                 if logged is not None:
                     logged.extend(choice_texts(chunk, "delta"))
                 if restorer is not None:

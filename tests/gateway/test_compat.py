@@ -231,6 +231,40 @@ def test_anthropic_stream_chunks_carry_null_usage_when_asked(gateway: RunningGat
     assert all("usage" in c and c["usage"] is None for c in chunks[:-1]), chunks[0]
 
 
+# ── servers that report usage on every chunk (vLLM's continuous_usage_stats): none for a client that did not ask ──
+def _chunk(delta: dict[str, Any], finish_reason: str | None, completion_tokens: int) -> bytes:
+    chunk = {
+        "id": "chatcmpl-every-chunk",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens, "total_tokens": 5 + completion_tokens},
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_usage_on_chunks_with_choices_reaches_only_a_client_that_asked(
+    gateway: RunningGateway, upstream: MockUpstream, include_usage: bool
+) -> None:
+    upstream.behaviour.stream_body = (
+        _chunk({"role": "assistant", "content": "Hi"}, None, 1) + _chunk({}, "stop", 2) + b"data: [DONE]\n\n"
+    )
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with client(gateway).chat.completions.with_streaming_response.create(
+        model="gpt", messages=MESSAGES, stream=True, **extra
+    ) as response:
+        raw = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert [c["choices"][0]["delta"].get("content") for c in raw] == ["Hi", None]
+    for chunk in raw:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    if include_usage:
+        assert [c["usage"]["completion_tokens"] for c in raw] == [1, 2]
+    else:
+        assert all("usage" not in c for c in raw), raw  # as OpenAI sends a client that did not ask
+
+
 # ── a request OpenAI refuses as malformed is refused for every provider, before any is called ─────────────────
 @pytest.mark.parametrize("model", ["gpt", "azure-gpt", "claude", "demo"])
 @pytest.mark.parametrize(
