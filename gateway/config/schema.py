@@ -116,13 +116,15 @@ def _proxy_url(value: str) -> str:
 
 
 def _base_url(value: str | None) -> str | None:
-    """An http:// or https:// URL naming a host ("" is an unset ${VAR}: its provider is disabled). The value is
-    not echoed: it may hold credentials."""
+    """An http:// or https:// URL naming a host, without credentials ("" is an unset ${VAR}: its provider is
+    disabled). The value is not echoed: it may hold credentials."""
     if not value:
         return value
     parts = _split_url(value, "must be a valid http:// or https:// URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL naming a host")
+    if "@" in parts.netloc:  # aiohttp refuses them beside an Authorization header, and base_url is shown as it is
+        raise ValueError("must not hold credentials (user:password@): give the key as api_key, or a header in headers")
     return value
 
 

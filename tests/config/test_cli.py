@@ -80,6 +80,15 @@ def test_check_config_bad_file_prints_every_problem(tmp_path: Path) -> None:
     )
 
 
+def test_check_config_refuses_a_base_url_with_credentials_without_printing_them(tmp_path: Path) -> None:
+    path = tmp_path / "creds.yaml"
+    path.write_text("providers: {up: {type: openai, api_key: k, base_url: 'https://me:hunter2@h/v1'}}\n")
+    result = run("check-config", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{path}: 1 problem(s)\n  providers.up.base_url: must not hold credentials")
+    assert "hunter2" not in result.stdout + result.stderr and "me:" not in result.stderr
+
+
 def test_check_config_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("server:\n  port: 8080\n  host: a: b\n", encoding="utf-8")

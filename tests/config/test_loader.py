@@ -787,6 +787,19 @@ def test_a_base_url_that_is_not_an_http_url_is_refused_at_load(base_url: str, ex
     assert problems == [f"providers.up.base_url: {expected}"]
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "azure"])
+@pytest.mark.parametrize(
+    "base_url", ["https://me:hunter2@llm.internal/v1", "https://hunter2@llm.internal/v1", "http://:hunter2@h:8000"]
+)
+def test_a_base_url_with_credentials_is_refused_at_load_without_echoing_them(kind: str, base_url: str) -> None:
+    """aiohttp refuses URL credentials beside an Authorization header (an OpenAI provider's key): every request
+    failed. Nor is base_url kept as a secret (a Target's repr shows it). The key belongs in api_key or headers."""
+    extra = ", api_version: '2024-10-21'" if kind == "azure" else ""
+    [problem] = problems_of(f"providers: {{up: {{type: {kind}, api_key: k, base_url: '{base_url}'{extra}}}}}")
+    assert problem.startswith("providers.up.base_url: must not hold credentials"), problem
+    assert "hunter2" not in problem and "me:" not in problem
+
+
 @pytest.mark.parametrize(
     "field",
     [
