@@ -2511,7 +2511,7 @@ def _positions(state: _Text, lead: str) -> list[int]:
 def _may_have_leet(norm: str) -> bool:
     """Cheap: does a leet character touch a letter? (a byte map, then two substring searches)"""
     mapped = norm.encode("ascii", "replace").translate(_LEET_MAP)
-    return b"a1" in mapped or b"1a" in mapped
+    return mapped.find(b"a1") >= 0 or mapped.find(b"1a") >= 0  # (find: `in` on bytes raises and clears a TypeError)
 
 
 def _leet_windows(norm: str, vocabulary: frozenset[bytes]) -> Iterator[tuple[int, str]]:
@@ -2625,7 +2625,7 @@ def _collapse(text: str) -> str:
 def _blob_candidates(raw: str) -> Iterator[str]:
     data = raw.encode("ascii", "replace")  # one byte per character
     mapped = data.translate(_B64_MAP)
-    if _B64_RUN in mapped:
+    if mapped.find(_B64_RUN) >= 0:
         for run in _B64_RUN_RE.finditer(mapped):
             token = raw[run.start() : run.end()]
             if (token.islower() or token.isupper()) and not _HEX_ONLY_RE.fullmatch(token) and "\\x" not in token:
@@ -2633,7 +2633,7 @@ def _blob_candidates(raw: str) -> Iterator[str]:
             for m in _BLOB_RE.finditer(token):
                 yield m.group()
     hexes = data.translate(_HEX_MAP)
-    if b"h" in hexes and any(pair in hexes for pair in _HEX_PAIRS):
+    if hexes.find(b"h") >= 0 and any(hexes.find(pair) >= 0 for pair in _HEX_PAIRS):
         for run in _SPACED_HEX_RUN_RE.finditer(hexes):
             yield raw[run.start() : run.end()]
 

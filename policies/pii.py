@@ -774,7 +774,7 @@ class PiiScanner:
             cls = text.encode("latin-1", "replace").translate(_CLASSES)  # one byte per character
             if self._secret:
                 _secrets(text, cls, cands)
-            if self._digits and b"0" in cls:
+            if self._digits and cls.find(b"0") >= 0:  # (find: `in` on bytes raises and clears a TypeError)
                 self._numeric(text, cls, cands)
         if self._email and "@" in text:
             _emails(text, cands)
