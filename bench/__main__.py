@@ -6,6 +6,7 @@
     .venv/bin/python -m bench --workers-scaling    # 1 vs 2 workers, nothing pinned, CPU split
     .venv/bin/python -m bench --breakdown          # the gateway's CPU per request, its features on one at a time
     .venv/bin/python -m bench --profile            # floor and gateway under py-spy: CPU per request by component
+    .venv/bin/python -m bench --instructions       # floor and gateway under callgrind: instructions per request
 
 --profile needs py-spy (pip install -e '.[bench]') and root; --duration is its sampling time (default 20s).
 
@@ -32,6 +33,7 @@ from bench.runs import (
     Settings,
     breakdown,
     compare,
+    instruction_counts,
     profile,
     say,
     scaling,
@@ -85,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="floor and gateway under py-spy: CPU per request by component (--duration default 20s)",
     )
+    root.add_argument(
+        "--instructions",
+        action="store_true",
+        help="floor and gateway under callgrind: instructions per request at 1c/0ms (repeatable to ~1%%)",
+    )
     root.add_argument("--no-install", action="store_true", help="never apt-get install a missing tool")
     root.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     return root
@@ -126,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(args)
     if args.profile:
         pyspy.require()
-    ensure_tools(install=not args.no_install)
+    ensure_tools(install=not args.no_install, valgrind=args.instructions)
     signal.signal(signal.SIGTERM, interrupted)  # the same clean-up as ^C
     # The harness (its streaming client, samplers) and what it starts unpinned run with the load generator.
     os.sched_setaffinity(0, LOAD_CPUS)
@@ -135,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("scaling", args.workers_scaling),
         ("breakdown", args.breakdown),
         ("profile", args.profile),
+        ("instructions", args.instructions),
     )
     modes = [m for m, on in chosen if on] or ["compare"]
     result: dict[str, object] = {
@@ -159,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result["scaling"] = scaling(lab, settings)
             if args.breakdown:
                 result["breakdown"] = breakdown(lab, settings)
+            if args.instructions:
+                result["instructions"] = instruction_counts(lab)
             if args.profile:
                 profiled = profile(lab, settings)
                 result["profile"], folded = profiled.record, profiled.folded

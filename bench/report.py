@@ -633,6 +633,16 @@ def profile_server_lines(name: str, server: Record) -> list[str]:
     return lines
 
 
+def instructions_lines(counts: Record) -> list[str]:
+    floor, gateway = counts["floor"], counts["gateway"]
+    return [
+        f"instructions a request (callgrind, 1 connection, 0 ms upstream, {gateway['requests']} requests after "
+        f"{gateway['warmup']} of warm-up):",
+        f"  floor {floor['per_request']:,.0f}, gateway {gateway['per_request']:,.0f}: gateway/floor "
+        f"{counts['ratio']:.2f}x (a throughput of 0.8x the floor's needs at most 1.25x)",
+    ]
+
+
 def profile_lines(profile: Record) -> list[str]:
     lines = [
         f"where the CPU goes: py-spy at {profile['rate_hz']} samples/s, {profile['connections']} connections, "
@@ -681,6 +691,7 @@ def print_report(result: Record) -> None:
         ("scaling", scaling_lines),
         ("breakdown", breakdown_lines),
         ("profile", profile_lines),
+        ("instructions", instructions_lines),
     )
     for mode, section in sections:
         if mode in result:

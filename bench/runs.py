@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from bench import load, pyspy, stacks
+from bench import instructions, load, pyspy, stacks
 from bench.report import FOREIGN_WARNING
 from bench.servers import (
     FEATURES,
@@ -467,6 +467,29 @@ def breakdown(lab: Lab, settings: Settings, connections: int = 128) -> dict[str,
                 {"step": label, "server_cpu_us_per_request": result.server_cpu_us_per_request, "wrk": result.as_dict()}
             )
     return {"connections": connections, "upstream_delay_ms": 50, "steps": steps}
+
+
+def instruction_counts(lab: Lab, requests: int = 400, warmup: int = 300) -> dict[str, object]:
+    """The floor, then the gateway (every policy on), each under callgrind on SERVER_CPUS: the instructions of one
+    request at one connection, 0 ms upstream (bench/instructions.py), and their ratio."""
+    counts: dict[str, object] = {}
+    wrapper = instructions.callgrind_wrapper(lab.run_dir)
+    timeout_s = instructions.READY_TIMEOUT_S
+    starters: dict[str, Callable[[], Target]] = {
+        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS, wrapper, timeout_s),
+        "gateway": lambda: start_gateway(
+            lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS, wrapper=wrapper, ready_timeout_s=timeout_s
+        ),
+    }
+    for name, starter in starters.items():
+        say(f"starting {name} under callgrind on CPU {','.join(map(str, sorted(SERVER_CPUS)))}")
+        target = starter()
+        with serving(target):
+            counts[name] = counted = instructions.count_per_request(target, lab.run_dir, requests, warmup)
+        say(f"  {name:8} {counted['per_request']:,.0f} instructions a request")
+    floor, gateway = counts["floor"], counts["gateway"]
+    assert isinstance(floor, dict) and isinstance(gateway, dict)
+    return {**counts, "ratio": gateway["per_request"] / floor["per_request"]}
 
 
 def settings_dict(settings: Settings) -> dict[str, object]:

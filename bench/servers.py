@@ -46,9 +46,11 @@ ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 # -- what is installed -------------------------------------------------------------------------------------
 
 
-def ensure_tools(install: bool) -> None:
-    """nginx with the echo module, wrk, redis-server, taskset: apt-get installs what is missing (as root)."""
-    missing = [package for binary, package in APT_PACKAGES if shutil.which(binary) is None]
+def ensure_tools(install: bool, valgrind: bool = False) -> None:
+    """nginx with the echo module, wrk, redis-server, taskset (and valgrind when asked): apt-get installs what is
+    missing (as root)."""
+    wanted = [*APT_PACKAGES, ("valgrind", "valgrind")] if valgrind else APT_PACKAGES
+    missing = [package for binary, package in wanted if shutil.which(binary) is None]
     if not ECHO_MODULE.exists():
         missing.append("libnginx-mod-http-echo")
     if not missing:
@@ -384,9 +386,13 @@ def direct_target(mock_port: int) -> Target:
     return Target("direct", f"http://127.0.0.1:{mock_port}", mock_routes())
 
 
-def start_floor(run_dir: Path, mock_port: int, cpus: frozenset[int]) -> Target:
+def start_floor(
+    run_dir: Path, mock_port: int, cpus: frozenset[int], wrapper: Sequence[str] = (), ready_timeout_s: float = 60.0
+) -> Target:
+    """The floor on `cpus`; `wrapper` goes in front of its command (bench/instructions.py: valgrind)."""
     port = free_port()
     command = [
+        *wrapper,
         str(VENV_BIN / "python"),
         "-m",
         "uvicorn",
@@ -408,7 +414,7 @@ def start_floor(run_dir: Path, mock_port: int, cpus: frozenset[int]) -> Target:
     ]
     env = {"BENCH_UPSTREAM": f"http://127.0.0.1:{mock_port}"}
     service = start("floor", command, cpus, run_dir, env=env)
-    service.wait_http(f"http://127.0.0.1:{port}/healthz")
+    service.wait_http(f"http://127.0.0.1:{port}/healthz", ready_timeout_s)
     return Target("floor", f"http://127.0.0.1:{port}", mock_routes(), service)
 
 
@@ -478,14 +484,16 @@ def start_gateway(
     workers: int = 1,
     name: str = "gateway",
     features: frozenset[str] = FEATURES,
+    wrapper: Sequence[str] = (),
+    ready_timeout_s: float = 60.0,
 ) -> Target:
     port = free_port()
     config = run_dir / f"{name}.yaml"
     settings = gateway_config(mock_port, port, workers, infra, run_dir, features)
     config.write_text(yaml.safe_dump(settings, sort_keys=False))
-    command = [str(VENV_BIN / "gateway"), "serve", "--config", str(config)]  # info: the request log is on
+    command = [*wrapper, str(VENV_BIN / "gateway"), "serve", "--config", str(config)]  # info: the request log is on
     service = start(name, command, cpus, run_dir)
-    service.wait_http(f"http://127.0.0.1:{port}/readyz")
+    service.wait_http(f"http://127.0.0.1:{port}/readyz", ready_timeout_s)
     return Target(name, f"http://127.0.0.1:{port}", gateway_routes(), service, extra={"workers": workers})
 
 
