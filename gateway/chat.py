@@ -44,6 +44,7 @@ from gateway.failures import (
     failed_attempt,
     incomplete_stream,
     provider_failure,
+    provider_retry_after,
     stream_error_with_status,
     timeout_failure,
     unsupported_attempt,
@@ -183,7 +184,7 @@ class ChatEndpoint(ModelEndpoint):
                 finally:
                     response.close()
                 raise failed_attempt(
-                    deployment.adapter.parse_error(response.status, body), deployment, response.header("retry-after")
+                    deployment.adapter.parse_error(response.status, body), deployment, provider_retry_after(response)
                 )
             opened = OpenedStream(response, deployment.adapter.stream_translator(req, deployment.target))
             try:

@@ -36,7 +36,7 @@ from gateway.errors import (
 )
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
-from gateway.failures import connect_failure, timeout_failure, unreadable_answer
+from gateway.failures import connect_failure, provider_retry_after, timeout_failure, unreadable_answer
 from gateway.guardrails import RequestGuard
 from gateway.http import ClientGone, Receive, Scope, Send, header, new_request_id, read_body, send_error
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
@@ -89,7 +89,7 @@ class Call:
 class FetchedAnswer:
     status: int
     body: bytes
-    retry_after: str | None
+    retry_after: float | None  # seconds, as the provider asked (`provider_retry_after`)
 
 
 class Guarded:
@@ -309,7 +309,7 @@ class ModelEndpoint(ABC):
             raise AttemptFailed(unreadable_answer(deployment, str(exc)), False, False) from None
         finally:
             response.close()
-        return FetchedAnswer(response.status, body, response.header("retry-after"))
+        return FetchedAnswer(response.status, body, provider_retry_after(response))
 
     async def open_upstream(
         self, request: UpstreamRequest, route: ModelRoute, deployment: Deployment, record: RequestRecord

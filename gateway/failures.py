@@ -27,7 +27,13 @@ from gateway.errors import (
 )
 from gateway.failover import AttemptFailed, classify, is_out_of_credit
 from gateway.runtime import Deployment
-from gateway.upstream import UpstreamConnectError, UpstreamCutOff, UpstreamDropped, UpstreamInvalidHTTP
+from gateway.upstream import (
+    UpstreamConnectError,
+    UpstreamCutOff,
+    UpstreamDropped,
+    UpstreamInvalidHTTP,
+    UpstreamResponse,
+)
 
 MAX_RETRY_AFTER_S = 3600.0
 DEFAULT_RETRY_AFTER_S = 1.0  # a provider's 429 without a usable Retry-After: every 429 of ours carries one
@@ -37,16 +43,25 @@ MAX_DETAILS_BYTES = 4096
 RATE_LIMIT_TYPES = frozenset({"requests", "tokens"})  # OpenAI types a rate limit's 429 by the limit it hit
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, per_second: float = 1.0) -> float | None:
+    """Seconds from a header of `per_second` units a second (1000 for milliseconds); None when it is no number
+    of them, or a negative one."""
     if not value:
         return None
     try:
-        seconds = float(value)
+        seconds = float(value) / per_second
     except ValueError:
         return None
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, MAX_RETRY_AFTER_S)
+
+
+def provider_retry_after(response: UpstreamResponse) -> float | None:
+    """The wait a provider's answer asks for: OpenAI's and Azure's retry-after-ms (to the millisecond, and what the
+    OpenAI SDK reads first) when it is usable, else retry-after."""
+    precise = parse_retry_after(response.header("retry-after-ms"), per_second=1000.0)
+    return precise if precise is not None else parse_retry_after(response.header("retry-after"))
 
 
 def without_credentials(message: str, deployment: Deployment) -> str:
@@ -107,7 +122,7 @@ def relaying(err: ProviderError, error: GatewayError) -> GatewayError:
     return error
 
 
-def provider_failure(err: ProviderError, deployment: Deployment, retry_after: str | None = None) -> GatewayError:
+def provider_failure(err: ProviderError, deployment: Deployment, retry_after: float | None = None) -> GatewayError:
     err = cleaned(err, deployment)
     name = deployment.target.provider
     status = err.status
@@ -132,7 +147,7 @@ def provider_failure(err: ProviderError, deployment: Deployment, retry_after: st
                 error_type=err.type if err.type in RATE_LIMIT_TYPES else "requests",
                 # (Azure's code is the status again, "429": OpenAI's code for it tells a client to wait)
                 code=err.code if err.code not in (None, "429") else "rate_limit_exceeded",
-                retry_after=parse_retry_after(retry_after) or DEFAULT_RETRY_AFTER_S,
+                retry_after=retry_after or DEFAULT_RETRY_AFTER_S,
             ),
         )
     if status == 408:  # (Azure's "The operation was timeout."): the provider's timeout, not the client's
@@ -192,11 +207,10 @@ def answer_bytes(answer: JSON) -> bytes:
         raise UpstreamError("The provider's answer could not be passed on: it is nested too deeply.") from None
 
 
-def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: str | None) -> AttemptFailed:
+def failed_attempt(err: ProviderError, deployment: Deployment, retry_after: float | None) -> AttemptFailed:
+    """`retry_after`: the provider's answer's (`provider_retry_after`), None when it asked for no wait."""
     retryable, unhealthy = classify(err)
-    return AttemptFailed(
-        provider_failure(err, deployment, retry_after), retryable, unhealthy, parse_retry_after(retry_after)
-    )
+    return AttemptFailed(provider_failure(err, deployment, retry_after), retryable, unhealthy, retry_after)
 
 
 def unsupported_attempt(exc: Unsupported) -> AttemptFailed:

@@ -909,6 +909,32 @@ def test_a_provider_429_without_a_usable_retry_after_gets_one_second_not_a_crash
 
 
 @pytest.mark.parametrize(
+    ("retry_after_ms", "retry_after", "passed"),
+    # (waits above the gateway's own longest, so that it passes them on rather than waiting them out)
+    [("6500", None, "7"), ("9000", "6", "9"), ("soon", "8", "8"), ("-1", "8", "8"), ("inf", None, "1")],
+)
+@pytest.mark.parametrize("model", ["gpt", "azure-gpt"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_429_s_retry_after_ms_is_read_before_its_retry_after(
+    gateway: RunningGateway,
+    upstream: MockUpstream,
+    stream: bool,
+    model: str,
+    retry_after_ms: str,
+    retry_after: str | None,
+    passed: str,
+) -> None:
+    """OpenAI and Azure send retry-after-ms, which the OpenAI SDK reads before retry-after: so does the gateway,
+    when it is a usable number, for the wait it passes on."""
+    upstream.behaviour.status = 429
+    upstream.behaviour.retry_after_ms = retry_after_ms
+    upstream.behaviour.retry_after = retry_after
+    response = post(gateway, "/v1/chat/completions", body_of(model=model, stream=stream), AUTH)
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == passed
+
+
+@pytest.mark.parametrize(
     ("up_type", "passed_type"), [("tokens", "tokens"), ("requests", "requests"), (None, "requests")]
 )
 def test_a_provider_429_keeps_which_limit_it_hit(

@@ -35,6 +35,7 @@ class Behaviour:
     fail_mid_stream: bool = False  # OpenAI: an error event after the first chunk; cut connection for others
     tool_call: bool = False
     retry_after: str | None = None
+    retry_after_ms: str | None = None  # OpenAI's and Azure's, in milliseconds
     redirect_to: str | None = None
     fail_every: int = 0  # when > 0, every fail_every-th request gets `status` and the others succeed
     linger_s: float = 0.0  # pause after the last event before ending the response body
@@ -134,6 +135,8 @@ class MockUpstream:
         failing = b.status != 200 and (b.fail_every <= 0 or len(self.received) % b.fail_every == 0)
         if failing:
             headers = {"retry-after": b.retry_after} if b.retry_after else {}
+            if b.retry_after_ms:
+                headers["retry-after-ms"] = b.retry_after_ms
             if b.redirect_to:
                 headers["location"] = b.redirect_to
             error = b.error_body or {
