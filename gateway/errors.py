@@ -13,7 +13,7 @@
     ├── NotFound                      404 invalid_request_error
     │   └── ModelNotFound             404 / model_not_found
     ├── MethodNotAllowed              405
-    ├── RateLimited                   429 rate_limit_exceeded (+ Retry-After)
+    ├── RateLimited                   429 rate_limit_exceeded (+ Retry-After, and OpenAI's x-ratelimit-* of its limit)
     │   └── BudgetExceeded            429 budget_exceeded
     ├── ServiceUnavailable            503 (no deployment can serve, draining, state store down)
     └── UpstreamError                 502 the provider failed
@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 
@@ -66,8 +67,9 @@ class GatewayError(Exception):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
-        if self.retry_after is not None:
+        if self.retry_after is not None:  # (OpenAI's SDK reads retry-after-ms first: the wait to the millisecond)
             headers.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+            headers.append((b"retry-after-ms", str(max(1, math.ceil(self.retry_after * 1000))).encode()))
         if self.should_retry is not None:
             headers.append((b"x-should-retry", b"true" if self.should_retry else b"false"))
         return headers
@@ -150,10 +152,57 @@ class MethodNotAllowed(GatewayError):
         return [*super().headers(), (b"allow", self.allow.encode())]
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The limit a request was refused by, as OpenAI's x-ratelimit-* headers tell theirs."""
+
+    unit: Literal["requests", "tokens"]
+    limit: float
+    remaining: float | None  # None: the store did not say
+    resets_in_s: float  # until its window ends
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        unit = self.unit.encode()
+        headers = [
+            (b"x-ratelimit-limit-" + unit, _count(self.limit)),
+            (b"x-ratelimit-reset-" + unit, duration(self.resets_in_s).encode()),
+        ]
+        if self.remaining is not None:
+            headers.append((b"x-ratelimit-remaining-" + unit, _count(max(0.0, self.remaining))))
+        return headers
+
+
+def _count(value: float) -> bytes:
+    return str(math.floor(value)).encode()
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as OpenAI writes x-ratelimit-reset-*: "20ms", "1.5s", "6m0s", "2h0m5s" (rounded up to the ms)."""
+    ms = max(0, math.ceil(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    rest = f"{ms / 1000:g}s"
+    if hours:
+        return f"{hours}h{minutes}m{rest}"
+    return f"{minutes}m{rest}" if minutes else rest
+
+
 class RateLimited(GatewayError):
     status = 429
     type = "requests"
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, quota: Quota | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.quota = quota
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        headers = super().headers()
+        if self.quota is not None:
+            headers.extend(self.quota.headers())
+        return headers
 
 
 class BudgetExceeded(RateLimited):

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import Usage
-from gateway.errors import BudgetExceeded, PermissionDenied, RateLimited, ServiceUnavailable
+from gateway.errors import BudgetExceeded, PermissionDenied, Quota, RateLimited, ServiceUnavailable
 from gateway.events import RequestRecord
 from gateway.pricing import Price
 from gateway.runtime import Deployment, Tenant
-from policies.budgets import Admission, LimitSpec, ReservationStore, Unit
+from policies.budgets import Admission, LimitSpec, ReservationStore, Unit, window_span
 from policies.redis_store import StoreUnavailable
 
 log = logging.getLogger("gateway.spend")
@@ -66,30 +66,39 @@ def output_upper_bound(payload: dict[str, Any], cap: int, deployments_limit: int
     return per_choice * (choices if type(choices) is int and choices > 1 else 1)
 
 
-def _denied(admission: Admission) -> Exception:
+def _denied(admission: Admission, now: float) -> Exception:
+    """The 429 of a refusal, with the refusing limit's numbers in OpenAI's x-ratelimit-* headers (none for a USD
+    budget: OpenAI's have no such unit) and its wait to the millisecond (retry-after-ms), computed here, on the
+    refusal only."""
     spec = admission.denied
-    assert spec is not None
+    assert spec is not None and admission.retry_after_s is not None
     window = f"per {spec.window}"
+    resets_in_s = window_span(spec.window, now).end - now
+    wait_s = admission.retry_after_s if admission.held else resets_in_s
+    quota = None if spec.unit == "usd" else Quota(spec.unit, spec.limit, admission.remaining, resets_in_s)
     # held: what is left is reserved by requests in flight (at their worst case), which mostly spend far less
     held = " The rest is held by requests in flight; some is likely to come back soon." if admission.held else ""
     if spec.name in RATE_LIMIT_NAMES:
         what = "requests" if spec.unit == "requests" else "tokens"
         return RateLimited(
             f"Rate limit reached: {spec.limit:g} {what} {window}.{held} Retry after {admission.retry_after_s:g} s.",
-            retry_after=admission.retry_after_s,
+            retry_after=wait_s,
             error_type=what,  # as OpenAI types its own: "requests" for rpm, "tokens" for tpm
+            quota=quota,
         )
     amount = f"${spec.limit:g}" if spec.unit == "usd" else f"{spec.limit:g} tokens"
     if admission.held:
         return BudgetExceeded(
             f"This key's budget of {amount} {window} has no room left for this request now.{held} Retry after "
             f"{admission.retry_after_s:g} s.",
-            retry_after=admission.retry_after_s,
+            retry_after=wait_s,
+            quota=quota,
         )
     return BudgetExceeded(
         f"This key's budget of {amount} {window} does not cover this request; it resets in "
         f"{admission.retry_after_s:g} s.",
-        retry_after=admission.retry_after_s,
+        retry_after=wait_s,
+        quota=quota,
     )
 
 
@@ -138,15 +147,16 @@ async def admit(
     for spec in tenant.limits:
         if asked.get(spec.unit, 0.0) > spec.limit:
             raise _never_fits(spec, asked, prompt_tokens, output_tokens)
+    now = time.time()
     try:
-        admission = await store.reserve(tenant.name, request_id, tenant.limits, asked, time.time())
+        admission = await store.reserve(tenant.name, request_id, tenant.limits, asked, now)
     except StoreUnavailable:
         raise ServiceUnavailable(
             "Budgets and rate limits cannot be checked: the shared state store is unreachable.",
             code="state_store_unavailable",
         ) from None
     if not admission.admitted:
-        raise _denied(admission)
+        raise _denied(admission, now)
     return Reservation(request_id, asked)
 
 

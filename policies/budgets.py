@@ -98,6 +98,7 @@ class Admission:
     retry_after_s: float | None = None  # until the denied limit's window ends, or HELD_RETRY_S when `held`
     degraded: bool = False  # admitted without the shared store (fail_open)
     held: bool = False  # denied for room reserved by requests in flight, not spent: it may come back any moment
+    remaining: float | None = None  # what the denied limit had left (its ceiling less spend and reservations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +138,20 @@ class ReservationStore(Protocol):
 HELD_RETRY_S = 1.0  # a denial for room requests in flight hold: they settle at what they spent, mostly far less
 
 
-def denial(spec: LimitSpec, span: WindowSpan, now: float, held: bool = False) -> Admission:
+def denial(
+    spec: LimitSpec, span: WindowSpan, now: float, remaining: float | None = None, held: bool = False
+) -> Admission:
     """Refused until the window ends, unless what was spent leaves room for the request and the rest is `held` by
     reservations in flight (worst cases, leases), which settle at what they spent: then worth asking again in a
     moment. Requests in flight are each spent as one, so an rpm's held room is as good as spent. The stores name
     the first limit whose spend leaves no room, else the first that reservations fill: a second's wait is no
     answer when another limit has no room before its window ends."""
+    if remaining is not None:
+        remaining = max(0.0, remaining)
     if held and spec.unit != "requests":
-        return Admission(False, spec, min(HELD_RETRY_S, max(1.0, math.ceil(span.end - now))), held=True)
-    return Admission(False, spec, max(1.0, math.ceil(span.end - now)))
+        retry = min(HELD_RETRY_S, max(1.0, math.ceil(span.end - now)))
+        return Admission(False, spec, retry, held=True, remaining=remaining)
+    return Admission(False, spec, max(1.0, math.ceil(span.end - now)), remaining=remaining)
 
 
 @dataclass(slots=True)
@@ -171,16 +177,18 @@ class MemoryStore:
         if request_id in self.reservations:
             return Admission(True)  # the same request asking twice holds one reservation
         planned = held_to(scope, limits, now)  # a counter two limits share is reserved once
-        held: tuple[LimitSpec, WindowSpan] | None = None  # the first that only reservations fill (see `denial`)
+        held: tuple[LimitSpec, WindowSpan, float] | None = None  # the first only reservations fill (see `denial`)
         for key, (spec, span) in planned.items():
             amount = asked.get(spec.unit, 0.0)
             counter = self.counters.get(key) or _Counter()
             if amount > 0 and counter.reserved + counter.spent + amount > spec.limit:
+                remaining = spec.limit - counter.reserved - counter.spent
                 if counter.spent + amount > spec.limit or spec.unit == "requests":  # (see `denial`)
-                    return denial(spec, span, now)
-                held = held or (spec, span)
+                    return denial(spec, span, now, remaining)
+                held = held or (spec, span, remaining)
         if held is not None:
-            return denial(*held, now, held=True)
+            spec, span, remaining = held
+            return denial(spec, span, now, remaining, held=True)
         for key, (spec, span) in planned.items():
             counter = self.counters.setdefault(key, _Counter(expires=span.end))
             counter.reserved += asked.get(spec.unit, 0.0)

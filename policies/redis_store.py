@@ -81,26 +81,28 @@ end
 # KEYS[1] reservation record, KEYS[2..n+1] counters in limit order.
 # ARGV[1] record JSON, ARGV[2] record TTL; for counter i: ARGV[3i] asked, ARGV[3i+1] limit, ARGV[3i+2] counter TTL;
 # ARGV[3n+3] one character per counter, "1" where what is reserved is as good as spent (requests).
-# Returns 0 when admitted (or already holding a reservation), else the 1-based index of the first limit whose
-# spend leaves no room for it, or failing that the negated index of the first that reservations fill (`held`);
-# a denial writes nothing.
+# Returns 0 when admitted (or already holding a reservation), else {the 1-based index of the first limit whose
+# spend leaves no room for it, or failing that the negated index of the first that reservations fill (`held`),
+# what that limit has left as a string (an integer reply would truncate it)}; a denial writes nothing.
 _RESERVE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = #KEYS - 1
-local held = 0
+local held, held_left = 0, 0
 for i = 1, n do
   local amount = tonumber(ARGV[3 * i])
   if amount > 0 then
     local v = redis.call('HMGET', KEYS[i + 1], 'reserved', 'spent')
+    local reserved = tonumber(v[1]) or 0
     local spent = tonumber(v[2]) or 0
     local limit = tonumber(ARGV[3 * i + 1])
-    if (tonumber(v[1]) or 0) + spent + amount > limit then
-      if spent + amount > limit or string.byte(ARGV[3 * n + 3], i) == 49 then return i end
-      if held == 0 then held = -i end
+    if reserved + spent + amount > limit then
+      local left = limit - reserved - spent
+      if spent + amount > limit or string.byte(ARGV[3 * n + 3], i) == 49 then return {i, tostring(left)} end
+      if held == 0 then held, held_left = -i, left end
     end
   end
 end
-if held ~= 0 then return held end
+if held ~= 0 then return {held, tostring(held_left)} end
 for i = 1, n do
   redis.call('HINCRBYFLOAT', KEYS[i + 1], 'reserved', ARGV[3 * i])
   redis.call('EXPIRE', KEYS[i + 1], ARGV[3 * i + 2])
@@ -245,11 +247,12 @@ class RedisStore:
             spent_when_reserved += "1" if spec.unit == "requests" else "0"
         args[0:0] = [orjson.dumps(record), RESERVATION_TTL_S]  # compact UTF-8 JSON, for cjson.decode
         args.append(spent_when_reserved)
-        denied = int(await self.client.run(_RESERVE_SCRIPT, keys, args))
-        if denied == 0:
+        answer = await self.client.run(_RESERVE_SCRIPT, keys, args)
+        if answer == 0:
             return Admission(True)
+        denied, remaining = int(answer[0]), float(answer[1])
         spec, span = list(counters.values())[abs(denied) - 1]
-        return denial(spec, span, now, held=denied < 0)
+        return denial(spec, span, now, remaining, held=denied < 0)
 
     async def settle(self, request_id: str, actual: Mapping[Unit, float]) -> bool:
         return int(await self.client.run(_SETTLE_SCRIPT, [self._record_key(request_id)], _actual_args(actual))) == 1

@@ -15,6 +15,7 @@ import openai
 import orjson
 import pytest
 
+from gateway.errors import Quota, RateLimited, duration, render
 from gateway.middleware.error_boundary import ErrorBoundary
 from gateway.request_models import ORJSON_WRITE_DEPTH
 from tests.conftest import ACME_KEY, ADMIN_TOKEN, LIMITED_KEY, UPSTREAM_SECRETS, gateway_config
@@ -1204,3 +1205,34 @@ def test_a_whole_answer_says_its_length_and_is_not_chunked(
     )
     assert "transfer-encoding" not in response.headers
     assert response.headers["content-length"] == str(len(response.content)) and response.content
+
+
+@pytest.mark.parametrize(
+    ("seconds", "written"),
+    [
+        (0.0, "0ms"),
+        (0.0201, "21ms"),
+        (1.5, "1.5s"),
+        (59.9985, "59.999s"),
+        (59.9994, "1m0s"),
+        (360, "6m0s"),
+        (7205.25, "2h0m5.25s"),
+    ],
+)
+def test_a_reset_is_written_as_openai_writes_its_x_ratelimit_reset(seconds: float, written: str) -> None:
+    assert duration(seconds) == written
+
+
+def test_a_token_limit_s_429_carries_openai_s_token_headers_to_the_millisecond() -> None:
+    """A tpm (or a budget of tokens) refuses with the -tokens variants, its remaining room rounded down."""
+    refusal = RateLimited("Rate limit reached", retry_after=12.3456, quota=Quota("tokens", 2000.0, 123.9, 12.3456))
+    status, headers, _ = render(refusal)
+    assert status == 429
+    assert dict(headers) | {b"content-type": b""} == {
+        b"content-type": b"",
+        b"retry-after": b"13",
+        b"retry-after-ms": b"12346",
+        b"x-ratelimit-limit-tokens": b"2000",
+        b"x-ratelimit-remaining-tokens": b"123",
+        b"x-ratelimit-reset-tokens": b"12.346s",
+    }

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import sqlite3
 import time
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from gateway.config.loader import load_text
@@ -67,6 +70,24 @@ def test_rate_limit_answers_429_with_retry_after(gateway: RunningGateway, upstre
     assert denied.json()["error"]["code"] == "rate_limit_exceeded"
     assert 1 <= int(denied.headers["retry-after"]) <= 60
     assert len(upstream.received) == 3
+    # what OpenAI's 429s carry: the wait to the millisecond (which the OpenAI SDK reads first) and the limit's state
+    wait_ms = int(denied.headers["retry-after-ms"])
+    assert math.ceil(wait_ms / 1000) == int(denied.headers["retry-after"])
+    assert openai.OpenAI(api_key="unused")._parse_retry_after_header(denied.headers) == wait_ms / 1000
+    limit, remaining = denied.headers["x-ratelimit-limit-requests"], denied.headers["x-ratelimit-remaining-requests"]
+    assert (limit, remaining) == ("3", "0")
+    assert reset_seconds(denied.headers["x-ratelimit-reset-requests"]) == wait_ms / 1000  # the minute's end
+    assert "x-ratelimit-limit-tokens" not in denied.headers
+
+
+def reset_seconds(value: str) -> float:
+    """OpenAI's x-ratelimit-reset-* ("20ms", "1.5s", "6m0s", "1h2m3s") in seconds."""
+    if value.endswith("ms"):
+        return int(value[:-2]) / 1000
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(\d+(?:\.\d+)?)s", value)
+    assert parts is not None, value
+    hours, minutes, seconds = parts.groups()
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
 
 
 def test_usd_budget_reserves_the_priced_worst_case(gateway: RunningGateway, upstream: MockUpstream) -> None:
@@ -74,6 +95,7 @@ def test_usd_budget_reserves_the_priced_worst_case(gateway: RunningGateway, upst
     # gpt-4o-mini: $0.60 per 1M output tokens; 1000 output tokens alone cost $0.0006 > $0.0005
     too_big = httpx.post(gateway.url + "/v1/chat/completions", json={**BODY, "max_tokens": 1000}, headers=headers)
     assert too_big.status_code == 429 and too_big.json()["error"]["code"] == "budget_exceeded"
+    assert not [name for name in too_big.headers if name.startswith("x-ratelimit-")]  # OpenAI's have no dollars
     fits = httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=headers)
     assert fits.status_code == 200
     assert upstream.received[-1].body["max_tokens"] == 50
@@ -346,7 +368,7 @@ def test_a_refusal_for_room_that_requests_in_flight_hold_says_retry_in_a_second(
         again = asyncio.run(at_once(1))
         upstream.behaviour = Behaviour(usage={"prompt_tokens": 900, "completion_tokens": 0, "total_tokens": 900})
         spender = asyncio.run(at_once(1))
-        settled_limits(gateway, "daily")
+        [before] = settled_limits(gateway, "daily")
         midnight = 86400 - time.time() % 86400
         spent_out = asyncio.run(at_once(1))
     finally:
@@ -354,12 +376,17 @@ def test_a_refusal_for_room_that_requests_in_flight_hold_says_retry_in_a_second(
     statuses = sorted(r.status_code for r in first)
     assert statuses == [200, 200, 429]
     [held] = [r for r in first if r.status_code == 429]
-    assert held.headers["retry-after"] == "1", held.headers
+    assert (held.headers["retry-after"], held.headers["retry-after-ms"]) == ("1", "1000"), held.headers
+    assert held.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert 0 <= int(held.headers["x-ratelimit-remaining-tokens"]) < 1000 // 2  # two worst cases are held
     assert "held by requests in flight" in held.json()["error"]["message"]
     assert [again[0].status_code, spender[0].status_code] == [200, 200]
     [refused] = spent_out
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
     assert abs(int(refused.headers["retry-after"]) - midnight) <= 2
+    assert abs(int(refused.headers["retry-after-ms"]) / 1000 - midnight) <= 2
+    assert refused.headers["x-ratelimit-remaining-tokens"] == f"{1000 - before.spent:.0f}"
+    assert reset_seconds(refused.headers["x-ratelimit-reset-tokens"]) == int(refused.headers["retry-after-ms"]) / 1000
     assert "resets in" in refused.json()["error"]["message"]
 
 

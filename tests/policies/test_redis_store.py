@@ -15,6 +15,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,18 +70,19 @@ async def deny_when_exceeding(store: ReservationStore) -> None:
     assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 700}, NOW)).admitted
     denied = await store.reserve("acme", "r2", [TOKENS_DAY], {"tokens": 301}, NOW)
     day_end = window_span("day", NOW).end
-    assert denied == Admission(False, TOKENS_DAY, 1.0, held=True)
+    assert denied == Admission(False, TOKENS_DAY, 1.0, held=True, remaining=300)  # what the limit has left
     assert (await one(store, TOKENS_DAY)).reserved == 700  # the denial reserved nothing
     assert (await store.reserve("acme", "r3", [TOKENS_DAY], {"tokens": 300}, NOW)).admitted  # exactly full fits
     assert (await store.reserve("acme", "r4", [TOKENS_DAY], {"usd": 5.0}, NOW)).admitted  # asks no tokens
     assert await store.settle("r1", {"tokens": 650})
     exhausted = await store.reserve("acme", "r5", [TOKENS_DAY], {"tokens": 351}, NOW)
-    assert exhausted == Admission(False, TOKENS_DAY, math.ceil(day_end - NOW))  # 650 spent: no room before then
+    # 650 spent: no room before then (and the 300 of r3 held)
+    assert exhausted == Admission(False, TOKENS_DAY, math.ceil(day_end - NOW), remaining=50)
     assert await store.reserve("acme", "r6", [TOKENS_DAY], {"tokens": 350}, NOW) == Admission(
-        False, TOKENS_DAY, 1.0, held=True
+        False, TOKENS_DAY, 1.0, held=True, remaining=50
     )
     late = await store.reserve("acme", "r7", [TOKENS_DAY], {"tokens": 351}, day_end - 0.5)
-    assert late == Admission(False, TOKENS_DAY, 1.0)  # at least a second
+    assert late == Admission(False, TOKENS_DAY, 1.0, remaining=50)  # at least a second
 
 
 async def all_or_nothing(store: ReservationStore) -> None:
@@ -141,7 +143,9 @@ async def windows_roll_over(store: ReservationStore) -> None:
     rpm1 = LimitSpec("rpm", "requests", "minute", 1)
     last_second = ts(2025, 1, 31, 23, 59, 59)
     assert (await store.reserve("acme", "m1", [rpm1], {"requests": 1}, last_second + 0.5)).admitted
-    assert await store.reserve("acme", "m2", [rpm1], {"requests": 1}, last_second + 0.9) == Admission(False, rpm1, 1)
+    assert await store.reserve("acme", "m2", [rpm1], {"requests": 1}, last_second + 0.9) == Admission(
+        False, rpm1, 1, remaining=0
+    )
     assert (await store.reserve("acme", "m3", [rpm1], {"requests": 1}, last_second + 1.0)).admitted
 
     assert (await store.reserve("acme", "u1", [USD_MONTH], {"usd": 1.0}, last_second)).admitted
@@ -189,12 +193,13 @@ async def counters_follow_unit_and_window_not_the_limit_s_place(store: Reservati
     assert await store.settle("r1", {"tokens": 700, "usd": 0.5})
     moved = [LimitSpec("budget[0]", "usd", "month", 1.0), LimitSpec("budget[1]", "tokens", "day", 1000)]
     denied = await store.reserve("acme", "r2", moved, {"tokens": 301, "usd": 0.1}, NOW)
-    assert denied == Admission(False, moved[1], math.ceil(window_span("day", NOW).end - NOW))
+    assert denied == Admission(False, moved[1], math.ceil(window_span("day", NOW).end - NOW), remaining=300)
     assert [s.spent for s in await store.state("acme", moved, NOW)] == [0.5, 700]
     tight = LimitSpec("budget[0]", "tokens", "minute", 500)
     assert (await store.reserve("acme", "r3", [tight, TPM], {"tokens": 300}, NOW)).admitted
     assert [s.reserved for s in await store.state("acme", [tight, TPM], NOW)] == [300, 300]
-    assert (await store.reserve("acme", "r4", [TPM, tight], {"tokens": 201}, NOW)).denied == tight
+    shared = await store.reserve("acme", "r4", [TPM, tight], {"tokens": 201}, NOW)
+    assert (shared.denied, shared.remaining) == (tight, 200)  # the lower ceiling's room, of the one counter
     assert (await store.reserve("acme", "r5", [TPM, tight], {"tokens": 200}, NOW)).admitted
     assert await store.settle("r3", {"tokens": 250})
     assert await store.settle("r5", {"tokens": 150})
@@ -211,14 +216,16 @@ async def a_limit_spent_out_is_named_before_one_only_held(store: ReservationStor
     assert (await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 700}, NOW)).admitted  # in flight
     for limits in ([TOKENS_DAY, USD_MONTH], [USD_MONTH, TOKENS_DAY]):
         denied = await store.reserve("acme", "r2", limits, {"tokens": 400, "usd": 0.1}, NOW)
-        assert denied == Admission(False, USD_MONTH, month_end), limits
+        assert replace(denied, remaining=None) == Admission(False, USD_MONTH, month_end), limits
+        assert denied.remaining == pytest.approx(0.05)
     held = await store.reserve("acme", "r3", [TOKENS_DAY, USD_MONTH], {"tokens": 400, "usd": 0.01}, NOW)
-    assert held == Admission(False, TOKENS_DAY, 1.0, held=True)  # the dollars fit: only the held tokens do not
+    # the dollars fit: only the held tokens do not
+    assert held == Admission(False, TOKENS_DAY, 1.0, held=True, remaining=300)
     # requests in flight are spent as one each: an rpm they fill has no room before its minute ends
     for rid in ("r4", "r5"):
         assert (await store.reserve("acme", rid, [RPM], {"requests": 1}, NOW)).admitted
     rpm_full = await store.reserve("acme", "r6", [TOKENS_DAY, RPM], {"tokens": 400, "requests": 1}, NOW)
-    assert rpm_full == Admission(False, RPM, math.ceil(window_span("minute", NOW).end - NOW))
+    assert rpm_full == Admission(False, RPM, math.ceil(window_span("minute", NOW).end - NOW), remaining=0)
 
 
 CASES: list[Case] = [
