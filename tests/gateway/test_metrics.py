@@ -513,3 +513,25 @@ def test_a_label_set_the_instruments_refuse_does_not_take_the_others_with_it() -
 
     assert [sample("gateway_requests_total", t) for t in ("a", "z")] == [1.0, 1.0]
     assert [sample("gateway_cost_usd_total", t) for t in ("a", "z")] == [0.5, 0.25]
+
+
+@pytest.mark.parametrize("seconds", [150.0, 290.0, 590.0])
+def test_a_call_of_minutes_is_counted_in_a_bucket_of_its_own_not_past_the_last(seconds: float) -> None:
+    """Reasoning models under a raised `timeout_s` answer in minutes: a latency histogram that ended at 120 s put
+    them all in +Inf, where no quantile can be read. Each lands in the first bucket at or above it, within twice
+    its value."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from gateway.instruments import LATENCY_BUCKETS, Buckets
+
+    registry = CollectorRegistry()
+    histogram = Histogram("h", "h", ["a"], buckets=LATENCY_BUCKETS, registry=registry)
+    buckets = Buckets()
+    buckets.add(seconds)
+    buckets.into(histogram.labels("x"))
+    counted = [
+        float(line.split(b'le="')[1].split(b'"')[0])
+        for line in generate_latest(registry).splitlines()
+        if line.startswith(b"h_bucket") and line.endswith(b" 1.0")
+    ]
+    assert seconds <= counted[0] <= 2 * seconds, counted
