@@ -37,7 +37,7 @@ from gateway.config.schema import (
 )
 from gateway.guardrails import TenantGuard, build_guard
 from gateway.pricing import Price, look_up, price_table
-from policies.budgets import LimitSpec
+from policies.budgets import LimitSpec, Unit, Window
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner
 
@@ -148,10 +148,7 @@ class Runtime:
 
 
 def tenant_limits(tenant: TenantConfig) -> tuple[LimitSpec, ...]:
-    limits = [
-        LimitSpec(f"budget[{i}]", "tokens" if b.tokens is not None else "usd", b.per, float(b.tokens or b.usd or 0))
-        for i, b in enumerate(tenant.budgets)
-    ]
+    limits = budget_limits(tenant.budgets)
     if tenant.rate_limits.rpm is not None:
         limits.append(LimitSpec("rpm", "requests", "minute", float(tenant.rate_limits.rpm)))
     if tenant.rate_limits.tpm is not None:
@@ -176,6 +173,21 @@ def reachable_deployments(config: Config, alias: str) -> list[tuple[str, Deploym
 
     walk(alias)
     return found
+
+
+def budget_limits(budgets: Sequence[BudgetConfig]) -> list[LimitSpec]:
+    """Each budget named by what it is, "tokens_per_day", never by its place in the list (the budget metrics'
+    `limit` label, which a reordered list must not move to another budget); by its ceiling too when budgets share
+    a unit and a window ("tokens_per_day_500"). One repeated to the letter is one limit."""
+    kinds: list[tuple[Unit, Window]] = [("tokens" if b.tokens is not None else "usd", b.per) for b in budgets]
+    limits: dict[str, LimitSpec] = {}
+    for place, (b, (unit, window)) in enumerate(zip(budgets, kinds, strict=True)):
+        name = f"{unit}_per_{window}"
+        if kinds.count((unit, window)) > 1:
+            name += f"_{b.tokens}" if b.tokens is not None else f"_{b.usd:g}"
+        limit = float(b.tokens or b.usd or 0)
+        limits.setdefault(name, LimitSpec(name, unit, window, limit, former_name=f"budget[{place}]"))
+    return list(limits.values())
 
 
 def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price | None]:

@@ -35,10 +35,11 @@ Window = Literal["minute", "hour", "day", "month"]
 
 @dataclass(frozen=True, slots=True)
 class LimitSpec:
-    name: str  # unique within a tenant: "budget[0]", "rpm", "tpm"
+    name: str  # unique within a tenant, and stable: "tokens_per_day", "rpm", "tpm"
     unit: Unit
     window: Window
     limit: float
+    former_name: str | None = None  # "budget[0]": its place in the config, which named counters before (adoption)
 
 
 @dataclass(frozen=True, slots=True)

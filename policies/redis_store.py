@@ -226,7 +226,7 @@ class RedisStore:
         calls = []
         for key, specs in sharing.items():
             span = window_span(specs[0].window, now)
-            old = [f"{self.prefix}{scope}:{s.name}:{s.unit}:{s.window}:{span.start}" for s in specs]
+            old = [f"{self.prefix}{scope}:{s.former_name or s.name}:{s.unit}:{s.window}:{span.start}" for s in specs]
             ttl = math.ceil(span.end - now) + COUNTER_MARGIN_S
             calls.append(self.client.run(_ADOPT_SCRIPT, [self.prefix + key, *old], [ttl]))
         return sum(int(done) for done in await asyncio.gather(*calls))

@@ -209,7 +209,7 @@ def test_blocks_are_counted_by_policy(gateway: RunningGateway, upstream: MockUps
 
 
 def test_budget_remaining_ratio_follows_the_spend(gateway: RunningGateway) -> None:
-    labels = {"tenant": "capped", "limit": "budget[0]", "unit": "tokens", "window": "day"}
+    labels = {"tenant": "capped", "limit": "tokens_per_day", "unit": "tokens", "window": "day"}
     before = scrape(gateway)
     assert before("gateway_budget_limit", **labels) == 1000
     assert chat(gateway, CAPPED_KEY, model="gpt", max_tokens=5).json()["usage"]["total_tokens"] == 18
@@ -219,7 +219,7 @@ def test_budget_remaining_ratio_follows_the_spend(gateway: RunningGateway) -> No
     assert after("gateway_budget_reserved", **labels) == 0
     assert after("gateway_budget_remaining_ratio", **labels) == pytest.approx((1000 - spent) / 1000)
     assert after.label_values("gateway_budget_remaining_ratio", "tenant") == {"capped", "paced"}  # limited ones
-    assert after.label_values("gateway_budget_remaining_ratio", "limit") == {"budget[0]", "rpm", "tpm"}
+    assert after.label_values("gateway_budget_remaining_ratio", "limit") == {"tokens_per_day", "rpm", "tpm"}
     assert after("gateway_budget_read_failures_total") == 0
 
 
@@ -356,7 +356,7 @@ def test_redis_errors_and_budgets_from_redis(redis_server: RedisServer, upstream
         after = scrape(gateway)
     finally:
         gateway.stop()
-    labels = {"tenant": "capped", "limit": "budget[0]", "unit": "tokens", "window": "day"}
+    labels = {"tenant": "capped", "limit": "tokens_per_day", "unit": "tokens", "window": "day"}
     assert after("gateway_state_store_mode", mode="primary") == 1
     assert after("gateway_redis_errors_total") == 0 and "gateway_redis_errors_total" in after.names()
     assert after("gateway_state_store_pending_settlements") == 0
@@ -535,3 +535,51 @@ def test_a_call_of_minutes_is_counted_in_a_bucket_of_its_own_not_past_the_last(s
         if line.startswith(b"h_bucket") and line.endswith(b" 1.0")
     ]
     assert seconds <= counted[0] <= 2 * seconds, counted
+
+
+def test_a_budget_s_series_keeps_its_name_when_the_budgets_are_reordered(tmp_path: Any) -> None:
+    """The `limit` label names a limit by what it is (its unit and window; its ceiling too when two budgets share
+    both), not by its place in the list: a reload that reorders, adds or removes budgets does not move a series'
+    history to another limit. Two of one unit and window stay apart."""
+    admin = "admin-token-for-the-reorder"
+    path = tmp_path / "config.yaml"
+
+    def write(budgets: str) -> None:
+        path.write_text(f"""events: {{sqlite_path: "{tmp_path}/usage.sqlite", spool_dir: "{tmp_path}/spool"}}
+admin: {{token_sha256: "{sha(admin)}"}}
+providers: {{demo: {{type: mock}}}}
+models: {{demo: {{deployments: [{{provider: demo, model: m}}]}}}}
+pricing: {{demo: {{input: 1.0, output: 1.0}}}}
+tenants:
+  t: {{keys: [{{id: k, sha256: "{sha("k")}"}}], models: ["*"], budgets: {budgets}, rate_limits: {{tpm: 900}}}}
+""")
+
+    def limits(gateway: RunningGateway) -> dict[str, tuple[str, str, float]]:
+        now = scrape(gateway)
+        return {
+            dict(labels)["limit"]: (dict(labels)["unit"], dict(labels)["window"], value)
+            for (name, labels), value in now.samples.items()
+            if name == "gateway_budget_limit"
+        }
+
+    write("[{usd: 5, per: month}, {tokens: 1000, per: day}, {tokens: 500, per: day}, {tokens: 800, per: minute}]")
+    gateway = RunningGateway(path.read_text(), config_path=path).start()
+    try:
+        before = limits(gateway)
+        write("[{tokens: 800, per: minute}, {tokens: 500, per: day}, {tokens: 1000, per: day}, {usd: 5, per: month}]")
+        reloaded = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {admin}"})
+        assert reloaded.json()["status"] == "reloaded", reloaded.text
+        after = limits(gateway)
+    finally:
+        gateway.stop()
+    assert (
+        before
+        == after
+        == {
+            "usd_per_month": ("usd", "month", 5),
+            "tokens_per_day_1000": ("tokens", "day", 1000),
+            "tokens_per_day_500": ("tokens", "day", 500),
+            "tokens_per_minute": ("tokens", "minute", 800),
+            "tpm": ("tokens", "minute", 900),
+        }
+    )

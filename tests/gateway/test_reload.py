@@ -125,7 +125,7 @@ def test_a_reload_that_moves_a_budget_in_the_list_keeps_its_spend(tmp_path: Path
         gateway.stop()
     assert (first, second) == (200, 429)
     assert after == 429, "the day's spend was lost with the budget's place in the list"
-    assert (day.spec.name, day.spent) == ("budget[0]", 11)
+    assert (day.spec.name, day.spent) == ("tokens_per_day", 11)
 
 
 @pytest.mark.parametrize(
