@@ -5,7 +5,9 @@ server executes, which repeat to within about 1% whatever else the machine is do
 `valgrind --tool=callgrind` (some 50 times slower), answers a warm-up of sequential requests on one keep-alive
 connection (0 ms upstream), then its counters are zeroed, a fixed number of requests is sent, and the counters are
 dumped: what it executed in between, divided by the requests, is the cost of one request (the timers and the
-usage-event writer that ran meanwhile included, as in production).
+usage-event writer that ran meanwhile included, as in production). Its timers tick by the clock, so a run slowed by
+other work on the machine would count more of them a request: what the server executes idle, a second, counted
+just before, is taken off for the run's duration (both figures are reported).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import http.client
 import re
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ from bench.servers import BENCH_KEY, Service, Target
 SUMMARY = re.compile(rb"^summary:\s*(\d+)", re.MULTILINE)
 READY_TIMEOUT_S = 600.0  # start-up under valgrind: imports and the first compilations at a fiftieth of the speed
 SETTLE_S = 1.0  # after the warm-up: the request log's and the event writer's delayed work done before zeroing
+IDLE_S = 3.0  # the idle count's span
 
 
 def callgrind_wrapper(out_dir: Path) -> list[str]:
@@ -66,16 +69,33 @@ def dumped_instructions(out_dir: Path, pid: int, before: Sequence[Path]) -> int:
         time.sleep(0.2)
 
 
+def counted(service: Service, out_dir: Path, run: Callable[[], None]) -> tuple[int, float]:
+    """(instructions, seconds) the server spent while `run` ran: counters zeroed before, dumped after."""
+    callgrind_control("--zero", service)
+    before = list(out_dir.glob(f"callgrind.{service.pid}.*"))
+    started = time.monotonic()
+    run()
+    elapsed = time.monotonic() - started
+    callgrind_control("--dump", service)
+    return dumped_instructions(out_dir, service.pid, before), elapsed
+
+
 def count_per_request(target: Target, out_dir: Path, requests: int, warmup: int) -> dict[str, object]:
-    """Warm-up, zero, `requests` requests, dump: the instructions of one request at one connection, 0 ms upstream."""
+    """Warm-up, the idle rate, then `requests` requests: the instructions of one request at one connection, 0 ms
+    upstream, with and without the idle rate taken off for the run's duration."""
     service = target.service
     assert service is not None
     send_sequential(target, "json0", warmup)
     time.sleep(SETTLE_S)
-    callgrind_control("--zero", service)
-    before = list(out_dir.glob(f"callgrind.{service.pid}.*"))
-    send_sequential(target, "json0", requests)
-    callgrind_control("--dump", service)
-    instructions = dumped_instructions(out_dir, service.pid, before)
-    per_request = instructions / requests
-    return {"requests": requests, "warmup": warmup, "instructions": instructions, "per_request": per_request}
+    idle, idle_s = counted(service, out_dir, lambda: time.sleep(IDLE_S))
+    total, run_s = counted(service, out_dir, lambda: send_sequential(target, "json0", requests))
+    idle_per_s = idle / idle_s
+    return {
+        "requests": requests,
+        "warmup": warmup,
+        "instructions": total,
+        "run_s": round(run_s, 3),
+        "idle_per_s": round(idle_per_s),
+        "gross_per_request": total / requests,
+        "per_request": (total - idle_per_s * run_s) / requests,
+    }

@@ -640,6 +640,12 @@ def instructions_lines(counts: Record) -> list[str]:
         f"{gateway['warmup']} of warm-up):",
         f"  floor {floor['per_request']:,.0f}, gateway {gateway['per_request']:,.0f}: gateway/floor "
         f"{counts['ratio']:.2f}x (a throughput of 0.8x the floor's needs at most 1.25x)",
+        *(
+            f"  {name}: {c['gross_per_request']:,.0f} before its idle rate ({c['idle_per_s']:,.0f} a second idle, "
+            f"{c['run_s']:g} s of requests) was taken off"
+            for name, c in (("floor", floor), ("gateway", gateway))
+            if "gross_per_request" in c
+        ),
     ]
 
 

@@ -38,15 +38,18 @@ def test_the_count_is_the_new_dumps_summary_not_its_totals(tmp_path: Path) -> No
 
 
 def test_the_report_gives_both_counts_and_the_ratio() -> None:
-    counted = {"requests": 400, "warmup": 300}
+    counted = {"requests": 400, "warmup": 300, "run_s": 6.0, "idle_per_s": 900_000}
     lines = report.instructions_lines(
         {
-            "floor": {**counted, "per_request": 645_542.0},
-            "gateway": {**counted, "per_request": 1_251_702.0},
+            "floor": {**counted, "per_request": 645_542.0, "gross_per_request": 659_042.0},
+            "gateway": {**counted, "per_request": 1_251_702.0, "gross_per_request": 1_265_202.0},
             "ratio": 1_251_702 / 645_542,
         }
     )
     assert "floor 645,542, gateway 1,251,702: gateway/floor 1.94x" in lines[1]
+    assert lines[3] == (
+        "  gateway: 1,265,202 before its idle rate (900,000 a second idle, 6 s of requests) was taken off"
+    )
 
 
 @pytest.mark.parametrize(("argv", "on"), [([], False), (["--instructions"], True)])
