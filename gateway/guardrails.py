@@ -5,7 +5,8 @@
     answer  ─► pii redact: placeholders put back (whole JSON, or per streamed field, across chunks)
 
 Compiled once per tenant at config load (`TenantGuard`); a request gets a `RequestGuard` holding its
-redaction state. Values found are never logged or recorded: only entity types and counts.
+redaction state. Values found are never logged or recorded: only entity types and counts. A large request's
+checks run in the policy thread (`check_off_loop`, gateway/policy_thread.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from gateway.config.schema import ALL_PII_ENTITIES, Policies
 from gateway.errors import PolicyViolation
+from gateway.policy_thread import PolicyThread
 from gateway.request_texts import body_texts, content_texts, map_body_texts, map_content
 from policies.injection import InjectionDetector
 from policies.pii import PiiScanner, Redaction, StreamRestorer
@@ -136,6 +138,11 @@ class RequestGuard:
             headers.append((REDACTED_HEADER, counts.encode()))
         return headers
 
+    def adopt(self, other: RequestGuard) -> None:
+        """What `other`, a guard of the same policy that ran this request's checks, found."""
+        self.injection_score, self.injection_signals = other.injection_score, other.injection_signals
+        self.pii_counts, self.redaction, self.json_content = other.pii_counts, other.redaction, other.json_content
+
     # request side ---------------------------------------------------------------------------------
     def check_injection(self, texts: list[str]) -> None:
         detector = self.policy.detector
@@ -235,6 +242,23 @@ class RequestGuard:
             return None
         assert self.redaction is not None
         return ChunkRestorer(self.redaction, self.json_content)
+
+
+async def check_off_loop(
+    thread: PolicyThread, guard: RequestGuard, check: Callable[[RequestGuard, JSON], JSON], payload: JSON
+) -> JSON:
+    """`check(guard, payload)` (`RequestGuard.check_chat`, `.check_embeddings`) run in the policy thread, on a
+    guard of its own: the loop never reads one the thread is writing (the record of a request whose client left
+    mid-scan is written from `guard`, with no verdict, while the thread may still be at work; what it then
+    finds is dropped). What it found is taken over once it is done, passed or blocked."""
+    scratch = guard.policy.start()
+    try:
+        checked = await thread.run(check, scratch, payload)
+    except Exception:  # a block: its verdicts reach the record and the headers, as on the loop
+        guard.adopt(scratch)
+        raise
+    guard.adopt(scratch)
+    return checked
 
 
 def _injection_texts(message: JSON) -> list[str]:

@@ -21,6 +21,7 @@ from gateway.events.store import open_store
 from gateway.failover import Failover
 from gateway.instruments import RequestMetrics
 from gateway.logs import RequestLog
+from gateway.policy_thread import PolicyThread
 from gateway.runtime import Runtime, build_runtime
 from gateway.state_store import StateStore
 from gateway.tracing import Tracing
@@ -54,6 +55,7 @@ class GatewayState:
     events: UsageSink = field(default_factory=DiscardSink)  # the pipeline, once `open_events` ran
     store: ReservationStore = field(default_factory=MemoryStore)
     failover: Failover = field(default_factory=Failover)
+    policy_thread: PolicyThread = field(default_factory=PolicyThread)  # a large request's content policies
     state_store: StateStore | None = None
     pipeline: EventPipeline | None = None
     tracing: Tracing = field(default_factory=Tracing)

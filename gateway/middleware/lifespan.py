@@ -65,4 +65,5 @@ class Lifespan:
         await self.state.client.close()
         await self.state.close_state_store()
         await self.state.close_events()
+        self.state.policy_thread.close()
         await self.totals.stop()

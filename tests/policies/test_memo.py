@@ -8,6 +8,7 @@ never remembers anything.
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
 
@@ -125,3 +126,47 @@ def test_texts_with_many_pii_values_are_not_remembered() -> None:
     assert len(scanner._memo) == 0
     scanner.find("one@example.com")
     assert len(scanner._memo) == 1
+
+
+def test_what_was_remembered_while_a_long_computation_ran_is_kept() -> None:
+    """A large text is scanned in a worker thread while the event loop keeps using the same memo, and turns its
+    generations meanwhile. Storing the large text's result must not turn them once more from the young generation
+    seen when its lookup began: that would bring back a stale generation and drop what was remembered since."""
+    memo: TextMemo[int] = TextMemo(3, keep=lambda _: True)
+    compute = Counted()
+    for text in ("a", "b", "c"):
+        memo.get(text, compute)  # the young generation is full
+
+    def long_scan(text: str) -> int:
+        for other in ("d", "e", "f", "g"):  # the loop, meanwhile: {a, b, c} turns old, then {d, e, f} does
+            memo.get(other, compute)
+        return compute(text)
+
+    memo.get("large", long_scan)
+    for text in ("g", "large", "f", "e"):
+        memo.get(text, compute)
+    assert compute.calls == ["a", "b", "c", "d", "e", "f", "g", "large"]
+    assert len(memo) <= 2 * memo.entries
+
+
+def test_threads_sharing_the_memo_get_every_answer_right_and_keep_it_bounded() -> None:
+    memo: TextMemo[int] = TextMemo(50, keep=lambda _: True)
+    texts = [f"text {i}" for i in range(400)]
+    wrong: list[str] = []
+    sizes: list[int] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(20_000):
+            text = rng.choice(texts)
+            if memo.get(text, len) != len(text):
+                wrong.append(text)
+            sizes.append(len(memo))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert max(sizes) <= 2 * (memo.entries + len(threads))  # (an insert racing a turn lands in either generation)
