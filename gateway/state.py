@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,13 @@ class GatewayState:
         except ConfigError as exc:
             log.error("config reload rejected, the previous config keeps serving: %s", "; ".join(exc.problems))
             return exc.problems
+        except Exception as exc:  # a file the checks let through but the build cannot compile: a gap in the checks
+            log.error(
+                "config reload rejected, the previous config keeps serving: compiling it raised %s\n%s",
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),  # where, not the message: it may quote a value
+            )
+            return [f"the config could not be compiled ({type(exc).__name__}; the server log says where)"]
         self.needs_restart = restart_only_changes(self.started_config, runtime.config)
         if self.needs_restart:
             log.warning(

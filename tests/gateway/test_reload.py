@@ -162,3 +162,27 @@ def test_a_reload_of_a_file_that_cannot_be_compiled_is_rejected_and_the_old_conf
             assert markers(gateway) == ["marker_v0"]
     finally:
         gateway.stop()
+
+
+def test_a_reload_whose_compilation_fails_unexpectedly_is_rejected_and_the_old_config_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A schema-valid file that the build cannot compile (an `rpm` too large for a float: an OverflowError, not a
+    ConfigError) is a rejected reload like any bad file, logged without the file's values, not a bare 500."""
+    path = tmp_path / "config.yaml"
+    gateway = RunningGateway(small_config("v0"), config_path=path).start()
+    huge = "9" * 400
+    try:
+        text = path.read_text().replace("marker_v0", "marker_v1")
+        path.write_text(text.replace('models: ["*"]}', f'models: ["*"], rate_limits: {{rpm: {huge}}}}}', 1))
+        with caplog.at_level("ERROR", logger="gateway"):
+            answer = httpx.post(gateway.url + "/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "config_invalid"
+        assert "previous config keeps serving" in error["message"]
+        assert markers(gateway) == ["marker_v0"]
+        assert any("reload rejected" in record.getMessage() for record in caplog.records)
+        assert huge not in caplog.text and huge not in answer.text
+    finally:
+        gateway.stop()
