@@ -30,6 +30,7 @@ from gateway.events.usage import (
 from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, require_method, send_bytes, send_error
 from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target
 from gateway.state import GatewayState
+from gateway.state_store import LimitsSource
 from gateway.upstream import UpstreamClient, UpstreamConnectError
 from policies.budgets import LimitState
 from policies.redis_store import StoreUnavailable
@@ -87,13 +88,14 @@ class ReloadEndpoint(AdminEndpoint):
         }
 
 
-def _tenant_view(tenant: Tenant, states: list[LimitState]) -> dict[str, Any]:
+def _tenant_view(tenant: Tenant, states: list[LimitState], source: LimitsSource) -> dict[str, Any]:
     return {
         "id": tenant.name,
         "models": sorted(tenant.routes),
         "max_tokens_per_request": tenant.max_tokens_per_request,
         "policies": tenant.policies.model_dump(),
         "log_content": tenant.log_content,
+        "limits_source": source,
         "limits": [
             {
                 "name": s.spec.name,
@@ -125,14 +127,14 @@ class TenantsEndpoint(AdminEndpoint):
         if tenant is None:
             raise NotFound(f"No tenant '{name}'.")
         try:
-            states = await self.state.store.state(tenant.name, tenant.limits, time.time())
+            states, source = await self.state.limit_states(tenant.name, tenant.limits, time.time())
         except StoreUnavailable:  # Redis away under fail_closed: said as the request path says it, not a bug's 500
             raise ServiceUnavailable(
                 f"The live budget and rate-limit state of tenant '{name}' cannot be read: the shared state store "
                 "is unreachable.",
                 code="state_store_unavailable",
             ) from None
-        return _tenant_view(tenant, states)
+        return _tenant_view(tenant, states, source)
 
 
 class CircuitsEndpoint(AdminEndpoint):

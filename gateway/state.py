@@ -24,10 +24,10 @@ from gateway.instruments import RequestMetrics
 from gateway.logs import RequestLog
 from gateway.policy_thread import PolicyThread
 from gateway.runtime import Runtime, build_runtime
-from gateway.state_store import StateStore
+from gateway.state_store import LimitsSource, StateStore
 from gateway.tracing import Tracing
 from gateway.upstream import UpstreamClient
-from policies.budgets import MemoryStore, ReservationStore
+from policies.budgets import LimitSpec, LimitState, MemoryStore, ReservationStore
 
 log = logging.getLogger("gateway")
 
@@ -105,6 +105,14 @@ class GatewayState:
         if self.state_store is not None:
             tenants = self.runtime.tenants.values()
             await self.state_store.adopt_old_counters((tenant.name, tenant.limits) for tenant in tenants)
+
+    async def limit_states(
+        self, scope: str, limits: tuple[LimitSpec, ...], now: float
+    ) -> tuple[list[LimitState], LimitsSource]:
+        """A tenant's live budget and rate-limit state, and where it was read (see `LimitsSource`)."""
+        if self.state_store is None:  # (an app served without its lifespan)
+            return await self.store.state(scope, limits, now), "in_process"
+        return await self.state_store.limit_states(scope, limits, now)
 
     async def close_state_store(self) -> None:
         if self.state_store is not None:

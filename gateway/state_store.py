@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from gateway.config.schema import StateConfig
-from policies.budgets import LimitSpec, MemoryStore, ReservationStore
+from policies.budgets import LimitSpec, LimitState, MemoryStore, ReservationStore
 from policies.leases import LeasedStore
 from policies.redis_client import RedisClient
 from policies.redis_store import DeadlineFactory, GuardedStore, RedisStore
@@ -27,6 +28,10 @@ REDIS_STALL_S = 5.0  # a connection with calls pending and no byte back for this
 ADOPT_S = 5.0  # at start-up, the most taking over counters of their old names may delay serving
 
 log = logging.getLogger("gateway.state")
+
+LimitsSource = Literal["in_process", "shared", "local"]
+"""Where a tenant's limit state was read: this process's counters with no Redis configured (all there is), Redis,
+or, Redis unreachable under fail_open, only what this worker admitted and spent meanwhile."""
 
 
 class StateStore:
@@ -66,6 +71,15 @@ class StateStore:
             return
         if sum(adopted):
             log.info("took over the spend of %d budget counters named as by earlier versions", sum(adopted))
+
+    async def limit_states(
+        self, scope: str, limits: Sequence[LimitSpec], now: float
+    ) -> tuple[list[LimitState], LimitsSource]:
+        """The store's `state`, and where it was read (raises `StoreUnavailable` as `state` does)."""
+        if self._leased is None or self._guarded is None:
+            return await self.store.state(scope, limits, now), "in_process"
+        await self._leased.flush(scope)  # (what LeasedStore.state does before asking Redis)
+        return await self._guarded.state_with_source(scope, limits, now)
 
     @property
     def guarded(self) -> GuardedStore | None:

@@ -308,6 +308,7 @@ class StoreUnavailable(Exception):
 Mode = Literal["primary", "degraded_open", "degraded_closed"]
 DeadlineFactory = Callable[[float], AbstractAsyncContextManager[Any]]  # asyncio.timeout, or a cheaper equivalent
 OnError = Literal["fail_closed", "fail_open"]
+StateSource = Literal["shared", "local"]  # the primary's counters, or only what this process kept while it was away
 T = TypeVar("T")
 
 
@@ -438,9 +439,18 @@ class GuardedStore:
             return False
 
     async def state(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[LimitState]:
+        states, _ = await self.state_with_source(scope, limits, now)
+        return states
+
+    async def state_with_source(
+        self, scope: str, limits: Sequence[LimitSpec], now: float
+    ) -> tuple[list[LimitState], StateSource]:
+        """`state`, and whether the primary answered ("shared") or, under fail_open while it is away, the numbers are
+        only what this process admitted and owes since ("local": the primary's counters and other processes'
+        spend are not in them)."""
         if self._may_try_primary():
             try:
-                return await self._call(self.primary.state(scope, limits, now))
+                return await self._call(self.primary.state(scope, limits, now)), "shared"
             except _PrimaryDown:
                 pass
         if self.on_error == "fail_closed":
@@ -457,7 +467,7 @@ class GuardedStore:
                 if h.counts_in(key)
             )
             states.append(LimitState(spec, span, reserved, spent))
-        return states
+        return states, "local"
 
     async def reconcile(self) -> bool:
         """Pushes owed spend and replays failed settlements. True when nothing is left pending."""

@@ -24,6 +24,7 @@ def test_tenant_view_shows_policies_and_live_budget(gateway: RunningGateway, ups
     assert (budget["unit"], budget["per"], budget["limit"]) == ("tokens", "day", 10000)
     assert budget["window_end"] - budget["window_start"] == 86400
     assert before["policies"]["pii"]["action"] == "redact"  # inherited from defaults
+    assert before["limits_source"] == "in_process"  # no Redis: this process's counters are all there is
     httpx.post(
         gateway.url + "/v1/chat/completions",
         json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},

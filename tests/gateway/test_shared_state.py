@@ -130,6 +130,40 @@ def test_the_admin_tenant_view_during_a_redis_outage_is_a_503_not_an_internal_er
             assert [limit["spent"] for limit in response.json()["limits"]] == [0, 0]
 
 
+def test_the_admin_tenant_view_says_where_its_numbers_come_from(upstream: MockUpstream) -> None:
+    """Under fail_open with Redis stopped, the view can only show what this worker admitted and spent since the
+    outage (Redis's counters, and other workers', are out of reach): it says so, not passing them off as the
+    tenant's shared state."""
+    upstream.reset()
+    server = RedisServer().start()
+    gateway = RunningGateway(config(upstream, server.url, "fail_open")).start()
+
+    def settled_view() -> tuple[str, float]:
+        """limits_source and the rpm's spend, once the request's settlement landed (it follows the answer)."""
+        deadline = time.monotonic() + 5
+        while True:
+            answer = httpx.get(
+                gateway.url + "/admin/tenants/shared", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+            assert answer.status_code == 200, answer.text
+            [rpm] = [limit for limit in answer.json()["limits"] if limit["name"] == "rpm"]
+            if rpm["reserved"] == 0 or time.monotonic() > deadline:
+                return answer.json()["limits_source"], rpm["spent"]
+            time.sleep(0.01)
+
+    try:
+        assert ask(gateway).status_code == 200
+        shared = settled_view()
+        server.stop()
+        assert ask(gateway).status_code == 200  # admitted without Redis
+        local = settled_view()
+    finally:
+        gateway.stop()
+        server.close()
+    assert shared == ("shared", 1)
+    assert local == ("local", 1), "the outage's request only: Redis's count is out of reach"
+
+
 @pytest.fixture
 def two_gateway_processes(redis_server: RedisServer, upstream: MockUpstream, tmp_path: Path) -> Iterator[list[str]]:
     """Two `gateway serve` processes sharing one Redis, as two replicas would."""
