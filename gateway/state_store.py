@@ -63,14 +63,12 @@ class StateStore:
         now = time.time()
         try:
             async with asyncio.timeout(ADOPT_S):
-                adopted = await asyncio.gather(
-                    *(self._redis.adopt_old_counters(scope, limits, now) for scope, limits in scopes if limits)
-                )
+                adopted = await self._redis.adopt_old_counters(scopes, now)
         except Exception as exc:  # (Redis down at start-up: the old names' spend is not taken over)
             log.warning("budget counters of earlier versions not taken over (%s)", type(exc).__name__)
             return
-        if sum(adopted):
-            log.info("took over the spend of %d budget counters named as by earlier versions", sum(adopted))
+        if adopted:
+            log.info("took over the spend of %d budget counters named as by earlier versions", adopted)
 
     async def limit_states(
         self, scope: str, limits: Sequence[LimitSpec], now: float

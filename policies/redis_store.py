@@ -31,7 +31,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -50,13 +50,14 @@ from policies.budgets import (
     window_span,
 )
 from policies.redis_client import RedisClient
-from policies.resp import RedisError, Script
+from policies.resp import Arg, RedisError, Script
 
 logger = logging.getLogger("gateway.state")
 
 _UNITS: tuple[Unit, ...] = ("tokens", "usd", "requests")
 RESERVATION_TTL_S = 2 * 86400  # a crashed request's reservation record does not live forever
 COUNTER_MARGIN_S = 3600  # counters outlive their window by this much
+ADOPT_BATCH = 256  # counters whose old names one EXISTS asks about, at every start
 
 # Settles the reservation whose record is under `record_key` with ARGV[1..3] = actual tokens, usd, requests.
 # Record: JSON list of [counter key, unit, -asked]. Returns 1, or 0 when there was no record.
@@ -217,19 +218,39 @@ class RedisStore:
     def _record_key(self, request_id: str) -> str:
         return f"{self.prefix}resv:{request_id}"
 
-    async def adopt_old_counters(self, scope: str, limits: Sequence[LimitSpec], now: float) -> int:
+    async def adopt_old_counters(self, scopes: Iterable[tuple[str, Sequence[LimitSpec]]], now: float) -> int:
         """Takes over what the current windows spent under the counters' old names (by the limit's place in the
-        config, before this version); the number of counters that gained some."""
+        config, before this version); the number of counters that gained some. Every start looks (old workers may
+        still write the old names during a rolling upgrade), but cheaply: one EXISTS per `ADOPT_BATCH` counters,
+        pipelined, and the scripts only for the batches where some old name is left."""
+        counters = [counter for scope, limits in scopes for counter in self._old_names(scope, limits, now)]
+        batches = [counters[i : i + ADOPT_BATCH] for i in range(0, len(counters), ADOPT_BATCH)]
+        found = (
+            await self.client.pipeline(
+                [("EXISTS", *(old for _, olds, _ in batch for old in olds)) for batch in batches]
+            )
+            if batches
+            else []
+        )
+        left = [counter for batch, exists in zip(batches, found, strict=True) if int(exists) for counter in batch]
+        if not left:
+            return 0
+        adopting: list[Sequence[Arg]] = [("SCRIPT", "LOAD", _ADOPT)]  # (in the pipeline: no NOSCRIPT after a restart)
+        adopting += [("EVALSHA", _ADOPT_SCRIPT.sha, 1 + len(olds), key, *olds, ttl) for key, olds, ttl in left]
+        replies = await self.client.pipeline(adopting)
+        return sum(int(done) for done in replies[1:])
+
+    def _old_names(self, scope: str, limits: Sequence[LimitSpec], now: float) -> list[tuple[str, list[str], int]]:
+        """Each counter `limits` use now, the old names of the limits that share it, and the counter's TTL."""
         sharing: dict[str, list[LimitSpec]] = {}
         for spec in limits:
             sharing.setdefault(counter_key(scope, spec, window_span(spec.window, now)), []).append(spec)
-        calls = []
+        counters = []
         for key, specs in sharing.items():
             span = window_span(specs[0].window, now)
             old = [f"{self.prefix}{scope}:{s.former_name or s.name}:{s.unit}:{s.window}:{span.start}" for s in specs]
-            ttl = math.ceil(span.end - now) + COUNTER_MARGIN_S
-            calls.append(self.client.run(_ADOPT_SCRIPT, [self.prefix + key, *old], [ttl]))
-        return sum(int(done) for done in await asyncio.gather(*calls))
+            counters.append((self.prefix + key, old, math.ceil(span.end - now) + COUNTER_MARGIN_S))
+        return counters
 
     async def reserve(
         self, scope: str, request_id: str, limits: Sequence[LimitSpec], asked: Mapping[Unit, float], now: float

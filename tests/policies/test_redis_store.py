@@ -634,10 +634,10 @@ def test_a_start_takes_over_what_the_old_counter_names_spent(client: RedisClient
         await redis_client.hset(f"gw:other:budget[0]:tokens:day:{day}", "spent", "999")  # another tenant's
         store = RedisStore(client)
         try:
-            first = await store.adopt_old_counters("acme", limits, NOW)
-            again = await store.adopt_old_counters("acme", limits, NOW)  # a second worker, or a restart
+            first = await store.adopt_old_counters([("acme", limits)], NOW)
+            again = await store.adopt_old_counters([("acme", limits)], NOW)  # a second worker, or a restart
             await redis_client.hincrbyfloat(f"gw:acme:budget[0]:tokens:day:{day}", "spent", 30)  # an old worker
-            later = await store.adopt_old_counters("acme", limits, NOW)  # serving during a rolling upgrade
+            later = await store.adopt_old_counters([("acme", limits)], NOW)  # serving during a rolling upgrade
             spent = [state.spent for state in await store.state("acme", limits, NOW)]
             denied = await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 271}, NOW)
         finally:
@@ -648,3 +648,39 @@ def test_a_start_takes_over_what_the_old_counter_names_spent(client: RedisClient
     first, again, later, spent = asyncio.run(scenario())
     assert (first, again, later) == (3, 0, 1)
     assert spent == [730.0, 0.25, 120.0, 120.0]  # never the old counters' reserved: their requests settle there
+
+
+def test_a_start_with_no_old_counters_runs_no_script_per_counter(
+    client: RedisClient, redis_client: aredis.Redis
+) -> None:
+    """Every start looks for the old names (old workers may still write them during a rolling upgrade), but where
+    none is left, as after any upgrade once their windows ended, that is a few EXISTS for all tenants, not one
+    script per tenant and counter (3,000 tenants took ~0.9 s of every start). A tenant that does have one, among
+    many that do not, still gets it taken over."""
+    limits = [TOKENS_DAY, USD_MONTH, RPM, TPM]
+    tenants = [(f"t{i}", limits) for i in range(1000)]
+    day = window_span("day", NOW).start
+
+    async def commands_run() -> dict[str, int]:
+        stats = await redis_client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    async def scenario() -> tuple[int, dict[str, int], int, float]:
+        store = RedisStore(client)
+        try:
+            await redis_client.config_resetstat()
+            nothing = await store.adopt_old_counters(tenants, NOW)
+            counted = await commands_run()
+            await redis_client.hset(f"gw:t777:budget[0]:tokens:day:{day}", "spent", "400")
+            adopted = await store.adopt_old_counters(tenants, NOW)
+            (state,) = await store.state("t777", [TOKENS_DAY], NOW)
+        finally:
+            await client.close()
+            await redis_client.aclose()
+        return nothing, counted, adopted, state.spent
+
+    nothing, counted, adopted, spent = asyncio.run(scenario())
+    assert nothing == 0
+    assert counted.get("evalsha", 0) == 0 and counted.get("eval", 0) == 0, counted
+    assert sum(counted.values()) <= 20, counted  # (INFO and CONFIG RESETSTAT included)
+    assert (adopted, spent) == (1, 400.0)
