@@ -109,6 +109,17 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def no_stray_redis_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the session's Redis leaves no connection to it open: one that stays open (a client never
+    closed, or one abandoned with the event loop it belonged to) holds a socket until the collector finds it."""
+    yield
+    if "redis_server" in request.fixturenames:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        if server.running:
+            assert server.clients_left() == [], "Redis connections left open after the test"
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[MockUpstream]:
     server = MockUpstream().start()

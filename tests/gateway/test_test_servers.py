@@ -4,6 +4,7 @@ Prometheus scrapes a target and answers PromQL about it."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import Iterator
 
@@ -11,8 +12,11 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
+from gateway.state_store import REDIS_CONNECTIONS
+from tests.support.gateway import RunningGateway, settled_limits, sha
 from tests.support.postgres_server import PostgresServer
 from tests.support.prometheus_server import PrometheusError, PrometheusServer
+from tests.support.redis_server import RedisServer
 from tests.support.scratch_server import free_port
 
 
@@ -111,3 +115,28 @@ def test_prometheus_scrapes_a_target_and_answers_queries(
         prometheus_server.set_targets([])
         prometheus_server.delete_series()
     assert prometheus_server.query(f'selftest_hits_total{{instance="{target}"}}') == []
+
+
+def test_settled_limits_reads_a_redis_backed_gateway_on_the_gateway_s_own_connections(
+    redis_server: RedisServer,
+) -> None:
+    """`settled_limits` asks the gateway's store from the test's thread. Run on a loop of its own, it made the store's
+    Redis client drop the gateway's connections for new ones of that loop, each left open when the loop ended (stray
+    connections until the collector found them; the collector is held off here so that they show)."""
+    redis_server.flush()
+    config = f"""state: {{redis_url: "{redis_server.url}"}}
+providers: {{demo: {{type: mock}}}}
+models: {{demo: {{deployments: [{{provider: demo, model: mock-1}}]}}}}
+tenants: {{t: {{keys: [{{id: k, sha256: "{sha("k")}"}}], models: ["*"], budgets: [{{tokens: 100, per: day}}]}}}}
+"""
+    gateway = RunningGateway(config).start()
+    gc.disable()
+    try:
+        for _ in range(3):
+            [budget] = settled_limits(gateway, "t")
+        connected = redis_server.clients_left(wait_s=0)
+    finally:
+        gc.enable()
+        gateway.stop()
+    assert budget.spent == 0
+    assert len(connected) <= REDIS_CONNECTIONS, connected

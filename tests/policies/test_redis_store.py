@@ -642,6 +642,7 @@ def test_a_start_takes_over_what_the_old_counter_names_spent(client: RedisClient
             denied = await store.reserve("acme", "r1", [TOKENS_DAY], {"tokens": 271}, NOW)
         finally:
             await client.close()
+            await redis_client.aclose()
         assert not denied.admitted  # 730 spent under the old name: 271 more is over the day's 1,000
         return first, again, later, spent
 

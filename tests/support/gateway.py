@@ -7,8 +7,9 @@ import hashlib
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -64,6 +65,14 @@ class RunningGateway:
         """Client connections the server still holds (uvicorn forgets one once it is closed)."""
         return len(self._server.server_state.connections)
 
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
+        """Runs `coroutine` on the gateway's own event loop (where its Redis and Postgres connections live) and
+        returns its result. A loop of the caller's own would make those clients open connections of that loop,
+        left open when it ends."""
+        if self._loop is None or not self._thread.is_alive():
+            return asyncio.run(coroutine)  # not serving: nothing of the gateway's is running on a loop
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
     def start(self) -> RunningGateway:
         self._thread.start()
         deadline = time.monotonic() + 10
@@ -87,7 +96,7 @@ def settled_limits(gateway: RunningGateway, tenant: str, timeout_s: float = 5.0)
     limits = gateway.state.runtime.tenants[tenant].limits
     deadline = time.monotonic() + timeout_s
     while True:
-        states = asyncio.run(gateway.state.store.state(tenant, limits, time.time()))
+        states = gateway.run(gateway.state.store.state(tenant, limits, time.time()))
         if all(state.reserved == 0 for state in states) or time.monotonic() > deadline:
             return states
         time.sleep(0.01)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -65,6 +66,18 @@ class RedisServer(ScratchServer):
     def restart(self, persist: bool = True) -> None:
         self.stop(persist=persist)
         self.start()
+
+    def clients_left(self, wait_s: float = 2.0) -> list[str]:
+        """The addresses of the clients still connected (this call's own aside), once every client that is
+        closing got through (a disconnect reaches the server a moment after the close: polled, boundedly)."""
+        deadline = time.monotonic() + wait_s
+        with redis.Redis(host=self.host, port=self.port, socket_timeout=5) as client:
+            own = client.client_id()
+            while True:
+                left = [str(c["addr"]) for c in client.client_list() if int(c["id"]) != own]
+                if not left or time.monotonic() > deadline:
+                    return left
+                time.sleep(0.02)
 
     def flush(self) -> None:
         with redis.Redis(host=self.host, port=self.port, socket_timeout=5) as client:
