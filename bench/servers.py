@@ -26,6 +26,7 @@ from types import MappingProxyType
 
 import yaml
 
+from bench import slices
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.scratch_server import apt_install, free_port
@@ -275,9 +276,12 @@ def start(
     run_dir: Path,
     env: Mapping[str, str] | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
+    load_side: bool = False,
 ) -> Service:
+    """Starts `command` pinned to `cpus`, its output to `run_dir/<name>.log`; with the scheduler's default slice
+    unless it is on the load generator's side (the mock: bench/slices.py)."""
     log = run_dir / f"{name}.log"
-    with log.open("ab") as out:
+    with log.open("ab") as out, contextlib.nullcontext() if load_side else slices.default_slice():
         process = subprocess.Popen(
             ["taskset", "-c", cpu_list(cpus), *command],
             stdin=subprocess.DEVNULL,
@@ -312,6 +316,7 @@ def start_mock(run_dir: Path, cpus: frozenset[int]) -> tuple[Service, int]:
         cpus,
         run_dir,
         stop_signal=signal.SIGQUIT,  # graceful
+        load_side=True,
     )
     service.wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=15)
     return service, port
@@ -328,10 +333,11 @@ class Infra:
     def start(cls, stack: contextlib.ExitStack, cpus: frozenset[int]) -> Infra:
         redis = RedisServer()
         stack.callback(redis.close)
-        redis.start()
         postgres = PostgresServer()
         stack.callback(postgres.close)
-        postgres.start()
+        with slices.default_slice():  # (bench/slices.py: only the load generator and the mock get short slices)
+            redis.start()
+            postgres.start()
         infra = cls(redis, postgres)
         infra.pin(cpus)
         return infra
