@@ -184,10 +184,17 @@ def budget_limits(budgets: Sequence[BudgetConfig]) -> list[LimitSpec]:
     for place, (b, (unit, window)) in enumerate(zip(budgets, kinds, strict=True)):
         name = f"{unit}_per_{window}"
         if kinds.count((unit, window)) > 1:
-            name += f"_{b.tokens}" if b.tokens is not None else f"_{b.usd:g}"
+            name += f"_{b.tokens}" if b.tokens is not None else f"_{_exact(b.usd or 0.0)}"
         limit = float(b.tokens or b.usd or 0)
         limits.setdefault(name, LimitSpec(name, unit, window, limit, former_name=f"budget[{place}]"))
     return list(limits.values())
+
+
+def _exact(amount: float) -> str:
+    """`amount` as short as it can be written without rounding: two ceilings never read as one ("1e+06" was both
+    1,000,000.5 and 1,000,000.25, and the second budget was dropped)."""
+    short = f"{amount:g}"
+    return short if float(short) == amount else repr(amount)
 
 
 def worst_prices(config: Config, prices: Mapping[str, Price]) -> dict[str, Price | None]:

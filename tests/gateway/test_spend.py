@@ -532,3 +532,26 @@ def test_the_output_reserved_is_the_largest_any_reachable_deployment_may_write()
     config = OUTPUT_LIMIT_CONFIG.format(url="http://127.0.0.1:9", roomy=sha(ROOMY_KEY), frugal=sha(FRUGAL_KEY))
     limits = build_runtime(load_text(config)).output_limits
     assert (limits["claude"], limits["gpt"], limits["mixed"], limits["unlimited"]) == (4096, 4096, None, None)
+
+
+def test_budgets_of_one_unit_and_window_stay_apart_however_close_their_ceilings() -> None:
+    """Two budgets of one unit and window are named by their ceilings; a name that rounded the ceiling (to six
+    digits) made two different budgets one, and the one kept was the first, not the tighter."""
+    config = f"""
+providers: {{demo: {{type: mock}}}}
+models: {{demo: {{deployments: [{{provider: demo, model: m}}]}}}}
+pricing: {{demo: {{input: 1.0, output: 1.0}}}}
+tenants:
+  t:
+    keys: [{{id: k, sha256: "{sha("sk-test-close-ceilings")}"}}]
+    models: ["*"]
+    budgets: [{{usd: 1000000.5, per: month}}, {{usd: 1000000.25, per: month}}, {{usd: 0.5, per: day}}]
+"""
+    limits = build_runtime(load_text(config)).tenants["t"].limits
+    assert {(spec.unit, spec.window, spec.limit) for spec in limits} == {
+        ("usd", "month", 1000000.5),
+        ("usd", "month", 1000000.25),
+        ("usd", "day", 0.5),
+    }
+    assert len({spec.name for spec in limits}) == 3
+    assert "usd_per_day" in {spec.name for spec in limits}
