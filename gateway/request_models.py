@@ -355,6 +355,13 @@ def _parse(schema: TypeAdapter[Any], body: bytes, model: str | None) -> dict[str
 
 def parse_chat(body: bytes, model: str | None = None) -> dict[str, Any]:
     payload = _parse(_chat, body, model)
+    if payload.get("stream_options") is not None and payload.get("stream") is not True:
+        # as OpenAI refuses it: the options of a stream never asked for would be dropped without a word
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     if payload.get("tool_choice") not in (None, "auto", "none") and not payload.get("tools"):
         # a tool call demanded with no tool to call: OpenAI refuses it; an adapter with no tools to send would drop
         # the demand, and the client would get text as if it had made none

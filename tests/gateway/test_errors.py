@@ -213,6 +213,23 @@ BAD_INPUTS: list[tuple[str, str, str | bytes, dict[str, str], int, str | None, s
     ),
     ("temperature too high", "/v1/chat/completions", body_of(temperature=3), AUTH, 400, "invalid_value", "temperature"),
     ("stream not bool", "/v1/chat/completions", body_of(stream="yes"), AUTH, 400, "invalid_value", "stream"),
+    *[
+        (
+            f"{model}: stream_options{stream_field} without stream",
+            "/v1/chat/completions",
+            body_of(model=model, stream_options={"include_usage": True}, **stream),
+            AUTH,
+            400,
+            "invalid_value",
+            "stream_options",
+        )
+        for model in ("demo", "gpt", "claude")
+        for stream_field, stream in (
+            ("", {}),
+            (", stream false", {"stream": False}),
+            (", stream null", {"stream": None}),
+        )
+    ],
     ("max_tokens zero", "/v1/chat/completions", body_of(max_tokens=0), AUTH, 400, "invalid_value", "max_tokens"),
     (
         "max_tokens over cap",
@@ -335,6 +352,12 @@ def test_bad_input_gets_openai_error(
     assert error["error"]["message"]
     assert "Traceback" not in response.text
     assert ACME_KEY not in response.text and LIMITED_KEY not in response.text
+
+
+def test_a_null_stream_options_without_stream_is_served(gateway: RunningGateway) -> None:
+    """A null is no options given (what an SDK sends for an explicit None): only options set need a stream."""
+    response = post(gateway, "/v1/chat/completions", body_of(stream=False, stream_options=None), AUTH)
+    assert response.status_code == 200, response.text
 
 
 def test_a_body_nested_to_the_limit_is_served(gateway: RunningGateway) -> None:
