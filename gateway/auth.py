@@ -5,34 +5,33 @@ from __future__ import annotations
 import hashlib
 
 from gateway.errors import AuthError, InvalidRequest
-from gateway.http import Scope, header
+from gateway.http import Scope, header_values
 from gateway.runtime import KeyIdentity, Runtime
 
 
 def presented_key(scope: Scope) -> bytes:
-    """The key from `Authorization: Bearer KEY` or Azure-style `api-key: KEY`."""
-    bearer = header(scope, b"authorization")
-    api_key = header(scope, b"api-key")
-    key: bytes | None = None
-    if bearer is not None:
-        scheme, _, value = bearer.strip().partition(b" ")
-        if scheme.lower() != b"bearer" or not value.strip():
-            raise AuthError("The Authorization header must be 'Bearer <key>'.")
-        key = value.strip()
-    if api_key is not None:
-        api_key = api_key.strip()
-        if key is not None and api_key != key:
-            raise InvalidRequest(
-                "The Authorization and api-key headers carry different keys; send one key.",
-                code="conflicting_credentials",
-            )
-        key = api_key
-    if not key:
+    """The key from `Authorization: Bearer KEY` or Azure-style `api-key: KEY`. Every line of either header must carry
+    the same key: which one the request is billed to must not depend on which line a server reads."""
+    keys = [_bearer_key(value) for value in header_values(scope, b"authorization")]
+    keys += [value.strip() for value in header_values(scope, b"api-key")]
+    if any(key != keys[0] for key in keys[1:]):
+        raise InvalidRequest(
+            "The Authorization and api-key headers carry different keys; send one key.",
+            code="conflicting_credentials",
+        )
+    if not keys or not keys[0]:
         raise AuthError(
             "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or an 'api-key' header).",
             code="missing_api_key",
         )
-    return key
+    return keys[0]
+
+
+def _bearer_key(value: bytes) -> bytes:
+    scheme, _, key = value.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not key.strip():
+        raise AuthError("The Authorization header must be 'Bearer <key>'.")
+    return key.strip()
 
 
 def key_digest(key: bytes) -> str:

@@ -59,6 +59,11 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def header_values(scope: Scope, name: bytes) -> list[bytes]:
+    """Every line of the header `name`, in the order sent."""
+    return [bytes(value) for key, value in scope["headers"] if key == name]
+
+
 async def read_body(receive: Receive, limit: int, declared_length: bytes | None) -> bytes:
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")

@@ -354,6 +354,45 @@ def test_bad_input_gets_openai_error(
     assert ACME_KEY not in response.text and LIMITED_KEY not in response.text
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        ([("authorization", f"Bearer {ACME_KEY}"), ("authorization", f"Bearer {LIMITED_KEY}")], 400),
+        ([("authorization", "Bearer sk-nope"), ("authorization", f"Bearer {ACME_KEY}")], 400),
+        ([("authorization", f"Bearer {ACME_KEY}"), ("authorization", "Bearer sk-nope")], 400),
+        ([("api-key", "sk-nope"), ("api-key", ACME_KEY)], 400),
+        ([("authorization", f"Bearer {ACME_KEY}"), ("api-key", ACME_KEY), ("api-key", LIMITED_KEY)], 400),
+        ([("authorization", f"Bearer {ACME_KEY}"), ("authorization", f"bearer {ACME_KEY}")], 200),
+        ([("api-key", ACME_KEY), ("api-key", ACME_KEY)], 200),
+    ],
+    ids=[
+        "two bearers",
+        "a wrong bearer first",
+        "a wrong bearer last",
+        "two api-keys",
+        "a bearer and two api-keys",
+        "the same bearer twice",
+        "the same api-key twice",
+    ],
+)
+def test_a_key_sent_in_several_header_lines_must_be_one_key(
+    gateway: RunningGateway, lines: list[tuple[str, str]], status: int
+) -> None:
+    """Which of two keys a request is billed to must not depend on which line a server reads (a proxy in front
+    may check the last one): lines that disagree are refused as an Authorization and an api-key that disagree are."""
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=body_of(),
+        headers=[("content-type", "application/json"), *lines],
+        timeout=10,
+    )
+    assert response.status_code == status, response.text
+    if status != 200:
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["code"] == "conflicting_credentials"
+        assert ACME_KEY not in response.text and LIMITED_KEY not in response.text
+
+
 def test_a_null_stream_options_without_stream_is_served(gateway: RunningGateway) -> None:
     """A null is no options given (what an SDK sends for an explicit None): only options set need a stream."""
     response = post(gateway, "/v1/chat/completions", body_of(stream=False, stream_options=None), AUTH)
