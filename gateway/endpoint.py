@@ -38,7 +38,17 @@ from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, provider_retry_after, timeout_failure, unreadable_answer
 from gateway.guardrails import RequestGuard
-from gateway.http import ClientGone, Receive, Scope, Send, header, new_request_id, read_body, send_error
+from gateway.http import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    header_values,
+    new_request_id,
+    read_body,
+    send_error,
+)
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
 from gateway.spend import Reservation, admit
 from gateway.state import GatewayState
@@ -180,7 +190,8 @@ class ModelEndpoint(ABC):
                     body = await read_body(receive, server.max_body_bytes, header(scope, b"content-length"))
             except TimeoutError:
                 raise RequestTimeout(f"The request body did not arrive within {server.body_timeout_s:g} s.") from None
-            body = decoded_body(body, header(scope, b"content-encoding"), server.max_body_bytes)
+            codings = header_values(scope, b"content-encoding")  # several lines are one list (RFC 9110 5.3)
+            body = decoded_body(body, b", ".join(codings) if codings else None, server.max_body_bytes)
             call = Call(scope, runtime, identity, body, record, send, reply_headers, finish, watch, state.tracing)
             async with watch:
                 await self.handle(call)

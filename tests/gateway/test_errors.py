@@ -585,6 +585,36 @@ def test_a_compressed_request_body_is_read_as_the_json_it_holds(
         assert response.headers["accept-encoding"] == "gzip, deflate"
 
 
+@pytest.mark.parametrize(
+    ("codings", "content", "status"),
+    [
+        (["gzip", "gzip"], gzip.compress(gzip.compress(CHAT_BODY)), 200),
+        (["deflate", "gzip"], gzip.compress(zlib.compress(CHAT_BODY)), 200),
+        (["gzip", "br"], gzip.compress(CHAT_BODY), 415),
+        (["gzip", "gzip", "gzip"], gzip.compress(gzip.compress(gzip.compress(CHAT_BODY))), 415),
+    ],
+    ids=["gzip-twice", "deflate-then-gzip", "gzip-then-br", "three-lines"],
+)
+def test_content_encoding_in_several_lines_is_one_list_of_codings(
+    gateway: RunningGateway, codings: list[str], content: bytes, status: int
+) -> None:
+    """RFC 9110 5.3: a header's lines are one comma-separated list; the gateway read only the first line, and
+    answered a body coded twice as JSON it could not parse."""
+    lines = [("content-encoding", coding) for coding in codings]
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=content,
+        headers=[("content-type", "application/json"), *AUTH.items(), *lines],
+        timeout=10,
+    )
+    assert response.status_code == status, response.text
+    if status == 200:
+        validate("CreateChatCompletionResponse", response.json())
+    else:
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["code"] == "unsupported_content_encoding"
+
+
 def test_sdk_raises_typed_errors(gateway: RunningGateway) -> None:
     sdk = openai.OpenAI(api_key="sk-wrong", base_url=gateway.url + "/v1", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
