@@ -27,7 +27,17 @@ from gateway.events.usage import (
     report_json,
     usage_report,
 )
-from gateway.http import JSON_HEADERS, Receive, Scope, Send, header, path_after, require_method, send_bytes, send_error
+from gateway.http import (
+    JSON_HEADERS,
+    Receive,
+    Scope,
+    Send,
+    header_values,
+    path_after,
+    require_method,
+    send_bytes,
+    send_error,
+)
 from gateway.runtime import DIRECT, Tenant, Timeouts, Transport, provider_target
 from gateway.state import GatewayState
 from gateway.state_store import LimitsSource
@@ -40,12 +50,15 @@ def check_admin(scope: Scope, state: GatewayState) -> None:
     expected = state.runtime.config.admin.token_sha256
     if expected is None:
         raise NotFound("The admin API is disabled (admin.token_sha256 is not set).")
-    value = header(scope, b"authorization") or b""
-    scheme, _, token = value.strip().partition(b" ")
-    if scheme.lower() != b"bearer" or not token:
+    values = header_values(scope, b"authorization")  # every line: which one a server reads must not decide
+    if not values:
         raise AuthError("The admin API needs 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
-    if not hmac.compare_digest(hashlib.sha256(token.strip()).hexdigest(), expected):
-        raise AuthError("Incorrect admin token.", code="invalid_admin_token")
+    for value in values:
+        scheme, _, token = value.strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise AuthError("The admin API needs 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
+        if not hmac.compare_digest(hashlib.sha256(token.strip()).hexdigest(), expected):
+            raise AuthError("Incorrect admin token.", code="invalid_admin_token")
 
 
 class AdminEndpoint(ABC):

@@ -17,6 +17,16 @@ def test_admin_needs_the_token(gateway: RunningGateway) -> None:
         assert httpx.get(gateway.url + path, headers={"authorization": "Bearer nope"}).status_code == 401
 
 
+def test_every_authorization_line_must_carry_the_admin_token(gateway: RunningGateway) -> None:
+    # which line a server reads must not decide who gets in (a proxy in front may check another line than we do)
+    for lines in ([f"Bearer {ADMIN_TOKEN}", "Bearer nope"], ["Bearer nope", f"Bearer {ADMIN_TOKEN}"]):
+        answer = httpx.get(gateway.url + "/admin/circuits", headers=[("authorization", line) for line in lines])
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "invalid_admin_token"
+    twice = [("authorization", f"Bearer {ADMIN_TOKEN}")] * 2
+    assert httpx.get(gateway.url + "/admin/circuits", headers=twice).status_code == 200
+
+
 def test_tenant_view_shows_policies_and_live_budget(gateway: RunningGateway, upstream: MockUpstream) -> None:
     assert "budgeted" in httpx.get(gateway.url + "/admin/tenants", headers=ADMIN).json()["data"]
     before = httpx.get(gateway.url + "/admin/tenants/budgeted", headers=ADMIN).json()
