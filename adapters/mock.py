@@ -1,7 +1,8 @@
 """The built-in `mock` provider: answers in process, in OpenAI's format, with realistic usage.
 
 For trying the gateway without any provider account and for load tests. Deterministic: the same
-request gets the same answer. Tool calls are made when `tool_choice` forces one.
+request gets the same answer. Tool calls are made when `tool_choice` forces one (all tools on "required",
+the first only with `parallel_tool_calls: false`).
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ class MockAdapter(OpenAIAdapter, LocalAdapter):
         if isinstance(choice, dict):
             name = choice.get("function", {}).get("name")
             chosen = [t for t in tools if t.get("function", {}).get("name") == name]
-        else:  # "required": the mock calls every tool, to exercise parallel calls
-            chosen = tools
+        else:  # "required": the mock calls every tool, to exercise parallel calls, unless they are turned off
+            chosen = tools[:1] if body.get("parallel_tool_calls") is False else tools
         return [
             {
                 "id": f"call_mock_{i}",

@@ -289,3 +289,18 @@ def test_tool_choice_and_parallel_tool_calls_reach_the_provider(
     else:
         assert sent.get("tool_choice") == expected
         assert [tool["name"] for tool in sent["tools"]] == ["get_weather", "get_time", "ping"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_mock_provider_makes_one_call_when_parallel_calls_are_off(gateway: RunningGateway, stream: bool) -> None:
+    """As OpenAI: `parallel_tool_calls: false` means at most one call; the mock called every tool on "required"."""
+    sdk = client(gateway)
+    extra: dict[str, Any] = {"tool_choice": "required", "parallel_tool_calls": False}
+    if stream:
+        completion = streamed_completion(sdk, "demo", **extra)
+    else:
+        completion = sdk.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS, **extra
+        )
+    assert [call[2] for call in read_calls(completion.choices[0].message)] == ["get_weather"]
+    assert completion.choices[0].finish_reason == "tool_calls"
