@@ -732,8 +732,8 @@ class AnthropicStreamTranslator(StreamTranslator):
             chunks = self._message_stop()
         else:  # ping, and event types added later
             return []
-        if chunks and not self._started:  # no message_start seen: still open with the role chunk
-            chunks.insert(0, self._role_chunk())
+        if chunks and not self._started:  # the answer's first chunk: the role chunk goes first
+            chunks.insert(0, self._role_chunk(calls_first="tool_calls" in chunks[0]["choices"][0]["delta"]))
         return chunks
 
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> JSON:
@@ -745,9 +745,11 @@ class AnthropicStreamTranslator(StreamTranslator):
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         } | ({"usage": None} if self._usage_field else {})
 
-    def _role_chunk(self) -> JSON:
+    def _role_chunk(self, calls_first: bool) -> JSON:
+        """As OpenAI's first delta: content "" opens a text answer, null one that starts with a tool call (which
+        the SDK's accumulation keeps: a message of tool calls only has content null, as in the JSON answer)."""
         self._started = True
-        return self._chunk({"role": "assistant", "content": ""})
+        return self._chunk({"role": "assistant", "content": None if calls_first else ""})
 
     def _message_start(self, message: Any) -> list[JSON]:
         if isinstance(message, dict):

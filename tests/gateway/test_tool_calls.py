@@ -126,7 +126,7 @@ def openai_chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
 
 
 def openai_stream(calls: list[tuple[str, str, str]], preface: str = PREFACE) -> bytes:
-    frames = [openai_chunk({"role": "assistant", "content": ""})]
+    frames = [openai_chunk({"role": "assistant", "content": "" if preface else None})]  # as OpenAI streams
     frames += [openai_chunk({"content": piece}) for piece in pieces(preface)]
     for k, (call_id, name, arguments) in enumerate(calls):
         head = {"index": k, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
@@ -304,3 +304,28 @@ def test_the_mock_provider_makes_one_call_when_parallel_calls_are_off(gateway: R
         )
     assert [call[2] for call in read_calls(completion.choices[0].message)] == ["get_weather"]
     assert completion.choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_answer_of_tool_calls_only_has_no_content(
+    gateway: RunningGateway, upstream: MockUpstream, model: str, stream: bool
+) -> None:
+    """As OpenAI: content is null when the model only calls tools, streamed (the first delta says
+    `"content": null`) as in JSON; the Anthropic stream's role chunk said "" (and the SDK rebuilt content "")."""
+    if model == "claude":
+        upstream.behaviour.stream_body = anthropic_stream(CALLS, preface="")
+        upstream.behaviour.json_body = None if stream else anthropic_message(CALLS, preface="")
+    elif stream:
+        upstream.behaviour.stream_body = openai_stream(CALLS, preface="")
+    else:
+        upstream.behaviour.tool_call = True
+    sdk = client(gateway)
+    if stream:
+        completion = streamed_completion(sdk, model)
+    else:
+        completion = sdk.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS
+        )
+    message = completion.choices[0].message
+    assert message.tool_calls and message.content is None
