@@ -733,7 +733,8 @@ class AnthropicStreamTranslator(StreamTranslator):
         else:  # ping, and event types added later
             return []
         if chunks and not self._started:  # the answer's first chunk: the role chunk goes first
-            chunks.insert(0, self._role_chunk(calls_first="tool_calls" in chunks[0]["choices"][0]["delta"]))
+            choices = chunks[0].get("choices") or [{}]  # (a usage chunk has none)
+            chunks.insert(0, self._role_chunk(calls_first="tool_calls" in choices[0].get("delta", {})))
         return chunks
 
     def _chunk(self, delta: JSON, finish_reason: str | None = None) -> JSON:
