@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,23 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "openai-openapi.json"
+SPEC_ENV = "OPENAI_OPENAPI_SPEC"  # a path to the document, when it is neither beside the repository nor in /work
+SPEC_NAME = Path("shared") / "specs" / "openai-openapi.json"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_spec(repo: Path = REPO) -> Path:
+    """The document: $OPENAI_OPENAPI_SPEC, else ../shared/specs beside the repository (the workspace's layout), else
+    the workspace's own copy, so that a clone made elsewhere (a CI checkout in /tmp) finds it too."""
+    candidates = [Path(os.environ[SPEC_ENV])] if os.environ.get(SPEC_ENV) else []
+    candidates += [repo.parent / SPEC_NAME, Path("/work") / SPEC_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"OpenAI's OpenAPI document not found (looked at {', '.join(map(str, candidates))})")
+
+
+SPEC_PATH = find_spec()
 _SPEC_URI = "urn:openai:openapi"
 
 
