@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -207,11 +207,16 @@ def measure(lab: Lab, target: Target, settings: Settings) -> dict[str, object]:
     return record
 
 
-def pinned_servers(lab: Lab) -> dict[str, Callable[[], Target]]:
-    """Starters of the floor and the gateway (every policy on), each on SERVER_CPUS."""
+def pinned_servers(
+    lab: Lab, wrapper: Sequence[str] = (), ready_timeout_s: float = 60.0
+) -> dict[str, Callable[[], Target]]:
+    """Starters of the floor and the gateway (every policy on), each on SERVER_CPUS, `wrapper` in front of their
+    commands (valgrind, for --instructions)."""
     return {
-        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS),
-        "gateway": lambda: start_gateway(lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS),
+        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS, wrapper, ready_timeout_s),
+        "gateway": lambda: start_gateway(
+            lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS, wrapper=wrapper, ready_timeout_s=ready_timeout_s
+        ),
     }
 
 
@@ -476,14 +481,7 @@ def instruction_counts(lab: Lab, requests: int = 400, warmup: int = 300) -> dict
     """The floor, then the gateway (every policy on), each under callgrind on SERVER_CPUS: the instructions of one
     request at one connection, 0 ms upstream (bench/instructions.py), and their ratio."""
     counts: dict[str, object] = {}
-    wrapper = instructions.callgrind_wrapper(lab.run_dir)
-    timeout_s = instructions.READY_TIMEOUT_S
-    starters: dict[str, Callable[[], Target]] = {
-        "floor": lambda: start_floor(lab.run_dir, lab.mock_port, SERVER_CPUS, wrapper, timeout_s),
-        "gateway": lambda: start_gateway(
-            lab.run_dir, lab.mock_port, lab.infra, SERVER_CPUS, wrapper=wrapper, ready_timeout_s=timeout_s
-        ),
-    }
+    starters = pinned_servers(lab, instructions.callgrind_wrapper(lab.run_dir), instructions.READY_TIMEOUT_S)
     for name, starter in starters.items():
         say(f"starting {name} under callgrind on CPU {','.join(map(str, sorted(SERVER_CPUS)))}")
         target = starter()
