@@ -27,7 +27,7 @@ from adapters.base import (
 )
 from adapters.sse import DONE_FRAME, SSELineTooLong
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, Guarded, ModelEndpoint
+from gateway.endpoint import Call, ModelEndpoint
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -49,10 +49,9 @@ from gateway.failures import (
     timeout_failure,
     unsupported_attempt,
 )
-from gateway.guardrails import RequestGuard, check_off_loop
+from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, Send, send_bytes
 from gateway.opened_stream import OpenedStream
-from gateway.policy_thread import OFF_LOOP_BYTES
 from gateway.request_models import parse_chat
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute, Tenant
@@ -118,18 +117,12 @@ class ChatEndpoint(ModelEndpoint):
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
         req = chat_request(payload, call.identity.tenant)
         call.record.streamed = req.stream
-        large = len(call.body) > OFF_LOOP_BYTES  # policies run off the loop (the body bounds its texts' length)
-        with Guarded(call) as guard:
-            if large:
-                checked = await check_off_loop(self.state.policy_thread, guard, RequestGuard.check_chat, req.body)
-            else:
-                checked = guard.check_chat(req.body)
+        guard, checked = await self.check_content(call, RequestGuard.check_chat, req.body)
         if checked is not req.body:  # redacted
             req = replace(req, body=checked)
         if call.identity.tenant.log_content:
-            messages = orjson.dumps(req.body["messages"]).decode()
-            call.record.prompt_content = (
-                await self.state.policy_thread.run(guard.loggable, messages) if large else guard.loggable(messages)
+            call.record.prompt_content = await self.logged_prompt(
+                call, guard, orjson.dumps(req.body["messages"]).decode()
             )
         await call.admit(
             self.state.store,

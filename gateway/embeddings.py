@@ -6,11 +6,10 @@ import orjson
 
 from adapters.base import Embeddings, EmbeddingsRequest, Unsupported
 from gateway.azure_paths import MODEL_SCOPE_KEY
-from gateway.endpoint import Call, Guarded, ModelEndpoint
+from gateway.endpoint import Call, ModelEndpoint
 from gateway.failures import answer_bytes, failed_attempt, unsupported_attempt
-from gateway.guardrails import RequestGuard, check_off_loop
+from gateway.guardrails import RequestGuard
 from gateway.http import JSON_HEADERS, send_bytes
-from gateway.policy_thread import OFF_LOOP_BYTES
 from gateway.request_models import parse_embeddings
 from gateway.routing import resolve_route
 from gateway.runtime import Deployment, ModelRoute
@@ -27,16 +26,10 @@ class EmbeddingsEndpoint(ModelEndpoint):
         payload = parse_embeddings(call.body, call.scope.get(MODEL_SCOPE_KEY))
         call.record.model_requested = payload["model"]
         route = resolve_route(call.runtime, call.identity.tenant, payload["model"])
-        large = len(call.body) > OFF_LOOP_BYTES  # policies run off the loop (the body bounds its texts' length)
-        with Guarded(call) as guard:
-            if large:
-                payload = await check_off_loop(self.state.policy_thread, guard, RequestGuard.check_embeddings, payload)
-            else:
-                payload = guard.check_embeddings(payload)
+        guard, payload = await self.check_content(call, RequestGuard.check_embeddings, payload)
         if call.identity.tenant.log_content:
-            inputs = orjson.dumps(payload.get("input")).decode()
-            call.record.prompt_content = (
-                await self.state.policy_thread.run(guard.loggable, inputs) if large else guard.loggable(inputs)
+            call.record.prompt_content = await self.logged_prompt(
+                call, guard, orjson.dumps(payload.get("input")).decode()
             )
         await call.admit(self.state.store, route.alias, len(call.body), 0)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
 
-from adapters.base import LocalAdapter, UpstreamRequest
+from adapters.base import JSON, LocalAdapter, UpstreamRequest
 from gateway import spend
 from gateway.auth import authenticate
 from gateway.content_encoding import decoded_body
@@ -37,7 +37,7 @@ from gateway.errors import (
 from gateway.events import RequestRecord
 from gateway.failover import AttemptFailed
 from gateway.failures import connect_failure, provider_retry_after, timeout_failure, unreadable_answer
-from gateway.guardrails import RequestGuard
+from gateway.guardrails import RequestGuard, check_off_loop
 from gateway.http import (
     ClientGone,
     Receive,
@@ -49,6 +49,7 @@ from gateway.http import (
     read_body,
     send_error,
 )
+from gateway.policy_thread import OFF_LOOP_BYTES
 from gateway.runtime import Deployment, KeyIdentity, ModelRoute, Runtime
 from gateway.spend import Reservation, admit
 from gateway.state import GatewayState
@@ -154,6 +155,24 @@ class ModelEndpoint(ABC):
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
+
+    async def check_content(
+        self, call: Call, check: Callable[[RequestGuard, JSON], JSON], payload: JSON
+    ) -> tuple[RequestGuard, JSON]:
+        """The tenant's content policies over `payload` (`check`: `RequestGuard.check_chat`, `.check_embeddings`),
+        and the body to send on: on the loop, or in the policy thread for a body above OFF_LOOP_BYTES (which bounds
+        its texts' length)."""
+        with Guarded(call) as guard:
+            if len(call.body) > OFF_LOOP_BYTES:
+                return guard, await check_off_loop(self.state.policy_thread, guard, check, payload)
+            return guard, check(guard, payload)
+
+    async def logged_prompt(self, call: Call, guard: RequestGuard, text: str) -> str:
+        """`text`, the request's content, as `log_content` keeps it (redacted): off the loop, as its checks, for a
+        large body."""
+        if len(call.body) > OFF_LOOP_BYTES:
+            return await self.state.policy_thread.run(guard.loggable, text)
+        return guard.loggable(text)
 
     @abstractmethod
     async def handle(self, call: Call) -> None:
