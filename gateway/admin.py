@@ -15,6 +15,7 @@ import orjson
 
 from adapters.base import Adapter, LocalAdapter, Target, Unsupported, ping_auth
 from adapters.registry import adapter_for
+from gateway.auth import bearer_token
 from gateway.config.schema import Config
 from gateway.errors import AuthError, GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from gateway.events.store import StoreUnreachable, open_store
@@ -54,10 +55,10 @@ def check_admin(scope: Scope, state: GatewayState) -> None:
     if not values:
         raise AuthError("The admin API needs 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
     for value in values:
-        scheme, _, token = value.strip().partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
+        token = bearer_token(value)
+        if token is None:
             raise AuthError("The admin API needs 'Authorization: Bearer <admin token>'.", code="missing_admin_token")
-        if not hmac.compare_digest(hashlib.sha256(token.strip()).hexdigest(), expected):
+        if not hmac.compare_digest(hashlib.sha256(token).hexdigest(), expected):
             raise AuthError("Incorrect admin token.", code="invalid_admin_token")
 
 

@@ -27,11 +27,18 @@ def presented_key(scope: Scope) -> bytes:
     return keys[0]
 
 
+def bearer_token(value: bytes) -> bytes | None:
+    """The token of an Authorization line `Bearer <token>` (the scheme in any case); None when it is not one."""
+    scheme, _, token = value.strip().partition(b" ")
+    token = token.strip()
+    return token if scheme.lower() == b"bearer" and token else None
+
+
 def _bearer_key(value: bytes) -> bytes:
-    scheme, _, key = value.strip().partition(b" ")
-    if scheme.lower() != b"bearer" or not key.strip():
+    key = bearer_token(value)
+    if key is None:
         raise AuthError("The Authorization header must be 'Bearer <key>'.")
-    return key.strip()
+    return key
 
 
 def key_digest(key: bytes) -> str:
