@@ -1071,6 +1071,18 @@ def test_an_azure_429_is_coded_rate_limit_exceeded_as_openai_codes_it(
     assert raised.value.code == "rate_limit_exceeded"
 
 
+def six_clients_400s(gateway: RunningGateway, upstream: MockUpstream, path: str, body: str, message: str) -> None:
+    """Six requests the provider refuses with `message` as not served by the model (more than the circuit's default
+    5 failures): each the client's 400 naming `model`, each one attempt."""
+    for _ in range(6):
+        response = post(gateway, path, body, AUTH)
+        assert response.status_code == 400, response.text
+        validate("ErrorResponse", response.json())
+        assert response.json()["error"]["message"] == message
+        assert response.json()["error"]["param"] == "model"
+    assert len(upstream.received) == 6  # one attempt each
+
+
 def test_embeddings_from_a_chat_model_are_the_client_s_400_not_a_broken_provider(
     gateway: RunningGateway, upstream: MockUpstream
 ) -> None:
@@ -1082,13 +1094,7 @@ def test_embeddings_from_a_chat_model_are_the_client_s_400_not_a_broken_provider
     error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
     upstream.behaviour.status = 403
     upstream.behaviour.error_body = {"error": error}
-    for _ in range(6):  # more than the circuit's default 5 failures
-        response = post(gateway, "/v1/embeddings", json.dumps({"model": "gpt", "input": "hi"}), AUTH)
-        assert response.status_code == 400, response.text
-        validate("ErrorResponse", response.json())
-        assert response.json()["error"]["message"] == message
-        assert response.json()["error"]["param"] == "model"
-    assert len(upstream.received) == 6  # one attempt each
+    six_clients_400s(gateway, upstream, "/v1/embeddings", json.dumps({"model": "gpt", "input": "hi"}), message)
     upstream.behaviour.status = 200
     assert post(gateway, "/v1/chat/completions", body_of(model="gpt"), AUTH).status_code == 200
 
@@ -1111,13 +1117,7 @@ def test_chat_with_a_model_that_does_not_chat_is_the_client_s_400_not_a_broken_p
     error = {"message": message, "type": "invalid_request_error", "param": "model", "code": None}
     upstream.behaviour.status = 404
     upstream.behaviour.error_body = {"error": error}
-    for _ in range(6):  # more than the circuit's default 5 failures
-        response = post(gateway, "/v1/chat/completions", body_of(model="embed", stream=stream), AUTH)
-        assert response.status_code == 400, response.text
-        validate("ErrorResponse", response.json())
-        assert response.json()["error"]["message"] == message
-        assert response.json()["error"]["param"] == "model"
-    assert len(upstream.received) == 6  # one attempt each
+    six_clients_400s(gateway, upstream, "/v1/chat/completions", body_of(model="embed", stream=stream), message)
     upstream.behaviour.status = 200
     assert post(gateway, "/v1/embeddings", json.dumps({"model": "embed", "input": "hi"}), AUTH).status_code == 200
 
