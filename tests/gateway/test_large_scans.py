@@ -147,6 +147,19 @@ def test_a_small_request_is_answered_while_a_large_ones_scan_runs(
     assert [r.body["messages"][0]["content"] for r in upstream.received] == ["hello"]
 
 
+def post_in_background(
+    gateway: RunningGateway, path: str, body: dict[str, Any], key: str
+) -> tuple[threading.Thread, list[httpx.Response]]:
+    """The request sent from a thread of its own (started); its answer lands in the list once it comes."""
+    answers: list[httpx.Response] = []
+    headers = {"authorization": f"Bearer {key}"}
+    sender = threading.Thread(
+        target=lambda: answers.append(httpx.post(gateway.url + path, json=body, headers=headers, timeout=30))
+    )
+    sender.start()
+    return sender, answers
+
+
 def test_a_large_prompt_is_redacted_in_the_policy_thread_and_its_answer_restored(
     scan_gateway: tuple[RunningGateway, Path], upstream: MockUpstream
 ) -> None:
@@ -154,18 +167,7 @@ def test_a_large_prompt_is_redacted_in_the_policy_thread_and_its_answer_restored
     upstream.behaviour.echo = True
     text = text_of(OFF_LOOP_BYTES * 4)
     held = HeldThread(gateway)
-    answers: list[httpx.Response] = []
-    sender = threading.Thread(
-        target=lambda: answers.append(
-            httpx.post(
-                gateway.url + "/v1/chat/completions",
-                json=chat(text),
-                headers={"authorization": f"Bearer {LOGGER_KEY}"},
-                timeout=30,
-            )
-        )
-    )
-    sender.start()
+    sender, answers = post_in_background(gateway, "/v1/chat/completions", chat(text), LOGGER_KEY)
     try:
         wait_until(lambda: held.policy_thread.in_flight == 1)  # its scan waits for the thread
         small = httpx.post(
@@ -210,18 +212,7 @@ def test_large_embeddings_inputs_are_redacted_in_the_policy_thread(
     gateway, _ = scan_gateway
     inputs = [text_of(OFF_LOOP_BYTES), f"write to {EMAIL}"]
     held = HeldThread(gateway)
-    answers: list[httpx.Response] = []
-    sender = threading.Thread(
-        target=lambda: answers.append(
-            httpx.post(
-                gateway.url + "/v1/embeddings",
-                json={"model": "embed", "input": inputs},
-                headers={"authorization": f"Bearer {ACME_KEY}"},
-                timeout=30,
-            )
-        )
-    )
-    sender.start()
+    sender, answers = post_in_background(gateway, "/v1/embeddings", {"model": "embed", "input": inputs}, ACME_KEY)
     try:
         wait_until(lambda: held.policy_thread.in_flight == 1)
         assert upstream.received == []
