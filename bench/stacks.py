@@ -31,7 +31,10 @@ NO_FRAME = "(no Python frame)"
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uvicorn", ("uvicorn/",)),
     ("starlette", ("starlette/",)),
-    ("aiohttp client", ("aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/", "propcache/", "frozenlist/")),
+    (
+        "upstream client",
+        ("gateway/h1_client.py", "aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/", "propcache/", "frozenlist/"),
+    ),
     ("asyncio + event loop", ("asyncio/", "uvloop/")),
     ("floor: passthrough handler", ("bench/floor.py",)),
     ("gateway: auth", ("gateway/auth.py",)),

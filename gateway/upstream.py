@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from adapters.base import LocalAdapter, LocalAnswer, UpstreamRequest
+from gateway import h1_client
 from gateway.deadlines import DeadlineWheel
 from gateway.runtime import DIRECT, Timeouts, Transport
 
@@ -130,6 +131,56 @@ class _AiohttpResponse:
         self._response.close()  # a no-op once the body was read to its end; else the connection is dropped
 
 
+class _DirectResponse:
+    """An answer through the gateway's own HTTP/1.1 client (gateway/h1_client.py), its errors told as ours."""
+
+    __slots__ = ("_response", "status")
+
+    def __init__(self, response: h1_client.H1Response) -> None:
+        self._response = response
+        self.status = response.status
+
+    def header(self, name: str) -> str | None:
+        return self._response.header(name)
+
+    async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes:
+        """The whole body, decompressed; UpstreamAnswerTooLarge past `limit` bytes."""
+        response = self._response
+        length = response.declared_length
+        if length is not None and length > limit and response.header("content-encoding") is None:
+            response.close()
+            raise UpstreamAnswerTooLarge(limit)  # refused before reading any of it
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            while piece := await response.read_piece():
+                size += len(piece)
+                if size > limit:
+                    response.close()
+                    raise UpstreamAnswerTooLarge(limit)
+                pieces.append(piece)
+        except h1_client.H1Error as exc:
+            raise UpstreamCutOff(str(exc)) from exc
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def read_piece(self) -> bytes:
+        try:
+            return await self._response.read_piece()
+        except h1_client.H1Error as exc:
+            raise UpstreamCutOff(str(exc)) from exc
+
+    async def drain(self) -> None:
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                while await self._response.read_piece():
+                    pass
+        except (TimeoutError, h1_client.H1Error):
+            self._response.close()
+
+    def close(self) -> None:
+        self._response.close()
+
+
 class LocalResponse:
     __slots__ = ("_answer", "_frames_read", "status")
 
@@ -204,7 +255,8 @@ class UpstreamClient:
     def __init__(self, pool_limit: int = POOL_LIMIT, deadlines: DeadlineWheel | None = None) -> None:
         self._pool_limit = pool_limit
         self.deadlines = deadlines or DeadlineWheel()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # for providers reached through a proxy
+        self._direct = h1_client.H1Client(pool_limit, KEEPALIVE_S)
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._draining: set[asyncio.Task[None]] = set()
 
@@ -236,6 +288,7 @@ class UpstreamClient:
         for task in list(self._draining):
             task.cancel()
         await asyncio.gather(*self._draining, return_exceptions=True)
+        await self._direct.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -252,6 +305,8 @@ class UpstreamClient:
             if on_connected is not None:
                 on_connected()
             return LocalResponse(local.answer(request))
+        if transport.proxy is None:
+            return await self._send_direct(request, timeouts, transport, on_connected)
         if self._session is None:
             await self.start()
         exchange = _Exchange(on_connected)
@@ -262,6 +317,48 @@ class UpstreamClient:
             # a connection made meanwhile keeps a copy of this context for its life: let go of the request's record
             exchange.on_connected = None
             _EXCHANGE.reset(token)
+
+    async def _send_direct(
+        self,
+        request: UpstreamRequest,
+        timeouts: Timeouts,
+        transport: Transport,
+        on_connected: Callable[[], None] | None,
+    ) -> UpstreamResponse:
+        loop = asyncio.get_running_loop()
+        stale_retries = STALE_RETRIES
+        fresh = False
+        async with self.deadlines.timeout(timeouts.first_byte_s):
+            while True:
+                sent_at = loop.time()
+                try:
+                    response, _ = await self._direct.request(
+                        request.method,
+                        request.url,
+                        request.headers,
+                        request.body,
+                        transport.tls,
+                        timeouts.connect_s,
+                        on_connected,
+                        fresh,
+                    )
+                    return _DirectResponse(response)
+                except TimeoutError:
+                    raise
+                except h1_client.ConnectFailed as exc:
+                    raise UpstreamConnectError(f"cannot connect ({exc})") from exc
+                except h1_client.Dropped as exc:
+                    stale = exc.reused and loop.time() - sent_at < STALE_WITHIN_S
+                    if not (stale and stale_retries):
+                        raise UpstreamDropped(str(exc)) from exc
+                    stale_retries -= 1
+                    fresh = True  # the pool's other idle connections may be as stale: a new one
+                except h1_client.InvalidHTTP as exc:
+                    raise UpstreamInvalidHTTP(str(exc)) from exc
+                except h1_client.CutOff as exc:
+                    raise UpstreamCutOff(str(exc)) from exc
+                except ValueError as exc:  # a URL or header that cannot be sent
+                    raise UpstreamConnectError(f"request failed ({exc})") from exc
 
     async def _send(
         self, request: UpstreamRequest, timeouts: Timeouts, transport: Transport, exchange: _Exchange

@@ -89,8 +89,8 @@ def server(cpu_us: float, samples: dict[str, int]) -> dict[str, object]:
 
 def test_the_report_prints_the_table_and_each_servers_summary() -> None:
     servers = {
-        "floor": server(400.0, {"uvicorn": 60, "aiohttp client": 40}),
-        "gateway": server(1000.0, {"uvicorn": 20, "aiohttp client": 30, "gateway: auth": 40, "unattributed": 10}),
+        "floor": server(400.0, {"uvicorn": 60, "upstream client": 40}),
+        "gateway": server(1000.0, {"uvicorn": 20, "upstream client": 30, "gateway: auth": 40, "unattributed": 10}),
     }
     profile = {
         "connections": 128,

@@ -93,10 +93,11 @@ def test_a_file_parses_every_line_and_skips_blank_ones() -> None:
     [
         ("uvicorn/protocols/http/httptools_impl.py", "uvicorn"),
         ("starlette/routing.py", "starlette"),
-        ("aiohttp/client_reqrep.py", "aiohttp client"),
-        ("yarl/_url.py", "aiohttp client"),
-        ("multidict/_multidict_py.py", "aiohttp client"),
-        ("aiohappyeyeballs/impl.py", "aiohttp client"),
+        ("aiohttp/client_reqrep.py", "upstream client"),
+        ("yarl/_url.py", "upstream client"),
+        ("multidict/_multidict_py.py", "upstream client"),
+        ("aiohappyeyeballs/impl.py", "upstream client"),
+        ("gateway/h1_client.py", "upstream client"),
         ("asyncio/runners.py", "asyncio + event loop"),
         ("asyncio/timeouts.py", "asyncio + event loop"),
         ("bench/floor.py", "floor: passthrough handler"),
@@ -126,7 +127,7 @@ def test_a_file_parses_every_line_and_skips_blank_ones() -> None:
         ("policies/circuit.py", "gateway: other"),
         # full file names (py-spy --full-filenames) match after a "/"
         ("/work/main/gateway/auth.py", "gateway: auth"),
-        ("/work/main/.venv/lib/python3.11/site-packages/aiohttp/client.py", "aiohttp client"),
+        ("/work/main/.venv/lib/python3.11/site-packages/aiohttp/client.py", "upstream client"),
         ("/usr/lib/python3.11/asyncio/base_events.py", "asyncio + event loop"),
         # nothing known: the console script, the stdlib outside asyncio, other libraries
         ("gateway", None),
@@ -161,7 +162,7 @@ def known(stack: tuple[Frame, ...]) -> dict[str, str | None]:
     ("line", "component"),
     [
         (LOOP, "asyncio + event loop"),  # uvloop's C code under Runner.run
-        (f"{LOOP};ResponseHandler.data_received (aiohttp/client_proto.py:359)", "aiohttp client"),
+        (f"{LOOP};ResponseHandler.data_received (aiohttp/client_proto.py:359)", "upstream client"),
         (  # pydantic is not a component: its caller takes the sample
             f"{ASGI};ChatEndpoint.handle (gateway/chat.py:84);parse_chat (gateway/request_models.py:262);"
             "TypeAdapter.validate_python (pydantic/type_adapter.py:410)",
@@ -170,7 +171,7 @@ def known(stack: tuple[Frame, ...]) -> dict[str, str | None]:
         (f"{ASGI};ChatEndpoint.handle (gateway/chat.py:102)", "gateway: chat endpoint"),
         (  # a library called by the gateway takes the sample from it
             f"{ASGI};UpstreamClient.send (gateway/upstream.py:137);ClientSession._request (aiohttp/client.py:900)",
-            "aiohttp client",
+            "upstream client",
         ),
         (  # the stdlib under the gateway: the gateway's frame
             f"{ASGI};RequestLog.write (gateway/logs.py:80);dumps (json/__init__.py:231)",
@@ -215,7 +216,7 @@ def test_tally_counts_samples_per_component_cut_stacks_and_unattributed_leaves()
     counted = tally(parse_collapsed(RECORDING))
     assert counted.samples == {
         "asyncio + event loop": 106,
-        "aiohttp client": 21,
+        "upstream client": 21,
         "gateway: request parsing/validation": 11,
         "gateway: Redis budgets/limits": 7,
         UNATTRIBUTED: 6,
@@ -238,13 +239,13 @@ def test_tally_takes_another_components_table() -> None:
     ("floor", "floor_us", "gateway", "gateway_us", "expected"),
     [
         (  # shares of each server's samples times its CPU per request; the difference is gateway minus floor
-            {"uvicorn": 25, "aiohttp client": 75},
+            {"uvicorn": 25, "upstream client": 75},
             400.0,
-            {"uvicorn": 10, "aiohttp client": 20, "gateway: auth": 70},
+            {"uvicorn": 10, "upstream client": 20, "gateway: auth": 70},
             1000.0,
             [
                 ("uvicorn", 0.25, 100.0, 0.10, 100.0, 0.0),
-                ("aiohttp client", 0.75, 300.0, 0.20, 200.0, -100.0),
+                ("upstream client", 0.75, 300.0, 0.20, 200.0, -100.0),
                 ("gateway: auth", 0.0, 0.0, 0.70, 700.0, 700.0),
                 ("total", 1.0, 400.0, 1.0, 1000.0, 600.0),
             ],
