@@ -7,9 +7,10 @@ conformance suite; these are the client's own promises.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import uvloop
 from gateway import h1_client
 from gateway.h1_client import H1Client, H1Response
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Handler = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 BODY = b'{"q": 1}'
 
 
@@ -37,7 +38,7 @@ class Server:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.connections += 1
             try:
-                await self.handler(reader, writer)
+                await self.handler(self, reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass
             finally:
@@ -70,6 +71,17 @@ class Server:
         return await reader.readexactly(length)
 
 
+@contextlib.asynccontextmanager
+async def served(handler: Handler, limit: int = 10, keepalive_s: float = 30) -> AsyncIterator[tuple[Server, H1Client]]:
+    """A server running `handler`, and a client of its own (closed first on the way out)."""
+    async with Server(handler) as server:
+        client = H1Client(limit=limit, keepalive_s=keepalive_s)
+        try:
+            yield server, client
+        finally:
+            await client.close()
+
+
 def answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
     lines = [f"HTTP/1.1 {status}", *headers]
     if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
@@ -77,9 +89,9 @@ def answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def keep_answering(server_ref: list[Server], reply: bytes) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await server_ref[0].read_request(reader) is not None:
+def keep_answering(reply: bytes) -> Handler:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
             writer.write(reply)
             await writer.drain()
 
@@ -97,7 +109,8 @@ async def post(client: H1Client, server: Server, **kwargs: Any) -> tuple[H1Respo
     return await client.request("POST", server.url, {"content-type": "application/json"}, BODY, None, 5.0, **kwargs)
 
 
-Run = Callable[[Callable[[], Awaitable[None]]], None]
+Scenario = Callable[[], Coroutine[Any, Any, None]]
+Run = Callable[[Scenario], None]
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])
@@ -105,7 +118,7 @@ def run(request: pytest.FixtureRequest) -> Run:
     """Runs a scenario on the gateway's loop (uvloop), and on asyncio's own: they differ in when they call a
     protocol's callbacks."""
 
-    def on_loop(scenario: Callable[[], Awaitable[None]]) -> None:
+    def on_loop(scenario: Scenario) -> None:
         if request.param == "uvloop":
             uvloop.run(scenario())
         else:
@@ -116,16 +129,12 @@ def run(request: pytest.FixtureRequest) -> Run:
 
 def test_sequential_requests_share_one_kept_alive_connection_and_send_a_complete_head(run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(b'{"ok": true}'))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(answer(b'{"ok": true}'))) as (server, client):
             reused = []
             for _ in range(3):
                 response, was_reused = await post(client, server)
                 assert response.status == 200 and await read_all(response) == b'{"ok": true}'
                 reused.append(was_reused)
-            await client.close()
         assert reused == [False, True, True]
         assert server.connections == 1
         head = server.heads[0].decode()
@@ -138,17 +147,13 @@ def test_sequential_requests_share_one_kept_alive_connection_and_send_a_complete
 
 def test_headers_the_client_writes_itself_are_not_sent_twice_and_line_breaks_are_refused(run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(b"{}"))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(answer(b"{}"))) as (server, client):
             headers = {"Host": "evil", "Content-Length": "1", "Accept-Encoding": "identity", "x-a": "1"}
             response, _ = await client.request("POST", server.url, headers, BODY, None, 5.0)
             await read_all(response)
             for bad in ({"x-b": "1\r\nx-injected: 1"}, {"x-b\r\nx-injected": "1"}, {"x b": "1"}, {"x": "\0"}):
                 with pytest.raises(ValueError):
                     await client.request("POST", server.url, bad, BODY, None, 5.0)
-            await client.close()
         head = server.heads[0].decode().lower()
         assert head.count("host:") == 1 and "evil" not in head
         assert head.count("content-length:") == 1 and "content-length: 8" in head
@@ -169,22 +174,18 @@ def test_headers_the_client_writes_itself_are_not_sent_twice_and_line_breaks_are
 )
 def test_a_connection_the_provider_does_not_keep_alive_is_not_reused(reply: bytes, reusable: bool, run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, reply)) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(reply)) as (server, client):
             for _ in range(2):
                 response, _ = await post(client, server)
                 assert await read_all(response) == b"{}"
-            await client.close()
         assert server.connections == (1 if reusable else 2)
 
     run(scenario)
 
 
 def test_a_body_that_ends_with_the_connection_is_read_to_its_end(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ref[0].read_request(reader)
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n")
         for piece in (b'{"a":', b' "b"}'):
             writer.write(piece)
@@ -192,15 +193,10 @@ def test_a_body_that_ends_with_the_connection_is_read_to_its_end(run: Run) -> No
             await asyncio.sleep(0.02)
         writer.close()
 
-    ref: list[Server] = []
-
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             response, _ = await post(client, server)
             assert await read_all(response) == b'{"a": "b"}'
-            await client.close()
 
     run(scenario)
 
@@ -209,7 +205,7 @@ def test_a_chunked_stream_arrives_piece_by_piece_not_batched(run: Run) -> None:
     async def scenario() -> None:
         released = asyncio.Event()
 
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await server.read_request(reader)
             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
             await writer.drain()
@@ -217,14 +213,12 @@ def test_a_chunked_stream_arrives_piece_by_piece_not_batched(run: Run) -> None:
             writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
             await writer.drain()
 
-        async with Server(handler) as server:
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             response, _ = await post(client, server)
             assert await asyncio.wait_for(response.read_piece(), 5) == b"first"
             released.set()
             assert await response.read_piece() == b"second"
             assert await response.read_piece() == b""
-            await client.close()
 
     run(scenario)
 
@@ -252,15 +246,14 @@ PLAIN = b'{"text": "' + b"abc" * 200_000 + b'"}'
 )
 def test_a_compressed_body_is_inflated_in_bounded_pieces(coding: str, wire: bytes, run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(wire, f"content-encoding: {coding}"))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(answer(wire, f"content-encoding: {coding}"))) as (
+            server,
+            client,
+        ):
             response, _ = await post(client, server)
             pieces = []
             while piece := await response.read_piece():
                 pieces.append(piece)
-            await client.close()
         assert b"".join(pieces) == PLAIN
         assert max(map(len, pieces)) <= h1_client.PIECE
 
@@ -269,14 +262,12 @@ def test_a_compressed_body_is_inflated_in_bounded_pieces(coding: str, wire: byte
 
 def test_a_body_that_does_not_inflate_is_cut_off(run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(b"not gzip at all", "content-encoding: gzip"))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(
+            keep_answering(answer(b"not gzip at all", "content-encoding: gzip")), limit=10, keepalive_s=30
+        ) as (server, client):
             response, _ = await post(client, server)
             with pytest.raises(h1_client.CutOff):
                 await read_all(response)
-            await client.close()
 
     run(scenario)
 
@@ -293,13 +284,9 @@ def test_a_body_that_does_not_inflate_is_cut_off(run: Run) -> None:
 )
 def test_what_is_not_an_answer_we_can_read_is_invalid_http(reply: bytes, run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, reply)) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(reply)) as (server, client):
             with pytest.raises(h1_client.InvalidHTTP):
                 await post(client, server)
-            await client.close()
 
     run(scenario)
 
@@ -308,55 +295,42 @@ def test_an_interim_answer_is_skipped_for_the_real_one(run: Run) -> None:
     reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + answer(b"{}", "x-real: 1")
 
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, reply)) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(reply)) as (server, client):
             for _ in range(2):  # and the connection is still usable after
                 response, _ = await post(client, server)
                 assert response.status == 200 and response.header("X-Real") == "1" and response.header("link") is None
                 assert await read_all(response) == b"{}"
-            await client.close()
         assert server.connections == 1
 
     run(scenario)
 
 
 def test_a_connection_lost_mid_body_cuts_the_answer_off_and_is_not_reused(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ref[0].read_request(reader)
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
         writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial')
         await writer.drain()
 
-    ref: list[Server] = []
-
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             response, _ = await post(client, server)
             with pytest.raises(h1_client.CutOff):
                 await read_all(response)
             _, reused = await post(client, server)
             assert not reused
-            await client.close()
 
     run(scenario)
 
 
 def test_a_provider_closing_before_any_answer_is_dropped_and_says_whether_the_connection_was_pooled(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ref[0].read_request(reader)
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
         writer.write(answer(b"{}"))
         await writer.drain()
-        await ref[0].read_request(reader)  # the second request on this connection: closed unanswered
-
-    ref: list[Server] = []
+        await server.read_request(reader)  # the second request on this connection: closed unanswered
 
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             response, _ = await post(client, server)
             await read_all(response)
             with pytest.raises(h1_client.Dropped) as dropped:
@@ -364,22 +338,17 @@ def test_a_provider_closing_before_any_answer_is_dropped_and_says_whether_the_co
             assert dropped.value.reused
             response, reused = await post(client, server)  # the dropped connection was not put back
             assert not reused and await read_all(response) == b"{}"
-            await client.close()
 
     run(scenario)
 
 
 def test_a_request_cancelled_while_waiting_closes_its_connection(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ref[0].read_request(reader)
-        await ref[0].read_request(reader)  # never answers; sees the client's close
-
-    ref: list[Server] = []
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        await server.read_request(reader)  # never answers; sees the client's close
 
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(post(client, server), 0.2)
             for _ in range(100):
@@ -387,7 +356,6 @@ def test_a_request_cancelled_while_waiting_closes_its_connection(run: Run) -> No
                     break
                 await asyncio.sleep(0.01)
             assert server.closed_by_client == 1
-            await client.close()
 
     run(scenario)
 
@@ -396,17 +364,13 @@ def test_an_answer_left_unread_closes_its_connection_and_a_big_one_is_not_buffer
     big = b"x" * (16 * 1024 * 1024)
 
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(big))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(keep_answering(answer(big))) as (server, client):
             response, _ = await post(client, server)
             assert len(await response.read_piece()) > 0
             await asyncio.sleep(0.3)  # the server would send all 16 MB meanwhile, if the client read it
             buffered = sum(map(len, response._pieces))
             response.close()
             _, reused = await post(client, server)
-            await client.close()
         assert buffered <= 2 * h1_client.HIGH_WATER, buffered
         assert not reused and server.connections == 2
 
@@ -414,25 +378,20 @@ def test_an_answer_left_unread_closes_its_connection_and_a_big_one_is_not_buffer
 
 
 def test_the_pool_opens_no_more_than_its_limit_and_queues_the_rest(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await ref[0].read_request(reader) is not None:
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
             await asyncio.sleep(0.05)
             writer.write(answer(b"{}"))
             await writer.drain()
 
-    ref: list[Server] = []
-
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=2, keepalive_s=30)
+        async with served(handler, limit=2, keepalive_s=30) as (server, client):
 
             async def one() -> bytes:
                 response, _ = await post(client, server)
                 return await read_all(response)
 
             assert await asyncio.gather(*(one() for _ in range(6))) == [b"{}"] * 6
-            await client.close()
         assert server.connections == 2
 
     run(scenario)
@@ -440,39 +399,30 @@ def test_the_pool_opens_no_more_than_its_limit_and_queues_the_rest(run: Run) -> 
 
 def test_an_idle_connection_is_closed_after_the_keepalive_and_a_closed_one_never_reused(run: Run) -> None:
     async def scenario() -> None:
-        ref: list[Server] = []
-        async with Server(keep_answering(ref, answer(b"{}"))) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=0.2)
+        async with served(keep_answering(answer(b"{}")), limit=10, keepalive_s=0.2) as (server, client):
             response, _ = await post(client, server)
             await read_all(response)
             await asyncio.sleep(0.6)
             assert server.closed_by_client == 1  # swept: we closed first
             _, reused = await post(client, server)
-            await client.close()
         assert not reused and server.connections == 2
 
     run(scenario)
 
 
 def test_a_connection_the_provider_closed_while_idle_is_not_used(run: Run) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ref[0].read_request(reader)
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
         writer.write(answer(b"{}"))
         await writer.drain()  # then closes: an idle timeout on the provider's side
 
-    ref: list[Server] = []
-
     async def scenario() -> None:
-        async with Server(handler) as server:
-            ref.append(server)
-            client = H1Client(limit=10, keepalive_s=30)
+        async with served(handler) as (server, client):
             response, _ = await post(client, server)
             await read_all(response)
             await asyncio.sleep(0.1)
             response, reused = await post(client, server)
             assert not reused and await read_all(response) == b"{}"
-            await client.close()
 
     run(scenario)
 
