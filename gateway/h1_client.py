@@ -105,7 +105,8 @@ def parse_target(url: str) -> Target:
 
 
 def checked_text(text: str) -> None:
-    """ValueError for what would break a request's head: a line break or a NUL, or anything not Latin-1."""
+    """ValueError for what would break a request's head: a line break or a NUL. (A character outside Latin-1
+    fails where the head is encoded, as UnicodeEncodeError, also a ValueError.)"""
     if "\r" in text or "\n" in text or "\0" in text:
         raise ValueError("a line break in a request line or header")
 

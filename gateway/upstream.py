@@ -79,6 +79,29 @@ class UpstreamResponse(Protocol):
     def close(self) -> None: ...
 
 
+async def read_bounded(response: UpstreamResponse, limit: int) -> bytes:
+    """The rest of `response`'s body, piece by piece (decompressed); UpstreamAnswerTooLarge past `limit` bytes."""
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await response.read_piece():
+        size += len(piece)
+        if size > limit:
+            raise UpstreamAnswerTooLarge(limit)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+async def drain_briefly(response: UpstreamResponse) -> None:
+    """The answer is complete but the body may not have reached its end yet (an SSE stream's last bytes): read
+    the rest, briefly, so the connection can be reused; else drop it."""
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while await response.read_piece():
+                pass
+    except (TimeoutError, UpstreamCutOff):
+        response.close()
+
+
 class _AiohttpResponse:
     __slots__ = ("_response", "status")
 
@@ -98,16 +121,9 @@ class _AiohttpResponse:
                 if length > limit:  # refused before reading any of it
                     raise UpstreamAnswerTooLarge(limit)
                 return await response.read()  # ends at the declared length
-            content, size = response.content, 0
-            pieces: list[bytes] = []
-            while piece := await content.readany():  # as decompressed, a network read's worth at a time
-                size += len(piece)
-                if size > limit:
-                    raise UpstreamAnswerTooLarge(limit)
-                pieces.append(piece)
-            return b"".join(pieces)
         except aiohttp.ClientError as exc:
             raise UpstreamCutOff(type(exc).__name__) from exc
+        return await read_bounded(self, limit)  # as decompressed, a network read's worth at a time
 
     async def read_piece(self) -> bytes:
         """What the next network read brought (decompressed); b"" once the body has ended. (Not an async
@@ -118,14 +134,7 @@ class _AiohttpResponse:
             raise UpstreamCutOff(type(exc).__name__) from exc
 
     async def drain(self) -> None:
-        """The answer is complete but the body may not have reached its end yet (an SSE stream's
-        last bytes): read the rest, briefly, so the connection can be reused."""
-        try:
-            async with asyncio.timeout(DRAIN_S):
-                while await self._response.content.readany():
-                    pass
-        except (TimeoutError, aiohttp.ClientError):
-            self._response.close()
+        await drain_briefly(self)
 
     def close(self) -> None:
         self._response.close()  # a no-op once the body was read to its end; else the connection is dropped
@@ -145,23 +154,10 @@ class _DirectResponse:
 
     async def read(self, limit: int = MAX_ANSWER_BYTES) -> bytes:
         """The whole body, decompressed; UpstreamAnswerTooLarge past `limit` bytes."""
-        response = self._response
-        length = response.declared_length
-        if length is not None and length > limit and response.header("content-encoding") is None:
-            response.close()
-            raise UpstreamAnswerTooLarge(limit)  # refused before reading any of it
-        pieces: list[bytes] = []
-        size = 0
-        try:
-            while piece := await response.read_piece():
-                size += len(piece)
-                if size > limit:
-                    response.close()
-                    raise UpstreamAnswerTooLarge(limit)
-                pieces.append(piece)
-        except h1_client.H1Error as exc:
-            raise UpstreamCutOff(str(exc)) from exc
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        length = self._response.declared_length
+        if length is not None and length > limit and self.header("content-encoding") is None:
+            raise UpstreamAnswerTooLarge(limit)  # refused before reading any of it (the caller closes it)
+        return await read_bounded(self, limit)
 
     async def read_piece(self) -> bytes:
         try:
@@ -170,12 +166,7 @@ class _DirectResponse:
             raise UpstreamCutOff(str(exc)) from exc
 
     async def drain(self) -> None:
-        try:
-            async with asyncio.timeout(DRAIN_S):
-                while await self._response.read_piece():
-                    pass
-        except (TimeoutError, h1_client.H1Error):
-            self._response.close()
+        await drain_briefly(self)
 
     def close(self) -> None:
         self._response.close()
@@ -343,8 +334,6 @@ class UpstreamClient:
                         fresh,
                     )
                     return _DirectResponse(response)
-                except TimeoutError:
-                    raise
                 except h1_client.ConnectFailed as exc:
                     raise UpstreamConnectError(f"cannot connect ({exc})") from exc
                 except h1_client.Dropped as exc:
