@@ -10,7 +10,6 @@ import gzip
 import json
 import select
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ import pytest
 
 from gateway.policy_thread import OFF_LOOP_BYTES
 from tests.conftest import ACME_KEY, BLOCKER_KEY, gateway_config
-from tests.support.gateway import RunningGateway, sha
+from tests.support.gateway import RunningGateway, sha, sqlite_usage_rows
 from tests.support.upstream import MockUpstream
 
 LOGGER_KEY = "sk-test-large-logger"
@@ -51,19 +50,6 @@ def scan_gateway(upstream: MockUpstream, tmp_path: Path) -> Iterator[tuple[Runni
     running.stop()
 
 
-def rows(database: Path) -> list[dict[str, Any]]:
-    if not database.exists():
-        return []
-    db = sqlite3.connect(database)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in db.execute("SELECT * FROM usage_events")]
-    except sqlite3.OperationalError:  # not created yet
-        return []
-    finally:
-        db.close()
-
-
 def wait_until(condition: Callable[[], object], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -72,8 +58,8 @@ def wait_until(condition: Callable[[], object], timeout_s: float = 30) -> None:
 
 
 def rows_when(database: Path, count: int) -> list[dict[str, Any]]:
-    wait_until(lambda: len(rows(database)) >= count)
-    return rows(database)
+    wait_until(lambda: len(sqlite_usage_rows(database)) >= count)
+    return sqlite_usage_rows(database)
 
 
 def held_request(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from adapters.base import JSON, SSEEvent
 from adapters.openai import OpenAIAdapter, OpenAIStreamTranslator
 from gateway.events import postgres_store
 from tests.openai_schema import validate
-from tests.support.gateway import RunningGateway, free_port, sha
+from tests.support.gateway import RunningGateway, free_port, sha, sqlite_usage_rows
 from tests.support.postgres_server import PostgresServer
 from tests.support.serve import serve, shut_down, wait_ready
 from tests.support.upstream import Behaviour, MockUpstream
@@ -83,19 +82,6 @@ def pg_rows(dsn: str, sql: str = "SELECT * FROM usage_events") -> list[dict[str,
             await conn.close()
 
     return asyncio.run(fetch())
-
-
-def sqlite_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    db = sqlite3.connect(path)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM usage_events")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        db.close()
 
 
 def wait_for(fetch: Callable[[], list[dict[str, Any]]], count: int, timeout_s: float = 30) -> list[dict[str, Any]]:
@@ -364,7 +350,7 @@ def test_sigterm_writes_the_queue_before_exit(upstream: MockUpstream, tmp_path: 
     finally:
         if process.poll() is None:
             process.kill()
-    rows = sqlite_rows(database)
+    rows = sqlite_usage_rows(database)
     assert sorted(r["request_id"] for r in rows) == sorted(s[0] for s in seen)
     assert journal_rows(tmp_path / "spool") == 0
 
@@ -441,7 +427,7 @@ def test_every_outcome_leaves_exactly_one_row_saying_what_happened(
     check(post(gateway, {"model": "gpt", "messages": hello}), status="failed", http_status=502)
     upstream.behaviour = Behaviour()
 
-    rows = wait_for(lambda: sqlite_rows(database), len(expected))
+    rows = wait_for(lambda: sqlite_usage_rows(database), len(expected))
     assert len(rows) == len(expected)
     by_id = {row["request_id"]: row for row in rows}
     for request_id, fields in expected.items():
@@ -462,7 +448,7 @@ def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_row(
     ) as response:
         request_id = response.headers["x-request-id"]
         next(response.iter_bytes())
-    [row] = wait_for(lambda: sqlite_rows(database), 1)
+    [row] = wait_for(lambda: sqlite_usage_rows(database), 1)
     assert (row["request_id"], row["status"], row["http_status"], row["streamed"]) == (request_id, "cancelled", 499, 1)
 
 
@@ -479,7 +465,7 @@ def test_log_content_keeps_prompts_and_answers_with_pii_redacted(upstream: MockU
         answer = post(gateway, {"model": "gpt", "messages": [{"role": "user", "content": said}]})
         assert answer.status_code == 200
         assert "jane.doe@example.com" in answer.json()["choices"][0]["message"]["content"]  # flag: passed on
-        [row] = wait_for(lambda: sqlite_rows(database), 1)
+        [row] = wait_for(lambda: sqlite_usage_rows(database), 1)
     finally:
         gateway.stop()
     assert row["prompt_content"] and row["completion_content"]
@@ -519,7 +505,7 @@ def test_a_bug_is_answered_500_with_the_request_id_and_leaves_a_row_saying_so(
     assert streamed.status_code == 200
     events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
     assert json.loads(events[-1])["error"]["type"] == "server_error"
-    rows = {row["request_id"]: row for row in wait_for(lambda: sqlite_rows(database), 2)}
+    rows = {row["request_id"]: row for row in wait_for(lambda: sqlite_usage_rows(database), 2)}
     assert (rows[answer.headers["x-request-id"]]["status"], rows[answer.headers["x-request-id"]]["http_status"]) == (
         "failed",
         500,

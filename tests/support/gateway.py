@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import tempfile
 import threading
 import time
@@ -25,6 +26,20 @@ T = TypeVar("T")
 
 def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def sqlite_usage_rows(path: Path) -> list[dict[str, Any]]:
+    """Every row of the SQLite usage events at `path`; none while the file or its table is not there yet."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in db.execute("SELECT * FROM usage_events")]
+    except sqlite3.OperationalError:  # not created yet
+        return []
+    finally:
+        db.close()
 
 
 class RunningGateway:
