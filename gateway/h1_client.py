@@ -47,6 +47,7 @@ HIGH_WATER = 1024 * 1024  # body bytes buffered before the socket is paused
 PIECE = 256 * 1024  # at most this much inflated at a time
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers
 HAPPY_EYEBALLS_S = 0.25  # as aiohttp's
+SEPARATE_BODY_BYTES = 64 * 1024  # a request body this large is written after its head, not joined to it
 # Requests for these are written by the client itself: a caller's copy would be a second, conflicting one.
 OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 ACCEPT_ENCODING = b"gzip, deflate"
@@ -317,16 +318,17 @@ class _Connection(asyncio.Protocol):
         waiting = self._head = self.loop.create_future()
         self._head_bytes = 0
         self._got_bytes = False
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self.transport.write(body)  # (not copied into one more buffer)
+        if len(body) < SEPARATE_BODY_BYTES:
+            self.transport.write(head + body)
+        else:  # a large body is not copied into one more buffer
+            self.transport.write(head)
+            self.transport.write(body)
         return response, waiting
 
     # asyncio's callbacks
 
     def data_received(self, data: bytes) -> None:
         if self.response is None:  # bytes nobody asked for: the connection cannot be trusted any more
-            self.lost = True
             self._close()
             return
         self._got_bytes = True
@@ -495,10 +497,10 @@ class _Pool:
                 except BaseException:
                     sock.close()
                     raise
-        except TimeoutError:
+        except TimeoutError:  # (an OSError too, but the caller's to tell as a timeout)
             self.forget(conn)
             raise
-        except (OSError, ssl.SSLError, ssl.CertificateError) as exc:
+        except OSError as exc:  # refused, unreachable, DNS, and TLS (ssl's errors are OSErrors)
             self.forget(conn)
             raise ConnectFailed(type(exc).__name__) from exc
         except BaseException:
